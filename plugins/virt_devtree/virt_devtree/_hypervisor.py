@@ -1,0 +1,141 @@
+"""The hypervisor side of a device-tree machine: hypercalls routed to device models.
+
+A guest reaches a device-tree device through hypercalls naming the device by its **handle**
+(the ``platform_data`` of its :class:`virtcore.Device`).  The ABI, in the style of a real
+one (registers in, one status word and one count out):
+
+=============  ====  =======================================================================
+call           nr    arguments -> result
+=============  ====  =======================================================================
+``HV_READ``    1     handle, buffer, size -> status, bytes written into buffer (0 = EOF)
+``HV_WRITE``   2     handle, buffer, size -> status, bytes accepted (0 = full for now)
+``HV_STATUS``  3     handle -> status, the model's readiness bits (``MODEL_READABLE`` ...)
+=============  ====  =======================================================================
+
+Status codes are 0 (``HV_OK``) or a negative Linux errno:
+
+* ``-EAGAIN`` (-11): ``HV_READ`` found nothing available yet (the device raises its IRQ
+  when data arrives);
+* ``-ENOENT`` (-2): no device model behind that handle;
+* ``-EINVAL`` (-22): a bad size or a read into a read-only buffer;
+* ``-ENOSYS`` (-38): an unknown hypercall number;
+* ``-EIO`` (-5): the model failed (raised, or broke its contract by returning a count
+  larger than the buffer, a negative count or not an integer).
+
+Each hypercall makes exactly one model call.  The :class:`HypercallResult` also carries,
+outside the ABI, the host-side exception behind an ``-EIO`` so the transport can chain it.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from virtcore import DeviceModel
+
+HV_READ: Final = 1
+HV_WRITE: Final = 2
+HV_STATUS: Final = 3
+
+HV_OK: Final = 0
+HV_EAGAIN: Final = -errno.EAGAIN
+HV_ENOENT: Final = -errno.ENOENT
+HV_EINVAL: Final = -errno.EINVAL
+HV_ENOSYS: Final = -errno.ENOSYS
+HV_EIO: Final = -errno.EIO
+
+CALL_NAMES: Final = {HV_READ: "HV_READ", HV_WRITE: "HV_WRITE", HV_STATUS: "HV_STATUS"}
+
+
+@dataclass(frozen=True, slots=True)
+class HypercallResult:
+    """What a hypercall returns: ``status`` (0 or a negative errno) and ``count``;
+    ``error`` is the host-side cause of an ``-EIO`` (not part of the guest ABI)."""
+
+    status: int
+    count: int = 0
+    error: BaseException | None = None
+
+
+class Hypervisor:
+    """A table ``handle -> DeviceModel`` answering hypercalls.
+
+    Thread-safe: the table is guarded by a lock; a model call runs outside it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[int, DeviceModel] = {}
+
+    def add(self, handle: int, model: DeviceModel) -> None:
+        """Put ``model`` behind ``handle``; a handle is used once."""
+        if isinstance(handle, bool) or not isinstance(handle, int) or handle <= 0:
+            raise ValueError(f"a handle is a positive integer, not {handle!r}")
+        with self._lock:
+            if handle in self._models:
+                raise ValueError(f"handle {handle} is already in use")
+            self._models[handle] = model
+
+    def remove(self, handle: int) -> DeviceModel:
+        """Take the model behind ``handle`` out of the table and return it."""
+        with self._lock:
+            return self._models.pop(handle)
+
+    def model(self, handle: int) -> DeviceModel | None:
+        with self._lock:
+            return self._models.get(handle)
+
+    def __iter__(self) -> Iterator[tuple[int, DeviceModel]]:
+        with self._lock:
+            return iter(list(self._models.items()))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._models)
+
+    def hypercall(
+        self, call: int, handle: int, buffer: memoryview | None = None, size: int = 0,
+    ) -> HypercallResult:
+        """Perform hypercall ``call`` for ``handle`` on the first ``size`` bytes of
+        ``buffer``; never raises for guest mistakes or model failures."""
+        if call not in CALL_NAMES:
+            return HypercallResult(HV_ENOSYS)
+        model = self.model(handle)
+        if model is None:
+            return HypercallResult(HV_ENOENT)
+        if call == HV_STATUS:
+            return self._run(model, call, None, 0)
+        if buffer is None or not 0 <= size <= buffer.nbytes:
+            return HypercallResult(HV_EINVAL)
+        if call == HV_READ and buffer.readonly:
+            return HypercallResult(HV_EINVAL)
+        return self._run(model, call, buffer[:size], size)
+
+    @staticmethod
+    def _run(
+        model: DeviceModel, call: int, view: memoryview | None, size: int,
+    ) -> HypercallResult:
+        try:
+            if call == HV_STATUS:
+                result: int | None = model.status()
+            elif call == HV_READ:
+                assert view is not None
+                result = model.read(view)
+                if result is None:
+                    return HypercallResult(HV_EAGAIN)
+            else:
+                assert view is not None
+                result = model.write(view)
+        except Exception as exc:  # the guest sees -EIO; the host keeps the cause
+            return HypercallResult(HV_EIO, 0, exc)
+        if isinstance(result, bool) or not isinstance(result, int):
+            return HypercallResult(HV_EIO, 0, TypeError(
+                f"{type(model).__name__}.{CALL_NAMES[call]} returned {result!r}, "
+                "not an integer"))
+        if call != HV_STATUS and not 0 <= result <= size:
+            return HypercallResult(HV_EIO, 0, ValueError(
+                f"{type(model).__name__} returned count {result} for a {size}-byte buffer"))
+        return HypercallResult(HV_OK, result)

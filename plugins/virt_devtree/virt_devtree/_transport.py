@@ -1,0 +1,292 @@
+"""The device-tree transport: devices from a tree, bytes through hypercalls.
+
+Every available node (except the root) with a ``compatible`` property becomes a
+:class:`virtcore.Device`; a disabled node hides its whole subtree, as Linux's
+``of_platform_populate`` never descends into it.  See the README for the binding.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from virtcore import Device, DeviceIds, DeviceModel, MachineContext, Op, TransferError, Transport
+
+from ._dtb import parse_dtb
+from ._dts import load_tree
+from ._errors import DtbError, DtsError, TreeError
+from ._hypervisor import CALL_NAMES, HV_EAGAIN, HV_OK, HV_READ, HV_WRITE, Hypervisor
+from ._tree import DeviceTree, Node
+
+log = logging.getLogger("virt_devtree")
+
+VIRT_DEV_COMPATIBLE: Final = ("virtcore,virt-dev", "virt-dev")
+"""Compatible strings of the virtcore binding (the second is the seed's legacy name)."""
+DEV_ID_PROPERTY: Final = "virtcore,dev-id"
+LEGACY_DEV_ID_PROPERTY: Final = "virt_dev_id"
+
+
+def is_virt_dev(node: Node) -> bool:
+    """Whether ``node`` is compatible with the virtcore binding (case-insensitive)."""
+    return any(c.lower() in VIRT_DEV_COMPATIBLE for c in node.compatible)
+
+
+def node_ids(node: Node) -> DeviceIds:
+    """The IDs of a virtcore,virt-dev node from ``virtcore,dev-id`` (or ``virt_dev_id``).
+
+    Two cells are ``<vendor device>``; one cell is ``(vendor << 16) | device``.
+
+    :raises TreeError: the property is missing, duplicated, of the wrong size or a value is
+        over 16 bits.
+    """
+    present = [name for name in (DEV_ID_PROPERTY, LEGACY_DEV_ID_PROPERTY) if name in node]
+    if not present:
+        raise TreeError(f"compatible with {VIRT_DEV_COMPATIBLE[0]} but has no "
+                        f"{DEV_ID_PROPERTY} property", node=node.path, prop=DEV_ID_PROPERTY)
+    if len(present) > 1:
+        raise TreeError(f"has both {DEV_ID_PROPERTY} and {LEGACY_DEV_ID_PROPERTY}; keep only "
+                        f"{DEV_ID_PROPERTY}", node=node.path, prop=LEGACY_DEV_ID_PROPERTY)
+    name = present[0]
+    cells = node[name].as_cells()
+    if len(cells) == 2:
+        vendor, device = cells
+    elif len(cells) == 1:
+        vendor, device = cells[0] >> 16, cells[0] & 0xFFFF
+    else:
+        raise TreeError(f"expected <vendor device> (2 cells) or <(vendor << 16) | device> "
+                        f"(1 cell), found {len(cells)} cells", node=node.path, prop=name)
+    for what, value in (("vendor", vendor), ("device", device)):
+        if value > 0xFFFF:
+            raise TreeError(f"{what} {value:#x} is over 16 bits", node=node.path, prop=name)
+    return DeviceIds(vendor, device)
+
+
+class DevtreeTransport(Transport):
+    """Devices from a device tree; transfers are hypercalls to a :class:`Hypervisor`.
+
+    :param tree: the device tree.
+    :param models: device models by node path; each is put behind that node's handle.
+        The transport owns them from then on: :meth:`close` closes them.
+    :raises TreeError: a model names a path that is not a device, or a virt-dev node is
+        malformed (missing or oversized dev-id, unresolvable interrupts).
+    """
+
+    bus: ClassVar[str] = "devtree"
+
+    def __init__(self, tree: DeviceTree, models: Mapping[str, DeviceModel] | None = None) -> None:
+        self.tree = tree
+        self.hypervisor = Hypervisor()
+        self._devices: list[Device] = []
+        self._by_path: dict[str, Device] = {}
+        self._nodes: dict[int, Node] = {}
+        self._closed = False
+        self._build()
+        for path, model in (models or {}).items():
+            self.add_model(path, model)
+
+    def __repr__(self) -> str:
+        return f"<DevtreeTransport {len(self._devices)} devices, {len(self.hypervisor)} models>"
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_blob(
+        cls, data: bytes | bytearray | memoryview, models: Mapping[str, DeviceModel] | None = None,
+        *, path: str | Path | None = None,
+    ) -> DevtreeTransport:
+        """Build from a blob; :class:`DtbError` if it is malformed."""
+        return cls(parse_dtb(data, path=path), models)
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, context: MachineContext | None = None, *,
+        models: Mapping[str, DeviceModel] | None = None,
+    ) -> DevtreeTransport:
+        """Build from a ``.dtb`` (or a ``.dts``, compiled by ``dtc``).
+
+        With a ``context`` (``virtcore run board.dtb``), every failure is reported as a
+        :class:`virtcore.MachineFileError` naming the file; without one, :class:`DtbError`,
+        :class:`DtsError`, :class:`TreeError` or :class:`OSError` propagate.
+        """
+        if context is None:
+            return cls(load_tree(path), models)
+        try:
+            return cls(load_tree(path), models)
+        except DtbError as exc:
+            context.fail(f"offset {exc.offset:#x}: {exc.reason}")
+        except (DtsError, TreeError) as exc:
+            context.fail(exc.reason if isinstance(exc, DtsError) else str(exc))
+        except OSError as exc:
+            context.fail(f"cannot read: {exc.strerror or exc}")
+
+    @classmethod
+    def from_machine(cls, section: Mapping[str, Any], context: MachineContext) -> DevtreeTransport:
+        """Build from the ``[devtree]`` section of a machine description (see the README)."""
+        from ._machine import transport_from_section
+
+        return transport_from_section(cls, section, context)
+
+    def _build(self) -> None:
+        handle = 0
+        stack: list[tuple[Node, Device | None]] = [
+            (child, None) for child in reversed(self.tree.root.children)
+        ]
+        while stack:
+            node, parent = stack.pop()
+            if not node.available:
+                continue
+            device = parent
+            compatible = node.compatible
+            if compatible:
+                handle += 1
+                device = self._make_device(node, compatible, handle, parent)
+                self._devices.append(device)
+                self._by_path[device.path] = device
+                self._nodes[handle] = node
+            stack.extend((child, device) for child in reversed(node.children))
+
+    def _make_device(
+        self, node: Node, compatible: Iterable[str], handle: int, parent: Device | None,
+    ) -> Device:
+        ids: DeviceIds | None = None
+        if is_virt_dev(node):
+            ids = node_ids(node)
+            irq = node.irq()
+        else:
+            try:
+                irq = node.irq()
+            except TreeError as exc:
+                log.debug("%s: no IRQ: %s", node.path, exc)
+                irq = None
+        kwargs: dict[str, Any] = dict(bus=self.bus, ids=ids, irq=irq, parent=parent,
+                                      transport=self, platform_data=handle)
+        try:
+            return Device(node.path, compatible=compatible, **kwargs)
+        except ValueError:
+            kept = [c for c in compatible if _valid_compatible(c)]
+            log.warning("%s: ignoring malformed compatible strings %s", node.path,
+                        [c for c in compatible if c not in kept])
+            return Device(node.path, compatible=kept, **kwargs)
+
+    def add_model(self, path: str, model: DeviceModel) -> Device:
+        """Put ``model`` behind the device at node ``path`` and wire its IRQ."""
+        device = self._by_path.get(path)
+        if device is None:
+            node = self.tree.find(path) if path.startswith("/") else None
+            why = ("no such node" if node is None else
+                   "node is not available (status, or a disabled ancestor)"
+                   if any(not n.available for n in _ancestry(node)) else
+                   "node has no compatible property, so it is not a device")
+            raise TreeError(f"cannot attach a device model: {why}", node=path)
+        handle = self.handle(device)
+        self.hypervisor.add(handle, model)
+        model.connect_irq(lambda: self.raise_irq(device))
+        return device
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        return tuple(self._devices)
+
+    def device(self, path: str) -> Device:
+        """The device at node ``path``."""
+        device = self._by_path.get(path)
+        if device is None:
+            raise TreeError("no device at this path", node=path)
+        return device
+
+    def handle(self, device: Device) -> int:
+        """The hypervisor handle of ``device`` (its ``platform_data``)."""
+        handle = device.platform_data
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            raise TransferError(f"no device-tree handle (platform_data is {handle!r})",
+                                device=device)
+        return handle
+
+    def node(self, device: Device) -> Node:
+        """The tree node behind ``device``."""
+        node = self._nodes.get(self.handle(device))
+        if node is None or node.path != device.path:
+            raise TransferError("not a device of this transport", device=device)
+        return node
+
+    # -- Transport API ---------------------------------------------------------------------
+
+    def model_of(self, device: Device) -> DeviceModel | None:
+        """The device model behind ``device``'s handle, if any."""
+        handle = device.platform_data
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            return None
+        return self.hypervisor.model(handle)
+
+    def enumerate(self) -> Iterable[Device]:
+        return tuple(self._devices)
+
+    def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:  # noqa: ANN401
+        """One hypercall: ``HV_READ`` or ``HV_WRITE`` on the device's handle.
+
+        :raises TransferError: closed transport, unusable buffer, unknown handle, or a
+            failed hypercall; the model's own exception is chained.
+        """
+        if self._closed:
+            raise TransferError("transport is closed", device=device)
+        handle = self.handle(device)
+        if op is Op.READ:
+            call = HV_READ
+        elif op is Op.WRITE:
+            call = HV_WRITE
+        else:
+            raise TransferError(f"unknown transfer op {op!r}", device=device)
+        try:
+            view = memoryview(buffer)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+        except (TypeError, ValueError) as exc:
+            raise TransferError(f"buffer is not a contiguous bytes-like object: {exc}",
+                                device=device) from None
+        if call == HV_READ and view.readonly:
+            raise TransferError("a read needs a writable buffer", device=device)
+        result = self.hypervisor.hypercall(call, handle, view, view.nbytes)
+        if result.status == HV_OK:
+            return result.count
+        if result.status == HV_EAGAIN and call == HV_READ:
+            return None
+        name = errno.errorcode.get(-result.status, str(result.status))
+        message = f"{CALL_NAMES[call]} on handle {handle} failed with -{name}"
+        if result.status == -errno.ENOENT:
+            message += " (no device model behind this handle)"
+        if result.error is not None:
+            message += f": {type(result.error).__name__}: {result.error}"
+        raise TransferError(message, device=device) from result.error
+
+    def close(self) -> None:
+        """Disconnect and close every device model; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for _, model in self.hypervisor:
+            model.connect_irq(None)
+            try:
+                model.close()
+            except Exception:
+                log.exception("closing device model %r failed", model)
+
+
+def _ancestry(node: Node) -> Iterable[Node]:
+    current: Node | None = node
+    while current is not None:
+        yield current
+        current = current.parent
+
+
+def _valid_compatible(value: str) -> bool:
+    # the core validates compatible strings when a Device is built; reuse that rule
+    try:
+        Device("/", bus="devtree", compatible=(value,))
+    except ValueError:
+        return False
+    return True

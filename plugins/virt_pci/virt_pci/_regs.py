@@ -1,0 +1,221 @@
+"""The transfer register block: what a virt_pci function exposes in its register BAR.
+
+A 4 KiB window in a 32-bit non-prefetchable memory BAR, located by the vendor capability
+(``cfg_type`` :data:`~virt_pci._caps.CFG_TYPE_REGS`).  Registers are little-endian; the
+32-bit registers take 4-byte aligned accesses (1/2/4 bytes at natural alignment are legal
+everywhere, reads of write-only and unused offsets return 0, writes to read-only ones are
+ignored, as on hardware).  See :class:`Reg` and the README for the layout.
+
+The two data ports have string-port semantics (``insb``/``outsb``): a string access hands
+the whole buffer to the device model in **one** call and latches the model's count in
+``COUNT``.  Single 1/2/4-byte accesses to a port move that many bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from virtcore import DeviceModel
+
+REGS_SIZE: Final = 0x1000
+MAGIC: Final = 0x49435056
+"""``"VPCI"`` in little-endian byte order."""
+VERSION: Final = 1
+
+REG_MAGIC: Final = 0x000
+REG_VERSION: Final = 0x004
+REG_STATUS: Final = 0x008
+REG_COUNT: Final = 0x00C
+REG_INT_STATUS: Final = 0x010
+REG_INT_ACK: Final = 0x014
+REG_CONTROL: Final = 0x018
+REG_READ_PORT: Final = 0x100
+REG_WRITE_PORT: Final = 0x200
+
+STATUS_READABLE: Final = 0x1
+STATUS_EOF: Final = 0x2
+STATUS_WRITABLE: Final = 0x4
+STATUS_MASK: Final = STATUS_READABLE | STATUS_EOF | STATUS_WRITABLE
+INT_DATA: Final = 0x1
+CONTROL_RESET: Final = 0x1
+COUNT_AGAIN: Final = 0xFFFFFFFF
+"""``COUNT`` after a port read that found nothing available yet (the model said ``None``)."""
+
+
+class Reg(enum.IntEnum):
+    """Offsets in the register block."""
+
+    MAGIC = REG_MAGIC
+    """RO ``0x49435056`` ("VPCI")."""
+    VERSION = REG_VERSION
+    """RO 1."""
+    STATUS = REG_STATUS
+    """RO bit0 readable, bit1 end of data, bit2 writable: the model's ``status()``."""
+    COUNT = REG_COUNT
+    """RO bytes moved by the last port access; ``0xffffffff`` = nothing available yet."""
+    INT_STATUS = REG_INT_STATUS
+    """RO bit0: the model raised its interrupt (latched until acknowledged)."""
+    INT_ACK = REG_INT_ACK
+    """WO write 1s to clear ``INT_STATUS`` bits."""
+    CONTROL = REG_CONTROL
+    """RW bit0 reset: writing 1 resets the model and clears the latches (self-clearing)."""
+    READ_PORT = REG_READ_PORT
+    """RO data port: reads take bytes from the model."""
+    WRITE_PORT = REG_WRITE_PORT
+    """WO data port: writes hand bytes to the model."""
+
+
+class Region(Protocol):
+    """What a BAR decodes to: register-level and string (bulk) accesses at an offset."""
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, value: int, size: int) -> None: ...
+
+    def read_string(self, offset: int, buffer: memoryview) -> int: ...
+
+    def write_string(self, offset: int, data: memoryview) -> int: ...
+
+
+class BadAccess(Exception):  # noqa: N818 - internal signal turned into MmioError by callers
+    """An access the region does not decode; the caller names the device."""
+
+
+class RamRegion:
+    """Plain memory behind a BAR (BARs declared without a model): bytes read back."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, size: int) -> None:
+        self._data = bytearray(size)
+
+    def read(self, offset: int, size: int) -> int:
+        return int.from_bytes(self._data[offset:offset + size], "little")
+
+    def write(self, offset: int, value: int, size: int) -> None:
+        self._data[offset:offset + size] = value.to_bytes(size, "little")
+
+    def read_string(self, offset: int, buffer: memoryview) -> int:
+        """A block copy out of the memory (``memcpy_fromio``)."""
+        n = len(buffer)
+        if offset + n > len(self._data):
+            raise BadAccess(f"block of {n} bytes at {offset:#x} runs past the BAR's end")
+        buffer[:] = self._data[offset:offset + n]
+        return n
+
+    def write_string(self, offset: int, data: memoryview) -> int:
+        """A block copy into the memory (``memcpy_toio``)."""
+        n = len(data)
+        if offset + n > len(self._data):
+            raise BadAccess(f"block of {n} bytes at {offset:#x} runs past the BAR's end")
+        self._data[offset:offset + n] = data
+        return n
+
+
+class RegisterBlock:
+    """The transfer registers in front of one :class:`~virtcore.DeviceModel`.
+
+    :param model: the device model; its IRQ is connected to :meth:`model_irq`.
+    :param on_interrupt: called with ``True`` when the latch is set by the model and with
+        ``False`` when software clears it (the function drives INTx from it).
+    """
+
+    __slots__ = ("model", "count", "_int_status", "_lock", "_on_interrupt")
+
+    def __init__(self, model: DeviceModel, on_interrupt: Callable[[bool], None]) -> None:
+        self.model = model
+        self.count = 0
+        self._int_status = 0
+        self._lock = threading.Lock()
+        self._on_interrupt = on_interrupt
+        model.connect_irq(self.model_irq)
+
+    @property
+    def int_status(self) -> int:
+        return self._int_status
+
+    def model_irq(self) -> None:
+        """The model's interrupt: latch ``INT_STATUS`` and assert the function's INTx."""
+        with self._lock:
+            self._int_status |= INT_DATA
+        self._on_interrupt(True)
+
+    def disconnect(self) -> None:
+        self.model.connect_irq(None)
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == REG_STATUS and size == 4:  # the data path's hot register
+            return self.model.status() & STATUS_MASK
+        if offset >= REG_READ_PORT and offset < REG_READ_PORT + 4:
+            buf = bytearray(size)
+            self.read_string(offset, memoryview(buf))
+            return int.from_bytes(buf, "little")
+        shift = (offset & 3) * 8
+        reg = offset & ~3
+        if reg == REG_STATUS:
+            value = self.model.status() & STATUS_MASK
+        elif reg == REG_COUNT:
+            value = self.count
+        elif reg == REG_INT_STATUS:
+            value = self._int_status
+        elif reg == REG_MAGIC:
+            value = MAGIC
+        elif reg == REG_VERSION:
+            value = VERSION
+        else:
+            value = 0
+        return (value >> shift) & ((1 << (8 * size)) - 1)
+
+    def write(self, offset: int, value: int, size: int) -> None:
+        if offset >= REG_WRITE_PORT and offset < REG_WRITE_PORT + 4:
+            self.write_string(offset, memoryview(value.to_bytes(size, "little")))
+            return
+        value <<= (offset & 3) * 8
+        reg = offset & ~3
+        if reg == REG_INT_ACK:
+            with self._lock:
+                before = self._int_status
+                self._int_status &= ~value
+                cleared = before and not self._int_status
+            if cleared:
+                self._on_interrupt(False)
+        elif reg == REG_CONTROL and value & CONTROL_RESET:
+            self.model.reset()
+            self.count = 0
+            with self._lock:
+                pending = self._int_status
+                self._int_status = 0
+            if pending:
+                self._on_interrupt(False)
+
+    def read_string(self, offset: int, buffer: memoryview) -> int:
+        """``insb``: the whole buffer goes to ``model.read`` in one call; returns ``COUNT``."""
+        if offset & ~3 != REG_READ_PORT:
+            raise BadAccess(f"offset {offset:#x} is not the read port ({REG_READ_PORT:#x})")
+        n = self.model.read(buffer)
+        if n is None:
+            self.count = COUNT_AGAIN
+        elif isinstance(n, int) and 0 <= n <= len(buffer):
+            self.count = n
+        else:
+            raise BadAccess(
+                f"device model {self.model.name!r} returned {n!r} from read "
+                f"of {len(buffer)} bytes"
+            )
+        return self.count
+
+    def write_string(self, offset: int, data: memoryview) -> int:
+        """``outsb``: the whole buffer goes to ``model.write`` in one call; returns ``COUNT``."""
+        if offset & ~3 != REG_WRITE_PORT:
+            raise BadAccess(f"offset {offset:#x} is not the write port ({REG_WRITE_PORT:#x})")
+        n = self.model.write(data)
+        if not isinstance(n, int) or not 0 <= n <= len(data):
+            raise BadAccess(
+                f"device model {self.model.name!r} returned {n!r} from write "
+                f"of {len(data)} bytes"
+            )
+        self.count = n
+        return n

@@ -1,0 +1,128 @@
+"""Booting a machine description: a TOML file (one section per transport), or a file type a
+transport declared in its manifest (``file-types = [".dtb", ".dts"]``).
+
+The core dispatches each section to the transport plugin that declared it and knows nothing
+of PCI or device trees.  The format is documented in ``docs/machines.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._device import Device
+from ._errors import MachineFileError, PluginError
+from ._machine_file import MachineContext
+from ._transport import Transport
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from ._machine import Machine
+
+TOP_KEYS = ("name", "description")
+
+
+def read_description(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML machine description, naming the file on error."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise MachineFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MachineFileError(f"invalid TOML: {exc}", path=path) from None
+
+
+def load_description(machine: Machine, source: str | Path | Mapping[str, Any]) -> list[Device]:
+    """Boot ``source`` into ``machine``: build transports, enumerate, bind; start the models.
+
+    :raises MachineFileError: naming the file, the section and the key of the problem.
+    """
+    if isinstance(source, Mapping):
+        return _load_mapping(machine, source, None)
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix != ".toml":
+        return _load_file_type(machine, path, suffix)
+    return _load_mapping(machine, read_description(path), path)
+
+
+def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
+    for decl in machine.transport_decls().values():
+        if suffix in decl.file_types:
+            cls = _transport_class(machine, decl.name, path, None)
+            context = MachineContext(path, decl.machine_section or decl.name,
+                                     machine.create_model)
+            from_file = getattr(cls, "from_file", None)
+            if from_file is None:
+                raise MachineFileError(f"transport {decl.name!r} declares {suffix} files but "
+                                       "has no from_file()", path=path)
+            if not path.is_file():
+                raise MachineFileError("no such file", path=path)
+            transport = from_file(path, context)
+            machine.name = path.stem
+            return _boot(machine, [transport], {"name": path.stem, "source": str(path)})
+    known = sorted({".toml", *(t for d in machine.transport_decls().values()
+                               for t in d.file_types)})
+    raise MachineFileError(
+        f"unknown machine file type {suffix or '(none)'!r}; installed transports read "
+        f"{', '.join(known)}", path=path)
+
+
+def _transport_class(
+    machine: Machine, name: str, path: Path | None, section: str | None
+) -> type[Transport]:
+    try:
+        return machine.transport_class(name)
+    except PluginError as exc:
+        raise MachineFileError(f"transport {name!r} cannot be loaded: {exc}", path=path,
+                               section=section) from None
+
+
+def _load_mapping(
+    machine: Machine, data: Mapping[str, Any], path: Path | None
+) -> list[Device]:
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise MachineFileError("missing or empty 'name' (a string)", path=path, key="name")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise MachineFileError("'description' must be a string", path=path, key="description")
+    transports: list[Transport] = []
+    for section, table in data.items():
+        if section in TOP_KEYS:
+            continue
+        decl = machine.transport_for_section(section)
+        if decl is None:
+            known = sorted(d.machine_section for d in machine.transport_decls().values()
+                           if d.machine_section)
+            raise MachineFileError(
+                f"no installed transport reads this section (sections known: "
+                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)})",
+                path=path, section=section)
+        if not isinstance(table, Mapping):
+            raise MachineFileError("expected a table", path=path, section=section)
+        cls = _transport_class(machine, decl.name, path, section)
+        context = MachineContext(path, section, machine.create_model)
+        transports.append(cls.from_machine(table, context))
+    if not transports:
+        raise MachineFileError("the machine has no transport section", path=path)
+    machine.name = name
+    return _boot(machine, transports, data)
+
+
+def _boot(machine: Machine, transports: list[Transport], description: Any) -> list[Device]:
+    devices: list[Device] = []
+    for transport in transports:
+        devices.extend(machine.add_transport(transport))
+    for model in list(machine.models):
+        model.start()
+    machine._call("virtcore_machine_loaded", machine=machine, description=description)
+    return devices

@@ -1,0 +1,156 @@
+"""``virtcore check``: validate plugin manifests and that every ``python-name`` imports and is
+of the right kind, for installed plugins or for a plugin source tree."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pluggy
+
+from . import _hookspecs
+from ._discovery import PluginStatus, discover
+from ._driver import Driver
+from ._errors import ManifestError, PluginLoadError
+from ._loader import check_kind, import_python_name
+from ._manifest import Manifest, read_manifest
+from ._model import DeviceModel
+from ._transport import Transport
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """What ``check`` found: plugins checked and one message per problem."""
+
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_imports(manifest: Manifest) -> Iterator[str]:
+    """Import every python-name the manifest declares; yield a message per problem."""
+    where = f"{manifest.path}"
+    kinds: list[tuple[str, str, type]] = []
+    kinds += [(f"drivers[{i}].python-name", d.python_name, Driver)
+              for i, d in enumerate(manifest.drivers)]
+    kinds += [(f"transports[{i}].python-name", t.python_name, Transport)
+              for i, t in enumerate(manifest.transports)]
+    kinds += [(f"models[{i}].python-name", m.python_name, DeviceModel)
+              for i, m in enumerate(manifest.models)]
+    for key, python_name, base in kinds:
+        try:
+            obj = import_python_name(python_name, plugin=manifest.name)
+            check_kind(obj, base, plugin=manifest.name, python_name=python_name)
+            if base is Transport or base is DeviceModel:
+                if not isinstance(obj, type):
+                    raise PluginLoadError(f"expected a {base.__name__} subclass, got an "
+                                          "instance", plugin=manifest.name,
+                                          python_name=python_name)
+            if base is Driver:
+                declared = manifest.drivers[int(key.split("[")[1].split("]")[0])].name
+                if getattr(obj, "name", None) != declared:
+                    raise PluginLoadError(
+                        f"driver name is {getattr(obj, 'name', None)!r}, the manifest "
+                        f"declares {declared!r}", plugin=manifest.name, python_name=python_name)
+        except PluginLoadError as exc:
+            yield f"{where}: key {key!r}: {exc.reason}"
+    for i, decl in enumerate(manifest.hooks):
+        key = f"hooks[{i}].python-name"
+        try:
+            module = import_python_name(decl.python_name, plugin=manifest.name)
+        except PluginLoadError as exc:
+            yield f"{where}: key {key!r}: {exc.reason}"
+            continue
+        pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        pm.add_hookspecs(_hookspecs)
+        try:
+            pm.register(module)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            yield f"{where}: key {key!r}: {exc}"
+            continue
+        implemented = {impl.name for impl in pm.get_hookcallers(module) or ()}
+        for hook in decl.hooks:
+            if hook not in implemented:
+                yield (f"{where}: key 'hooks[{i}].hooks': {decl.python_name} does not "
+                       f"implement {hook}")
+
+
+def check_installed() -> CheckResult:
+    """Check every installed plugin (autoload settings are ignored: all are checked)."""
+    result = CheckResult()
+    for record in discover(autoload=True).plugins.values():
+        result.checked.append(record.name)
+        if record.status is PluginStatus.BLOCKED:
+            continue
+        if record.status is not PluginStatus.OK or record.manifest is None:
+            where = record.manifest_path or f"plugin {record.name!r}"
+            result.problems.append(f"{where}: {record.status.value}: {record.reason}")
+            continue
+        result.problems.extend(check_imports(record.manifest))
+    return result
+
+
+def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
+    """(plugin name, manifest path, import root) for a plugin source tree."""
+    pyproject = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", path=pyproject) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"invalid TOML: {exc}", path=pyproject) from None
+    eps = data.get("project", {}).get("entry-points", {}).get("virtcore.manifest")
+    if not isinstance(eps, dict) or not eps:
+        raise ManifestError("no [project.entry-points.\"virtcore.manifest\"] table",
+                            path=pyproject, key="project.entry-points")
+    for name, value in eps.items():
+        package, _, resource = str(value).partition(":")
+        for import_root in (root / "src", root):
+            candidate = import_root / package / resource
+            if candidate.is_file():
+                yield name, candidate, import_root
+                break
+        else:
+            raise ManifestError(f"entry point {name} = {value!r}: no file {package}/{resource}"
+                                " under the tree or its src/", path=pyproject,
+                                key=f"project.entry-points.\"virtcore.manifest\".{name}")
+
+
+def check_path(path: str | Path) -> CheckResult:
+    """Check a plugin source tree (folder with ``pyproject.toml``) or a manifest file."""
+    root = Path(path)
+    result = CheckResult()
+    try:
+        if root.is_dir():
+            items: list[tuple[str | None, Path, Path]] = list(_source_manifests(root))
+        elif root.is_file():
+            items = [(None, root, root.parent.parent)]
+        else:
+            raise ManifestError("no such file or folder", path=root)
+    except ManifestError as exc:
+        result.problems.append(str(exc))
+        return result
+    for name, manifest_path, import_root in items:
+        try:
+            manifest = read_manifest(manifest_path, plugin=name)
+        except ManifestError as exc:
+            result.problems.append(str(exc))
+            continue
+        result.checked.append(manifest.name)
+        sys.path.insert(0, str(import_root))
+        try:
+            result.problems.extend(check_imports(manifest))
+        finally:
+            sys.path.remove(str(import_root))
+    return result
+

@@ -1,0 +1,260 @@
+"""ID table entries and device IDs.
+
+An ID table entry holds either a numeric ID (vendor, device, subvendor, subdevice: 16 bits
+each, ``None`` meaning "any"; a 24-bit class with a class mask) or an OF-style ``compatible``
+string.  Numeric entries follow PCI's ``pci_match_one_device``; compatible strings are
+compared case-insensitively like Linux's ``of_compat_cmp`` but stored as written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import IdTableError
+
+ANY: Final = None
+"""The wildcard for a numeric field (Linux's ``PCI_ANY_ID``)."""
+
+ID_MAX: Final = 0xFFFF
+CLASS_MAX: Final = 0xFFFFFF
+
+# vendor,model: printable, no blanks, no quotes; a vendor prefix is recommended but Linux also
+# has bare strings such as "ns16550a", so the comma is optional.
+_COMPATIBLE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9,._+\-/]*$")
+
+
+def check_id(value: object, what: str) -> int | None:
+    """Validate one 16-bit ID field (``None`` is the wildcard).
+
+    :raises ValueError: for booleans, non-integers, negative values or values over 16 bits.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer from 0 to 0xffff, not {value!r}")
+    if value < 0 or value > ID_MAX:
+        raise ValueError(f"{what} {value:#x} is outside 16 bits (0 to 0xffff)")
+    return value
+
+
+def check_class(value: object, what: str = "class") -> int | None:
+    """Validate a 24-bit class code (base class, subclass, programming interface)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer from 0 to 0xffffff, not {value!r}")
+    if value < 0 or value > CLASS_MAX:
+        raise ValueError(f"{what} {value:#x} is outside 24 bits (0 to 0xffffff)")
+    return value
+
+
+def check_compatible(value: object) -> str:
+    """Validate an OF-style compatible string (``vendor,model``)."""
+    if not isinstance(value, str):
+        raise ValueError(f"compatible must be a string, not {value!r}")
+    if not value:
+        raise ValueError("compatible must not be empty")
+    if not _COMPATIBLE_RE.match(value):
+        raise ValueError(
+            f"compatible {value!r} is malformed: expected 'vendor,model' made of letters, "
+            "digits and , . _ + - /"
+        )
+    if value.count(",") > 1 and not value.startswith("pci"):
+        raise ValueError(f"compatible {value!r} is malformed: more than one ','")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIds:
+    """The numeric identity of a device (a PCI function's IDs, a virt-dev node's IDs)."""
+
+    vendor: int
+    device: int
+    subvendor: int | None = None
+    subdevice: int | None = None
+    class_: int | None = None
+
+    def __post_init__(self) -> None:
+        check_id(self.vendor, "vendor")
+        check_id(self.device, "device")
+        check_id(self.subvendor, "subvendor")
+        check_id(self.subdevice, "subdevice")
+        check_class(self.class_)
+
+    def __str__(self) -> str:
+        text = f"{self.vendor:04x}:{self.device:04x}"
+        if self.subvendor is not None or self.subdevice is not None:
+            text += f" sub {_hex4(self.subvendor)}:{_hex4(self.subdevice)}"
+        if self.class_ is not None:
+            text += f" class {self.class_:06x}"
+        return text
+
+
+def _hex4(value: int | None) -> str:
+    return "*" if value is None else f"{value:04x}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdEntry:
+    """One entry of a driver's ID table.
+
+    Exactly one of the two kinds is set: ``compatible``, or at least one numeric field.
+    ``data`` is handed to the driver's ``probe`` when this entry matched (Linux's
+    ``driver_data``). ``override_only`` entries match only under a driver override.
+    """
+
+    vendor: int | None = None
+    device: int | None = None
+    subvendor: int | None = None
+    subdevice: int | None = None
+    class_: int | None = None
+    class_mask: int = 0
+    compatible: str | None = None
+    data: Any = field(default=None, compare=False)
+    override_only: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vendor", "device", "subvendor", "subdevice"):
+            check_id(getattr(self, name), name)
+        check_class(self.class_)
+        check_class(self.class_mask, "class-mask")
+        if self.compatible is not None:
+            check_compatible(self.compatible)
+            if self.is_numeric_constrained():
+                raise ValueError(
+                    "an entry holds either a compatible string or numeric IDs, not both")
+        elif not self.is_numeric_constrained() and not self.override_only:
+            raise ValueError(
+                "entry matches every device: give a compatible string, at least one ID, "
+                "or a class (or mark it override-only)"
+            )
+        if self.class_mask and self.class_ is None:
+            raise ValueError("class-mask given without class")
+
+    def is_numeric_constrained(self) -> bool:
+        return (
+            self.vendor is not None or self.device is not None or self.subvendor is not None
+            or self.subdevice is not None or bool(self.class_mask)
+        )
+
+    @property
+    def is_compatible(self) -> bool:
+        return self.compatible is not None
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """(fixed ID fields, class-mask bits): larger is more specific; class-only is least."""
+        fixed = sum(
+            v is not None for v in (self.vendor, self.device, self.subvendor, self.subdevice)
+        )
+        return fixed, bin(self.class_mask).count("1")
+
+    def matches(self, ids: DeviceIds) -> bool:
+        """Whether this numeric entry matches ``ids`` (``pci_match_one_device``)."""
+        if self.compatible is not None:
+            return False
+        if self.vendor is not None and self.vendor != ids.vendor:
+            return False
+        if self.device is not None and self.device != ids.device:
+            return False
+        if self.subvendor is not None and self.subvendor != ids.subvendor:
+            return False
+        if self.subdevice is not None and self.subdevice != ids.subdevice:
+            return False
+        if self.class_mask:
+            if ids.class_ is None:
+                return False
+            assert self.class_ is not None
+            if (self.class_ ^ ids.class_) & self.class_mask:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """A short human-readable form, e.g. ``8086:a103`` or ``compatible ns16550a``."""
+        if self.compatible is not None:
+            return f"compatible {self.compatible}"
+        text = f"{_hex4(self.vendor)}:{_hex4(self.device)}"
+        if self.subvendor is not None or self.subdevice is not None:
+            text += f" sub {_hex4(self.subvendor)}:{_hex4(self.subdevice)}"
+        if self.class_mask:
+            assert self.class_ is not None
+            text += f" class {self.class_:06x}/{self.class_mask:06x}"
+        if self.override_only:
+            text += " (override-only)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as manifest-style data (for ``--json`` listings)."""
+        out: dict[str, Any] = {}
+        if self.compatible is not None:
+            out["compatible"] = self.compatible
+        for key, value in (
+            ("vendor", self.vendor), ("device", self.device), ("subvendor", self.subvendor),
+            ("subdevice", self.subdevice),
+        ):
+            if value is not None:
+                out[key] = value
+        if self.class_mask:
+            out["class"] = self.class_
+            out["class-mask"] = self.class_mask
+        if self.override_only:
+            out["override-only"] = True
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+_ENTRY_KEYS: Final = {
+    "vendor", "device", "subvendor", "subdevice", "class", "class-mask", "compatible", "data",
+    "override-only",
+}
+
+
+def entry_from_mapping(
+    raw: object, *, path: str | None = None, key: str = "ids", plugin: str | None = None
+) -> IdEntry:
+    """Build an :class:`IdEntry` from manifest data, naming the file and key on error.
+
+    Keys: ``vendor``, ``device``, ``subvendor``, ``subdevice`` (0..0xffff, absent = any),
+    ``class`` (0..0xffffff), ``class-mask`` (defaults to 0xffffff when ``class`` is given),
+    ``compatible``, ``data`` (any TOML value), ``override-only`` (bool).
+    """
+    if not isinstance(raw, dict):
+        raise IdTableError("an ID entry must be a table", path=path, key=key, plugin=plugin,
+                           entry=raw)
+    unknown = sorted(set(raw) - _ENTRY_KEYS)
+    if unknown:
+        raise IdTableError(
+            f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_ENTRY_KEYS))}",
+            path=path, key=f"{key}.{unknown[0]}", plugin=plugin, entry=raw,
+        )
+    class_ = raw.get("class")
+    mask = raw.get("class-mask", CLASS_MAX if class_ is not None else 0)
+    override_only = raw.get("override-only", False)
+    if not isinstance(override_only, bool):
+        raise IdTableError("override-only must be true or false", path=path,
+                           key=f"{key}.override-only", plugin=plugin, entry=raw)
+    try:
+        return IdEntry(
+            vendor=raw.get("vendor"), device=raw.get("device"), subvendor=raw.get("subvendor"),
+            subdevice=raw.get("subdevice"), class_=class_, class_mask=mask,
+            compatible=raw.get("compatible"), data=raw.get("data"), override_only=override_only,
+        )
+    except ValueError as exc:
+        raise IdTableError(str(exc), path=path, key=key, plugin=plugin, entry=raw) from None
+
+
+def parse_id_pair(text: str) -> tuple[int, int]:
+    """Parse ``"1af4:1041"`` into ``(0x1af4, 0x1041)``."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"expected VENDOR:DEVICE in hex, got {text!r}")
+    try:
+        vendor, device = int(parts[0], 16), int(parts[1], 16)
+    except ValueError:
+        raise ValueError(f"expected VENDOR:DEVICE in hex, got {text!r}") from None
+    check_id(vendor, "vendor")
+    check_id(device, "device")
+    return vendor, device

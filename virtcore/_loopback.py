@@ -1,0 +1,184 @@
+"""An in-process transport and device model, for tests and examples (like python-can's
+``virtual`` bus or httpx's ``MockTransport``): swap transports instead of patching.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ._device import Device
+from ._errors import TransferError
+from ._ids import DeviceIds
+from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
+from ._transport import Op, Transport
+
+
+class QueueModel(StreamModel):
+    """A device model with a bounded queue in each direction.
+
+    The host side calls :meth:`feed` (data for the guest) and :meth:`take` (data the guest
+    wrote); :meth:`finish` marks the end of the guest's input.  ``capacity`` bounds each
+    direction: a full queue makes guest writes short, which is how back-pressure shows.
+    """
+
+    name = "queue"
+
+    def __init__(self, data: bytes = b"", capacity: int = 1 << 16, eof: bool = False) -> None:
+        super().__init__()
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._rx = bytearray(data)
+        self._tx = bytearray()
+        self._eof = eof
+        self.reads = 0
+        self.writes = 0
+
+    def host_write(self, data: bytes) -> int:
+        return self.feed(data)
+
+    def host_read(self, size: int = -1) -> bytes:
+        return self.take(size)
+
+    def host_close(self) -> None:
+        self.finish()
+
+    def feed(self, data: bytes) -> int:
+        """Queue bytes for the guest (up to the capacity); raises the IRQ. Returns count."""
+        with self._lock:
+            room = max(0, self.capacity - len(self._rx))
+            taken = bytes(data[:room])
+            self._rx += taken
+        if taken:
+            self.raise_irq()
+        return len(taken)
+
+    def finish(self) -> None:
+        """No more data for the guest: reads return 0 once the queue is empty."""
+        with self._lock:
+            self._eof = True
+        self.raise_irq()
+
+    def take(self, size: int = -1) -> bytes:
+        """Remove and return what the guest wrote (all of it by default); raises the IRQ."""
+        with self._lock:
+            n = len(self._tx) if size < 0 else min(size, len(self._tx))
+            out = bytes(self._tx[:n])
+            del self._tx[:n]
+        if out:
+            self.raise_irq()
+        return out
+
+    def read(self, buffer: memoryview) -> int | None:
+        with self._lock:
+            self.reads += 1
+            n = min(len(buffer), len(self._rx))
+            if n == 0:
+                return 0 if self._eof else None
+            buffer[:n] = self._rx[:n]
+            del self._rx[:n]
+        return n
+
+    def write(self, data: memoryview) -> int:
+        with self._lock:
+            self.writes += 1
+            n = min(len(data), self.capacity - len(self._tx))
+            if n > 0:
+                self._tx += data[:n]
+        return max(n, 0)
+
+    def status(self) -> int:
+        with self._lock:
+            bits = MODEL_WRITABLE if len(self._tx) < self.capacity else 0
+            if self._rx:
+                bits |= MODEL_READABLE
+            elif self._eof:
+                bits |= MODEL_EOF
+            return bits
+
+    def reset(self) -> None:
+        with self._lock:
+            self._rx.clear()
+            self._tx.clear()
+            self._eof = False
+
+
+class LoopbackTransport(Transport):
+    """A transport whose devices are declared in Python and backed by device models.
+
+    ``add`` creates a device (and hot-plugs it if the transport is attached to a machine);
+    transfers go straight to the model in ``device.platform_data``.
+    """
+
+    bus = "loopback"
+
+    def __init__(self, name: str = "loopback") -> None:
+        self.name = name
+        self._devices: list[Device] = []
+        self.closed = False
+
+    def add(
+        self,
+        path: str,
+        *,
+        ids: DeviceIds | tuple[int, int] | None = None,
+        compatible: Iterable[str] = (),
+        irq: int | None = None,
+        model: DeviceModel | None = None,
+    ) -> Device:
+        """Declare a device; with the transport attached, it is added to the machine now."""
+        if isinstance(ids, tuple):
+            ids = DeviceIds(*ids)
+        device = Device(f"{self.name}:{path}" if not path.startswith(self.name) else path,
+                        bus=self.bus, ids=ids, compatible=compatible, irq=irq,
+                        transport=self, platform_data=model)
+        if model is not None:
+            model.connect_irq(lambda: self.raise_irq(device))
+        self._devices.append(device)
+        if self.machine is not None:
+            self.machine.add_device(device)
+        return device
+
+    def remove(self, device: Device) -> None:
+        """Hot-unplug ``device``."""
+        self._devices.remove(device)
+        if self.machine is not None and device.machine is self.machine:
+            self.machine.remove_device(device)
+
+    def model_of(self, device: Device) -> DeviceModel | None:
+        model = device.platform_data
+        return model if isinstance(model, DeviceModel) else None
+
+    def enumerate(self) -> list[Device]:
+        return list(self._devices)
+
+    def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
+        if self.closed:
+            raise TransferError("transport is closed", device=device)
+        model = device.platform_data
+        if not isinstance(model, DeviceModel):
+            raise TransferError("no device model behind this device", device=device)
+        view = memoryview(buffer).cast("B")
+        try:
+            if op is Op.READ:
+                if view.readonly:
+                    raise TransferError("READ needs a writable buffer", device=device)
+                return model.read(view)
+            if op is Op.WRITE:
+                return model.write(view)
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise TransferError(f"device model failed: {exc}", device=device) from exc
+        raise TransferError(f"unknown transfer op {op!r}", device=device)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for device in self._devices:
+            if isinstance(device.platform_data, DeviceModel):
+                device.platform_data.connect_irq(None)

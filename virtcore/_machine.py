@@ -1,0 +1,717 @@
+"""The machine: all state of one virtual machine (drivers, devices, transports, IRQs, misc
+devices, plugins), with the binding lifecycle.  Create as many as you like; nothing is global.
+
+Binding follows the Linux driver core's split: *match* (ranked candidates from the index,
+see :mod:`virtcore._match`), *probe* (the driver may decline, defer or fail; the next
+candidate is tried), *remove*.  Resources a driver takes through the machine while bound
+(misc devices, IRQ handlers) are released automatically on unbind, like devres.
+All public methods are safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pluggy
+
+from . import _builtin_hooks, _hookspecs
+from ._device import Device, DeviceStatus
+from ._discovery import Catalog, PluginRecord, PluginStatus, discover
+from ._driver import Driver
+from ._errors import (
+    DeclineProbe,
+    DeferProbe,
+    DeviceError,
+    DriverError,
+    PluginError,
+    PluginLoadError,
+)
+from ._ids import DeviceIds, IdEntry, entry_from_mapping
+from ._irq import IrqController, IrqHandler
+from ._loader import import_python_name, instantiate
+from ._manifest import NAME_RE, HookDecl, ModelDecl, TransportDecl
+from ._match import Match, MatchIndex
+from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
+from ._model import DeviceModel
+from ._transport import Transport
+
+log = logging.getLogger("virtcore")
+
+CODE_PLUGIN = "(code)"
+"""The plugin name recorded for drivers registered directly in Python."""
+
+
+class _Probe(enum.Enum):
+    BOUND = 1
+    DECLINED = 2
+    DEFERRED = 3
+    FAILED = 4
+
+
+@dataclass(slots=True)
+class DriverSlot:
+    """A registered driver: its table is known; its code is imported at first probe."""
+
+    name: str
+    plugin: str
+    priority: int
+    ids: tuple[IdEntry, ...]
+    python_name: str | None = None
+    instance: Driver | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "python-name": self.python_name,
+            "priority": self.priority,
+            "loaded": self.instance is not None,
+            "error": self.error,
+            "ids": [e.to_dict() for e in self.ids],
+        }
+
+
+@dataclass(slots=True)
+class MatchReport:
+    """Why a device binds (or would bind) to what: every candidate in rank order."""
+
+    candidates: list[Match]
+    override: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def winner(self) -> Match | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "winner": self.winner.driver if self.winner else None,
+            "override": self.override,
+            "candidates": [m.to_dict() for m in self.candidates],
+            "notes": list(self.notes),
+        }
+
+
+class Machine:
+    """One machine: its plugins, drivers, devices, transports, IRQ lines and misc devices.
+
+    :param name: shown in logs and ``virtcore run``.
+    :param catalog: plugins already discovered (share one between machines to scan once).
+    :param autoload: load every installed plugin (default: unless
+        ``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD`` is set); ``False`` loads none but ``plugins``.
+    :param plugins: load only these installed plugins.
+    :param block: plugins never to load.
+    """
+
+    def __init__(
+        self,
+        name: str = "machine",
+        *,
+        catalog: Catalog | None = None,
+        autoload: bool | None = None,
+        plugins: Iterable[str] | None = None,
+        block: Iterable[str] = (),
+    ) -> None:
+        self.name = name
+        self._lock = threading.RLock()
+        self.catalog = catalog if catalog is not None else discover(
+            autoload=autoload, only=plugins, block=block)
+        self.index = MatchIndex()
+        self.irqs = IrqController()
+        self.misc = MiscRegistry()
+        self.transports: list[Transport] = []
+        self.models: list[DeviceModel] = []
+        self._drivers: dict[str, DriverSlot] = {}
+        self._devices: dict[str, Device] = {}
+        self._deferred: dict[str, Device] = {}
+        self._trigger = 0
+        self._retrying = False
+        self._retry_again = False
+        self._transport_decls: dict[str, TransportDecl] = {}
+        self._section_decls: dict[str, TransportDecl] = {}
+        self._model_decls: dict[str, ModelDecl] = {}
+        self._pending_hooks: dict[str, list[HookDecl]] = {}
+        self.pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        self.pm.add_hookspecs(_hookspecs)
+        self.pm.register(_builtin_hooks, name="virtcore.builtin")
+        for record in self.catalog.ok():
+            self.add_plugin(record)
+
+    # -- plugins ---------------------------------------------------------------------------
+
+    def add_plugin(self, record: PluginRecord) -> None:
+        """Install a discovered plugin's declarations (nothing is imported)."""
+        manifest = record.manifest
+        if manifest is None or record.status is not PluginStatus.OK:
+            raise PluginError(f"cannot add a plugin with status {record.status.value}",
+                              plugin=record.name)
+        with self._lock:
+            if record.name not in self.catalog.plugins:
+                self.catalog.add(record)
+            for decl in manifest.drivers:
+                if decl.name in self._drivers:
+                    other = self._drivers[decl.name].plugin
+                    record.fail(PluginStatus.BROKEN,
+                                f"duplicate driver name {decl.name!r}: already registered by "
+                                f"plugin {other!r}")
+                    continue
+                self._drivers[decl.name] = DriverSlot(
+                    decl.name, record.name, decl.priority, decl.ids, decl.python_name)
+                self.index.add_driver(decl.name, record.name, decl.priority, decl.ids)
+            for tdecl in manifest.transports:
+                self._transport_decls.setdefault(tdecl.name, tdecl)
+                if tdecl.machine_section:
+                    self._section_decls.setdefault(tdecl.machine_section, tdecl)
+            for mdecl in manifest.models:
+                self._model_decls.setdefault(mdecl.name, mdecl)
+            for hdecl in manifest.hooks:
+                for hook in hdecl.hooks:
+                    self._pending_hooks.setdefault(hook, []).append(hdecl)
+            for decl in manifest.drivers:
+                if self._drivers.get(decl.name) and self._drivers[decl.name].plugin == record.name:
+                    self._attach_unbound(decl.name)
+
+    def plugins(self) -> list[PluginRecord]:
+        """Every plugin discovery found, with its status, sorted by name."""
+        return list(self.catalog.plugins.values())
+
+    def register_hooks(self, module_or_object: object, name: str | None = None) -> None:
+        """Register pluggy hook implementations directly (tests, applications)."""
+        self.pm.register(module_or_object, name=name)
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        pending = self._pending_hooks.pop(hook, None)
+        if pending:
+            for decl in pending:
+                self._load_hook_module(decl)
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except Exception:
+            log.exception("a %s hook implementation raised", hook)
+
+    def _load_hook_module(self, decl: HookDecl) -> None:
+        key = f"{decl.plugin}:{decl.python_name}"
+        if self.pm.has_plugin(key):
+            return
+        try:
+            module = import_python_name(decl.python_name, plugin=decl.plugin)
+            self.pm.register(module, name=key)
+        except (PluginLoadError, ValueError, pluggy.PluginValidationError) as exc:
+            self._plugin_broken(decl.plugin, f"hooks {decl.python_name}: {exc}")
+        for hook in decl.hooks:
+            rest = [d for d in self._pending_hooks.get(hook, []) if d is not decl]
+            if rest:
+                self._pending_hooks[hook] = rest
+            else:
+                self._pending_hooks.pop(hook, None)
+
+    def _plugin_broken(self, plugin: str, reason: str) -> None:
+        record = self.catalog.plugins.get(plugin)
+        if record is not None:
+            record.fail(PluginStatus.BROKEN, reason)
+        else:
+            log.warning("plugin %r: %s", plugin, reason)
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    def register_driver(
+        self,
+        driver: Driver | type[Driver],
+        *,
+        id_table: Iterable[IdEntry | Mapping[str, Any]] | None = None,
+        priority: int = 0,
+        plugin: str = CODE_PLUGIN,
+    ) -> Driver:
+        """Register a driver object (or class) with its ID table and bind matching devices.
+
+        :param id_table: entries (``IdEntry`` or manifest-style tables); default
+            ``driver.id_table``.
+        :raises DriverError: if the name is invalid or already registered.
+        :raises IdTableError: if an entry is invalid.
+        """
+        instance = driver() if isinstance(driver, type) else driver
+        name = instance.name
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise DriverError(f"invalid driver name {name!r}", driver=str(name))
+        table: list[IdEntry] = []
+        raw_table = instance.id_table if id_table is None else id_table
+        for i, raw in enumerate(raw_table):
+            if isinstance(raw, IdEntry):
+                table.append(raw)
+            else:
+                table.append(entry_from_mapping(raw, key=f"id_table[{i}]", plugin=plugin))
+        with self._lock:
+            if name in self._drivers:
+                raise DriverError(
+                    f"already registered by plugin {self._drivers[name].plugin!r}", driver=name)
+            self._drivers[name] = DriverSlot(name, plugin, priority, tuple(table), None, instance)
+            self.index.add_driver(name, plugin, priority, table)
+            self._attach_unbound(name)
+        return instance
+
+    def unregister_driver(self, name: str) -> None:
+        """Unbind ``name`` from its devices, forget it, and re-match those devices."""
+        with self._lock:
+            if name not in self._drivers:
+                raise DriverError("not registered", driver=name)
+            orphans = [d for d in self._devices.values() if d.driver_name == name]
+            for device in orphans:
+                self._unbind(device)
+            del self._drivers[name]
+            self.index.remove_driver(name)
+            for device in orphans:
+                self._attach(device)
+
+    def drivers(self) -> list[DriverSlot]:
+        """Every registered driver (loaded or not), sorted by name."""
+        with self._lock:
+            return [self._drivers[n] for n in sorted(self._drivers)]
+
+    def driver(self, name: str) -> DriverSlot:
+        with self._lock:
+            try:
+                return self._drivers[name]
+            except KeyError:
+                raise DriverError("not registered", driver=name) from None
+
+    def _load_driver(self, slot: DriverSlot) -> Driver | None:
+        if slot.instance is not None:
+            return slot.instance
+        if slot.error is not None or slot.python_name is None:
+            return None
+        try:
+            obj = import_python_name(slot.python_name, plugin=slot.plugin)
+            instance: Driver = instantiate(obj, Driver, plugin=slot.plugin,
+                                           python_name=slot.python_name)
+        except PluginLoadError as exc:
+            slot.error = str(exc)
+            self._plugin_broken(slot.plugin, f"driver {slot.name!r}: {exc}")
+            return None
+        if instance.name != slot.name:
+            slot.error = (f"{slot.python_name} is driver {instance.name!r}, but the manifest "
+                          f"declares {slot.name!r}")
+            self._plugin_broken(slot.plugin, slot.error)
+            return None
+        slot.instance = instance
+        return instance
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def add_device(self, device: Device) -> Device:
+        """Add ``device`` and bind the best matching driver that accepts it."""
+        with self._lock:
+            if device.path in self._devices:
+                raise DeviceError("a device with this path already exists", device=device)
+            if device.machine is not None and device.machine is not self:
+                raise DeviceError("the device belongs to another machine", device=device)
+            device.machine = self
+            self._devices[device.path] = device
+            self._call("virtcore_device_added", machine=self, device=device)
+            if device.status is not DeviceStatus.DISABLED:
+                self._attach(device)
+        return device
+
+    def remove_device(self, device: Device | str) -> Device:
+        """Unbind and remove a device (hot-unplug)."""
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            if self._devices.get(dev.path) is not dev:
+                raise DeviceError("not in this machine", device=dev)
+            self._unbind(dev)
+            del self._devices[dev.path]
+            self._deferred.pop(dev.path, None)
+            self._call("virtcore_device_removed", machine=self, device=dev)
+            dev.machine = None
+        return dev
+
+    def device(self, path: str) -> Device:
+        with self._lock:
+            try:
+                return self._devices[path]
+            except KeyError:
+                raise DeviceError("no such device", device=path) from None
+
+    def devices(self) -> list[Device]:
+        """Every device, in the order they were added."""
+        with self._lock:
+            return list(self._devices.values())
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self.devices())
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def bind(self, device: Device | str, driver: str) -> Device:
+        """Bind ``driver`` to an unbound device by hand (sysfs ``bind``).
+
+        The driver's table must match the device unless the device's override names it.
+        :raises DeviceError: if the device is bound, the driver does not match, or its probe
+            declines or fails (a deferral returns with the device deferred).
+        """
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            if dev.driver is not None:
+                raise DeviceError(f"already bound to {dev.driver_name!r}", device=dev)
+            slot = self.driver(driver)
+            if dev.override is not None and dev.override != driver:
+                raise DeviceError(f"its driver override names {dev.override!r}", device=dev)
+            if dev.override == driver:
+                cands = self.index.candidates(dev.ids, dev.compatible, driver)
+            else:
+                cands = [m for m in self.index.candidates(dev.ids, dev.compatible)
+                         if m.driver == driver]
+            if not cands:
+                raise DeviceError(f"driver {driver!r} has no ID table entry for this device "
+                                  "(set a driver override to force it)", device=dev)
+            instance = self._load_driver(slot)
+            if instance is None:
+                raise DeviceError(f"driver {driver!r} cannot be loaded: {slot.error}",
+                                  device=dev)
+            self._deferred.pop(dev.path, None)
+            result = self._probe(dev, instance, cands[0])
+            if result is _Probe.BOUND:
+                self._retry_deferred()
+            elif result in (_Probe.DECLINED, _Probe.FAILED):
+                raise DeviceError(f"driver {driver!r} did not bind: {dev.error}", device=dev)
+            return dev
+
+    def unbind(self, device: Device | str) -> Device:
+        """Remove the bound driver from a device (sysfs ``unbind``); it stays unbound."""
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            self._unbind(dev)
+            return dev
+
+    def reprobe(self, device: Device | str) -> Device:
+        """Unbind, then match and probe again (``drivers_probe``)."""
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            self._unbind(dev)
+            self._deferred.pop(dev.path, None)
+            self._attach(dev)
+            return dev
+
+    def set_override(self, device: Device | str, driver: str | None) -> Device:
+        """Set (or clear) a device's driver override; an unbound device is probed again.
+
+        Only the named driver may bind while the override is set; a bound device keeps its
+        driver until it is unbound or reprobed.
+        """
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            dev.override = driver
+            if dev.driver is None and dev.status is not DeviceStatus.DISABLED:
+                self._deferred.pop(dev.path, None)
+                self._attach(dev)
+            return dev
+
+    def disable(self, device: Device | str) -> Device:
+        """Unbind a device and keep it from binding until :meth:`enable`."""
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            self._unbind(dev)
+            self._deferred.pop(dev.path, None)
+            dev.status = DeviceStatus.DISABLED
+            dev.error = None
+            return dev
+
+    def enable(self, device: Device | str) -> Device:
+        """Allow a disabled device to bind again, and try."""
+        with self._lock:
+            dev = self.device(device) if isinstance(device, str) else device
+            if dev.status is DeviceStatus.DISABLED:
+                dev.status = DeviceStatus.UNBOUND
+                self._attach(dev)
+            return dev
+
+    def explain(
+        self,
+        device: Device | str | None = None,
+        *,
+        ids: DeviceIds | None = None,
+        compatible: Sequence[str] = (),
+        override: str | None = None,
+    ) -> MatchReport:
+        """Rank the candidates for a device (or for given IDs), importing no driver."""
+        with self._lock:
+            if device is not None:
+                dev = self.device(device) if isinstance(device, str) else device
+                ids, compatible, override = dev.ids, dev.compatible, dev.override
+            report = MatchReport(self.index.candidates(ids, compatible, override), override)
+            if override is not None and override not in self._drivers:
+                report.notes.append(f"driver override {override!r} names no registered driver")
+            for m in report.candidates:
+                slot = self._drivers.get(m.driver)
+                if slot is not None and slot.error:
+                    report.notes.append(f"{m.driver}: cannot be loaded: {slot.error}")
+            if not report.candidates and not report.notes:
+                report.notes.append("no driver's ID table matches")
+            return report
+
+    # -- binding internals (called with the lock held) -------------------------------------
+
+    def _attach(self, device: Device) -> bool:
+        if device.status is DeviceStatus.DISABLED or device.driver is not None:
+            return device.driver is not None
+        candidates = self.index.candidates(device.ids, device.compatible, device.override)
+        if device.override is not None and device.override not in self._drivers:
+            device.status = DeviceStatus.UNBOUND
+            device.error = f"driver override {device.override!r} names no registered driver"
+            return False
+        problems: list[str] = []
+        failed = False
+        for match in candidates:
+            slot = self._drivers[match.driver]
+            driver = self._load_driver(slot)
+            if driver is None:
+                problems.append(f"{match.driver}: cannot be loaded: {slot.error}")
+                self._call("virtcore_probe_failed", machine=self, device=device,
+                           driver=match.driver, error=PluginError(slot.error or "not loaded",
+                                                                  plugin=slot.plugin))
+                failed = True
+                continue
+            result = self._probe(device, driver, match)
+            if result is _Probe.BOUND:
+                self._retry_deferred()
+                return True
+            if result is _Probe.DEFERRED:
+                return False
+            problems.append(device.error or "")
+            failed = failed or result is _Probe.FAILED
+        device.status = DeviceStatus.FAILED if failed else DeviceStatus.UNBOUND
+        device.error = "; ".join(p for p in problems if p) or None
+        return False
+
+    def _probe(self, device: Device, driver: Driver, match: Match) -> _Probe:
+        trigger = self._trigger
+        device.driver = driver
+        device.match = match
+        device._resources = []
+        try:
+            driver.probe(device, match)
+        except DeclineProbe as exc:
+            self._release(device)
+            device.error = f"{driver.name} declined" + (f": {exc}" if str(exc) else "")
+            log.debug("%s: %s", device.path, device.error)
+            return _Probe.DECLINED
+        except DeferProbe as exc:
+            self._release(device)
+            device.status = DeviceStatus.DEFERRED
+            device.error = f"{driver.name} deferred probe" + (f": {exc}" if str(exc) else "")
+            self._deferred[device.path] = device
+            self._call("virtcore_probe_deferred", machine=self, device=device,
+                       driver=driver.name, reason=str(exc))
+            if self._trigger != trigger:
+                self._retry_deferred()
+            return _Probe.DEFERRED
+        except Exception as exc:
+            self._release(device)
+            device.error = f"{driver.name} probe failed: {type(exc).__name__}: {exc}"
+            self._call("virtcore_probe_failed", machine=self, device=device,
+                       driver=driver.name, error=exc)
+            return _Probe.FAILED
+        device.status = DeviceStatus.BOUND
+        device.error = None
+        self._deferred.pop(device.path, None)
+        self._trigger += 1
+        self._call("virtcore_driver_bound", machine=self, device=device, driver=driver)
+        return _Probe.BOUND
+
+    def _release(self, device: Device) -> None:
+        resources, device._resources = device._resources or [], None
+        for undo in reversed(resources):
+            try:
+                undo()
+            except Exception:
+                log.exception("%s: releasing a resource failed", device.path)
+        device.driver = None
+        device.match = None
+        device.driver_data = None
+
+    def _unbind(self, device: Device) -> None:
+        driver = device.driver
+        if driver is None:
+            if device.status is DeviceStatus.DEFERRED:
+                self._deferred.pop(device.path, None)
+                device.status = DeviceStatus.UNBOUND
+            return
+        try:
+            driver.remove(device)
+        except Exception:
+            log.exception("%s: remove by %s raised", device.path, driver.name)
+        self._release(device)
+        device.status = DeviceStatus.UNBOUND
+        device.error = None
+        self._call("virtcore_driver_unbound", machine=self, device=device, driver=driver)
+
+    def _attach_unbound(self, driver: str) -> None:
+        for device in list(self._devices.values()):
+            if device.driver is None and device.status in (
+                    DeviceStatus.UNBOUND, DeviceStatus.FAILED):
+                if device.override is not None and device.override != driver:
+                    continue
+                if any(m.driver == driver for m in self.index.candidates(
+                        device.ids, device.compatible, device.override)):
+                    self._attach(device)
+
+    def _retry_deferred(self) -> None:
+        if self._retrying:
+            self._retry_again = True
+            return
+        self._retrying = True
+        try:
+            while self._deferred:
+                self._retry_again = False
+                for device in list(self._deferred.values()):
+                    if self._deferred.pop(device.path, None) is None:
+                        continue
+                    device.status = DeviceStatus.UNBOUND
+                    self._attach(device)
+                if not self._retry_again:
+                    break
+        finally:
+            self._retrying = False
+
+    # -- resources a bound driver takes (released on unbind) -------------------------------
+
+    def _track(self, device: Device, undo: Callable[[], None]) -> None:
+        if device._resources is None:
+            raise DeviceError("no driver is binding or bound to it", device=device)
+        device._resources.append(undo)
+
+    def request_irq(self, device: Device, handler: IrqHandler) -> None:
+        """Run ``handler(irq, device)`` whenever the device's IRQ is raised (while bound)."""
+        with self._lock:
+            if device.irq is None:
+                raise DeviceError("the device has no IRQ", device=device)
+            irq = device.irq
+            self._track(device, lambda: self.irqs.free(irq, device))
+            self.irqs.request(irq, handler, device)
+
+    def register_misc(self, device: Device, base: str, fops: FileOperations) -> MiscDevice:
+        """Register a misc device for ``device`` under ``base0``, ``base1``...
+
+        It is unregistered automatically when the driver is unbound.
+        """
+        with self._lock:
+            misc = self.misc.register(base, device, fops)
+            try:
+                self._track(device, lambda: self._unregister_misc(misc))
+            except DeviceError:
+                self.misc.unregister(misc.name)
+                raise
+            self._call("virtcore_misc_registered", machine=self, misc=misc)
+            return misc
+
+    def _unregister_misc(self, misc: MiscDevice) -> None:
+        self.misc.unregister(misc.name)
+        self._call("virtcore_misc_unregistered", machine=self, misc=misc)
+
+    def open(
+        self, name: str, mode: str = "rb", buffering: int = -1, *,
+        timeout: float | None = None, nonblocking: bool = False,
+    ) -> Any:
+        """Open misc device ``name`` as a binary file object (raw with ``buffering=0``)."""
+        return open_misc(self.misc.get(name), mode, buffering, timeout=timeout,
+                         nonblocking=nonblocking)
+
+    # -- transports and models -------------------------------------------------------------
+
+    def add_transport(self, transport: Transport) -> list[Device]:
+        """Attach a transport, enumerate its devices and add (and bind) them."""
+        with self._lock:
+            transport.attach(self)
+            self.transports.append(transport)
+            added = []
+            for device in transport.enumerate():
+                if device.transport is None:
+                    device.transport = transport
+                added.append(self.add_device(device))
+            return added
+
+    def transport_decls(self) -> dict[str, TransportDecl]:
+        return dict(self._transport_decls)
+
+    def transport_for_section(self, section: str) -> TransportDecl | None:
+        return self._section_decls.get(section)
+
+    def transport_class(self, name: str) -> type[Transport]:
+        """Import the transport class a plugin declared under ``name``."""
+        decl = self._transport_decls.get(name)
+        if decl is None:
+            known = ", ".join(sorted(self._transport_decls)) or "none"
+            raise PluginError(f"no transport named {name!r} (installed: {known})")
+        obj = import_python_name(decl.python_name, plugin=decl.plugin)
+        if not (isinstance(obj, type) and issubclass(obj, Transport)):
+            raise PluginLoadError(f"expected a Transport subclass, got {obj!r}",
+                                  plugin=decl.plugin, python_name=decl.python_name)
+        return obj
+
+    def model_names(self) -> list[str]:
+        return sorted(self._model_decls)
+
+    def create_model(self, name: str, args: Mapping[str, Any] | None = None) -> DeviceModel:
+        """Build device model ``name`` (imported now, lazily) with ``args``."""
+        decl = self._model_decls.get(name)
+        if decl is None:
+            known = ", ".join(sorted(self._model_decls)) or "none"
+            raise LookupError(f"no device model named {name!r} (installed: {known})")
+        try:
+            obj = import_python_name(decl.python_name, plugin=decl.plugin)
+        except PluginLoadError as exc:
+            self._plugin_broken(decl.plugin, f"model {name!r}: {exc}")
+            raise LookupError(str(exc)) from None
+        if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
+            raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
+        model = obj.from_args(dict(args or {}))
+        with self._lock:
+            self.models.append(model)
+        return model
+
+    def load(self, source: str | Path | Mapping[str, Any]) -> list[Device]:
+        """Boot a machine description (TOML file, ``.dtb``/``.dts``, or parsed data)."""
+        from ._boot import load_description
+
+        return load_description(self, source)
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove every device (unbinding drivers), then close transports and models."""
+        with self._lock:
+            for device in reversed(self.devices()):
+                self.remove_device(device)
+            transports, self.transports = self.transports, []
+            models, self.models = self.models, []
+        for transport in transports:
+            try:
+                transport.close()
+            except Exception:
+                log.exception("closing transport %r failed", transport)
+        for model in models:
+            try:
+                model.close()
+            except Exception:
+                log.exception("closing model %r failed", model)
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.name} devices={len(self._devices)} drivers={len(self._drivers)}>"
+

@@ -1,0 +1,86 @@
+"""What a transport gets when it reads its section of a machine description.
+
+The core reads the TOML file, finds for each top-level section the transport plugin that
+declared it (``machine-section`` in its manifest), and calls that transport's
+``from_machine(section, context)``.  The core knows nothing of PCI or device trees; the
+:class:`MachineContext` lets a transport build device models and report errors that name the
+file, the section and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._errors import MachineFileError
+from ._model import DeviceModel
+
+ModelFactory = Callable[[str, Mapping[str, Any]], DeviceModel]
+
+
+class MachineContext:
+    """Helpers for one section of one machine description.
+
+    :param path: the machine file (``None`` for descriptions built in memory).
+    :param section: the section being read (``pci``, ``devtree``...).
+    :param model_factory: builds a device model by its manifest name and arguments.
+    """
+
+    def __init__(
+        self, path: str | Path | None, section: str, model_factory: ModelFactory,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.section = section
+        self._model_factory = model_factory
+        if base_dir is not None:
+            self.base_dir = base_dir
+        elif self.path is not None:
+            self.base_dir = self.path.parent
+        else:
+            self.base_dir = Path.cwd()
+
+    def fail(self, message: str, key: str | None = None) -> NoReturn:
+        """Raise :class:`MachineFileError` for this file and section at ``key``."""
+        raise MachineFileError(message, path=self.path, section=self.section, key=key)
+
+    def check_keys(
+        self, table: object, allowed: Iterable[str], key: str | None = None,
+        required: Iterable[str] = (),
+    ) -> Mapping[str, Any]:
+        """Check that ``table`` is a table with only ``allowed`` keys and every ``required``."""
+        if not isinstance(table, Mapping):
+            self.fail("expected a table", key)
+        allowed_set = set(allowed)
+        prefix = f"{key}." if key else ""
+        for name in table:
+            if name not in allowed_set:
+                self.fail(
+                    f"unknown key {name!r} (allowed: {', '.join(sorted(allowed_set))})",
+                    prefix + str(name),
+                )
+        for name in required:
+            if name not in table:
+                self.fail(f"missing required key {name!r}", prefix + name)
+        return table
+
+    def resolve(self, value: str) -> Path:
+        """A path from the machine file, relative to the file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def model(self, name: object, args: object, key: str) -> DeviceModel:
+        """Build the device model ``name`` with ``args``; errors name ``key``."""
+        if not isinstance(name, str) or not name:
+            self.fail("model must be a non-empty string naming a device model", key)
+        if args is None:
+            args = {}
+        if not isinstance(args, Mapping):
+            self.fail("model arguments must be a table", key)
+        try:
+            return self._model_factory(name, args)
+        except MachineFileError:
+            raise
+        except (TypeError, ValueError, LookupError, OSError) as exc:
+            self.fail(f"model {name!r}: {exc}", key)

@@ -1,0 +1,317 @@
+"""Plugin manifests: the TOML file that declares what a plugin provides, read without imports.
+
+The schema is documented key by key in ``docs/manifest.md``.  Parsing is strict: unknown keys,
+wrong types, invalid IDs and duplicate names are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from ._errors import IdTableError, ManifestError
+from ._ids import IdEntry, entry_from_mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+SCHEMA_VERSIONS: Final = frozenset({1})
+"""Manifest schema versions this core reads."""
+
+API_VERSIONS: Final = frozenset({1})
+"""Core API versions a plugin may declare it was written for."""
+
+HOOK_NAMES: Final = frozenset({
+    "virtcore_device_added", "virtcore_device_removed", "virtcore_driver_bound",
+    "virtcore_driver_unbound", "virtcore_probe_failed", "virtcore_probe_deferred",
+    "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
+})
+
+NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+PYTHON_NAME_RE: Final = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")
+
+_TOP_KEYS: Final = {
+    "schema-version", "name", "api-version", "description", "drivers", "transports", "models",
+    "hooks",
+}
+_DRIVER_KEYS: Final = {"name", "python-name", "priority", "description", "ids"}
+_TRANSPORT_KEYS: Final = {
+    "name", "python-name", "machine-section", "file-types", "description",
+}
+_MODEL_KEYS: Final = {"name", "python-name", "description"}
+_HOOK_KEYS: Final = {"python-name", "hooks"}
+
+
+@dataclass(frozen=True, slots=True)
+class DriverDecl:
+    """A driver declared in a manifest: enough to match without importing it."""
+
+    name: str
+    python_name: str
+    plugin: str
+    ids: tuple[IdEntry, ...]
+    priority: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportDecl:
+    """A transport declared in a manifest, and the machine-description section it reads."""
+
+    name: str
+    python_name: str
+    plugin: str
+    machine_section: str | None = None
+    file_types: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDecl:
+    """A device model declared in a manifest."""
+
+    name: str
+    python_name: str
+    plugin: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HookDecl:
+    """A module of pluggy hook implementations, imported when one of ``hooks`` is first called."""
+
+    python_name: str
+    plugin: str
+    hooks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A validated plugin manifest."""
+
+    name: str
+    schema_version: int
+    api_version: int
+    path: str
+    description: str = ""
+    drivers: tuple[DriverDecl, ...] = ()
+    transports: tuple[TransportDecl, ...] = ()
+    models: tuple[ModelDecl, ...] = ()
+    hooks: tuple[HookDecl, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def provides(self) -> dict[str, list[str]]:
+        """What the plugin provides, by kind (for ``virtcore plugins``)."""
+        return {
+            "drivers": [d.name for d in self.drivers],
+            "transports": [t.name for t in self.transports],
+            "models": [m.name for m in self.models],
+            "hooks": sorted({h for decl in self.hooks for h in decl.hooks}),
+        }
+
+
+class _Reader:
+    """Validates one manifest, remembering the file for error messages."""
+
+    def __init__(self, path: str, plugin: str | None) -> None:
+        self.path = path
+        self.plugin = plugin
+
+    def fail(self, message: str, key: str | None) -> ManifestError:
+        return ManifestError(message, path=self.path, key=key, plugin=self.plugin)
+
+    def table(self, value: object, key: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail("expected a table", key)
+        for name in value:
+            if name not in allowed:
+                raise self.fail(
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                    f"{key}.{name}" if key else name,
+                )
+        return value
+
+    def array(self, value: object, key: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail("expected an array of tables ([[...]])", key)
+        return value
+
+    def string(
+        self, table: dict[str, Any], name: str, key: str, *, required: bool = True,
+        pattern: re.Pattern[str] | None = None, what: str = "",
+    ) -> str:
+        full = f"{key}.{name}" if key else name
+        if name not in table:
+            if required:
+                raise self.fail("missing required key", full)
+            return ""
+        value = table[name]
+        if not isinstance(value, str) or not value:
+            raise self.fail("expected a non-empty string", full)
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(f"{value!r} is not {what}", full)
+        return value
+
+    def integer(self, table: dict[str, Any], name: str, key: str, default: int | None) -> int:
+        full = f"{key}.{name}" if key else name
+        if name not in table:
+            if default is None:
+                raise self.fail("missing required key", full)
+            return default
+        value = table[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"expected an integer, not {value!r}", full)
+        return value
+
+
+def parse_manifest(
+    data: bytes | str, path: str | Path, *, plugin: str | None = None
+) -> Manifest:
+    """Parse and validate manifest text.
+
+    :param path: the file it came from, named in every error.
+    :param plugin: the plugin's entry-point name; the manifest's ``name`` must equal it.
+    :raises ManifestError: naming the file and key of the first problem found.
+    """
+    spath = str(path)
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
+    return validate_manifest(raw, spath, plugin=plugin)
+
+
+def validate_manifest(
+    raw: dict[str, Any], path: str | Path, *, plugin: str | None = None
+) -> Manifest:
+    """Validate manifest data already parsed from TOML (see :func:`parse_manifest`)."""
+    spath = str(path)
+    reader = _Reader(spath, plugin)
+    reader.table(raw, "", _TOP_KEYS)
+    schema = reader.integer(raw, "schema-version", "", None)
+    if schema not in SCHEMA_VERSIONS:
+        raise reader.fail(
+            f"unsupported schema version {schema} (this virtcore reads "
+            f"{', '.join(map(str, sorted(SCHEMA_VERSIONS)))})", "schema-version")
+    name = reader.string(raw, "name", "", pattern=NAME_RE, what="a valid plugin name")
+    if plugin is not None and name != plugin:
+        raise reader.fail(
+            f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
+    reader.plugin = name
+    api = reader.integer(raw, "api-version", "", None)
+    description = reader.string(raw, "description", "", required=False)
+
+    drivers: list[DriverDecl] = []
+    for i, item in enumerate(reader.array(raw.get("drivers"), "drivers")):
+        key = f"drivers[{i}]"
+        table = reader.table(item, key, _DRIVER_KEYS)
+        dname = reader.string(table, "name", key, pattern=NAME_RE, what="a valid driver name")
+        pyname = reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
+                               what="'module:attribute'")
+        priority = reader.integer(table, "priority", key, 0)
+        ids: list[IdEntry] = []
+        for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
+            try:
+                ids.append(entry_from_mapping(entry, path=spath, key=f"{key}.ids[{j}]",
+                                              plugin=name))
+            except IdTableError as exc:
+                raise IdTableError(
+                    f"driver {dname!r}: {exc.reason}", path=spath, key=exc.key, plugin=name,
+                    entry=exc.entry) from None
+        drivers.append(DriverDecl(dname, pyname, name, tuple(ids), priority,
+                                  reader.string(table, "description", key, required=False)))
+    _no_duplicates(reader, [d.name for d in drivers], "drivers", "driver")
+
+    transports: list[TransportDecl] = []
+    for i, item in enumerate(reader.array(raw.get("transports"), "transports")):
+        key = f"transports[{i}]"
+        table = reader.table(item, key, _TRANSPORT_KEYS)
+        transports.append(TransportDecl(
+            reader.string(table, "name", key, pattern=NAME_RE, what="a valid transport name"),
+            reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
+                          what="'module:attribute'"),
+            name,
+            reader.string(table, "machine-section", key, required=False, pattern=NAME_RE,
+                          what="a valid section name") or None,
+            _file_types(reader, table.get("file-types"), f"{key}.file-types"),
+            reader.string(table, "description", key, required=False),
+        ))
+    _no_duplicates(reader, [t.name for t in transports], "transports", "transport")
+    _no_duplicates(reader, [t.machine_section for t in transports if t.machine_section],
+                   "transports", "machine-section")
+
+    models: list[ModelDecl] = []
+    for i, item in enumerate(reader.array(raw.get("models"), "models")):
+        key = f"models[{i}]"
+        table = reader.table(item, key, _MODEL_KEYS)
+        models.append(ModelDecl(
+            reader.string(table, "name", key, pattern=NAME_RE, what="a valid model name"),
+            reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
+                          what="'module:attribute'"),
+            name,
+            reader.string(table, "description", key, required=False),
+        ))
+    _no_duplicates(reader, [m.name for m in models], "models", "model")
+
+    hooks: list[HookDecl] = []
+    for i, item in enumerate(reader.array(raw.get("hooks"), "hooks")):
+        key = f"hooks[{i}]"
+        table = reader.table(item, key, _HOOK_KEYS)
+        module = reader.string(table, "python-name", key, pattern=MODULE_NAME_RE,
+                               what="a module name")
+        names = table.get("hooks")
+        if not isinstance(names, list) or not names or not all(
+                isinstance(n, str) for n in names):
+            raise reader.fail("expected a non-empty array of hook names", f"{key}.hooks")
+        for n in names:
+            if n not in HOOK_NAMES:
+                raise reader.fail(
+                    f"unknown hook {n!r} (known: {', '.join(sorted(HOOK_NAMES))})",
+                    f"{key}.hooks")
+        hooks.append(HookDecl(module, name, tuple(names)))
+
+    manifest = Manifest(
+        name=name, schema_version=schema, api_version=api, path=spath, description=description,
+        drivers=tuple(drivers), transports=tuple(transports), models=tuple(models),
+        hooks=tuple(hooks), raw=raw,
+    )
+    return manifest
+
+
+def _file_types(reader: _Reader, value: object, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and re.match(r"^\.[A-Za-z0-9]+$", v) for v in value):
+        raise reader.fail("expected an array of file suffixes such as \".dtb\"", key)
+    return tuple(v.lower() for v in value)
+
+
+def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise reader.fail(f"{what} {n!r} is declared twice", key)
+        seen.add(n)
+
+
+def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
+    """Read and validate the manifest file at ``path``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
+                            plugin=plugin) from None
+    return parse_manifest(data, path, plugin=plugin)

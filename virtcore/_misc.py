@@ -1,0 +1,190 @@
+"""Misc (character) devices: a probed driver registers file operations under a name, and a
+user opens the name and gets a real Python binary file object (like ``misc_register``).
+
+Names are unique per machine.  A driver registers a base name (``virt_pipe``) and gets the
+lowest free numbered name (``virt_pipe0``, ``virt_pipe1``...), as an IDA hands out minors.
+Files are not seekable, like ``nonseekable_open``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import MiscDeviceError
+
+if TYPE_CHECKING:
+    from ._device import Device
+
+_BASE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*[A-Za-z_\-]$|^[A-Za-z_]$")
+
+
+class FileOperations:
+    """What a driver implements for its misc device (Linux's ``file_operations``).
+
+    Every method receives the open :class:`MiscFile`; ``file.private_data`` is free for the
+    driver's per-open state.  ``readinto`` returns the count (``0`` at end of data) or
+    ``None`` when a non-blocking file has nothing to give; ``write`` returns the count
+    accepted or ``None`` when a non-blocking file cannot take anything now.
+    """
+
+    def open(self, file: MiscFile) -> None:
+        """Called when a user opens the device."""
+
+    def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
+        """Fill ``buffer``; the default says the device cannot be read."""
+        raise io.UnsupportedOperation(f"{file.name} is not readable")
+
+    def write(self, file: MiscFile, data: memoryview) -> int | None:
+        """Accept bytes from ``data``; the default says the device cannot be written."""
+        raise io.UnsupportedOperation(f"{file.name} is not writable")
+
+    def flush(self, file: MiscFile) -> None:
+        """Called by ``flush()``: wait until written data has reached the device."""
+
+    def release(self, file: MiscFile) -> None:
+        """Called when the file is closed."""
+
+
+class MiscFile(io.RawIOBase):
+    """An open misc device: a raw, non-seekable binary file.
+
+    :param timeout: seconds a blocking read or write may wait (``None`` = forever); drivers
+        read it and raise :class:`~virtcore.TransferTimeoutError` when it runs out.
+    :param nonblocking: reads and writes return ``None`` instead of waiting (``O_NONBLOCK``).
+    """
+
+    def __init__(
+        self, misc: MiscDevice, mode: str, *, timeout: float | None, nonblocking: bool
+    ) -> None:
+        super().__init__()
+        self.misc = misc
+        self.name = misc.name
+        self.mode = mode
+        self.timeout = timeout
+        self.nonblocking = nonblocking
+        self.private_data: Any = None
+        self._readable = "r" in mode or "+" in mode
+        self._writable = "w" in mode or "a" in mode or "+" in mode
+        misc.fops.open(self)
+
+    @property
+    def device(self) -> Device:
+        return self.misc.device
+
+    def readable(self) -> bool:
+        return self._readable
+
+    def writable(self) -> bool:
+        return self._writable
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._checkClosed()
+        if not self._readable:
+            raise io.UnsupportedOperation(f"{self.name} was not opened for reading")
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        return self.misc.fops.readinto(self, view)
+
+    def write(self, data: Any) -> int | None:
+        self._checkClosed()
+        if not self._writable:
+            raise io.UnsupportedOperation(f"{self.name} was not opened for writing")
+        view = memoryview(data).cast("B")
+        if not len(view):
+            return 0
+        return self.misc.fops.write(self, view)
+
+    def flush(self) -> None:
+        if not self.closed and self._writable:
+            self.misc.fops.flush(self)
+        super().flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                super().close()
+            finally:
+                self.misc.fops.release(self)
+
+    def __repr__(self) -> str:
+        return f"<MiscFile {self.name} mode={self.mode!r}>"
+
+
+@dataclass(slots=True)
+class MiscDevice:
+    """A registered misc device: its name, the device it belongs to, its file operations."""
+
+    name: str
+    device: Device
+    fops: FileOperations
+
+
+class MiscRegistry:
+    """The misc devices of one machine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._devices: dict[str, MiscDevice] = {}
+
+    def register(self, base: str, device: Device, fops: FileOperations) -> MiscDevice:
+        """Register ``fops`` under the lowest free name ``base0``, ``base1``..."""
+        if not isinstance(base, str) or not _BASE_RE.match(base):
+            raise MiscDeviceError("a base name is letters, digits, _ and -, not ending in a "
+                                  "digit", name=str(base))
+        with self._lock:
+            n = 0
+            while f"{base}{n}" in self._devices:
+                n += 1
+            misc = MiscDevice(f"{base}{n}", device, fops)
+            self._devices[misc.name] = misc
+            return misc
+
+    def unregister(self, name: str) -> MiscDevice:
+        with self._lock:
+            try:
+                return self._devices.pop(name)
+            except KeyError:
+                raise MiscDeviceError("no such misc device", name=name) from None
+
+    def get(self, name: str) -> MiscDevice:
+        with self._lock:
+            try:
+                return self._devices[name]
+            except KeyError:
+                known = ", ".join(sorted(self._devices)) or "none"
+                raise MiscDeviceError(f"no such misc device (registered: {known})",
+                                      name=name) from None
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._devices)
+
+    def items(self) -> list[MiscDevice]:
+        with self._lock:
+            return [self._devices[n] for n in sorted(self._devices)]
+
+
+def open_misc(
+    misc: MiscDevice, mode: str = "rb", buffering: int = -1, *,
+    timeout: float | None = None, nonblocking: bool = False,
+) -> io.RawIOBase | io.BufferedIOBase:
+    """Open a misc device like :func:`open` opens a file: raw with ``buffering=0``."""
+    if set(mode) - set("rwab+") or "b" not in mode or sum(c in mode for c in "rwa") != 1:
+        raise ValueError(f"invalid mode {mode!r}: use a binary mode such as 'rb', 'wb', 'r+b'")
+    raw = MiscFile(misc, mode, timeout=timeout, nonblocking=nonblocking)
+    if buffering == 0:
+        return raw
+    size = io.DEFAULT_BUFFER_SIZE if buffering < 0 or buffering == 1 else buffering
+    if raw.readable() and raw.writable():
+        return io.BufferedRWPair(raw, raw, size)
+    if raw.readable():
+        return io.BufferedReader(raw, size)
+    return io.BufferedWriter(raw, size)

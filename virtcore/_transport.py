@@ -1,0 +1,101 @@
+"""The transport (bus backend) base class: the seed's ``virt_bus``.
+
+A transport is platform dependent: it enumerates the devices of its platform and moves bytes
+for them.  It has one required method, :meth:`Transport.transfer`, like httpx's
+``BaseTransport``; :meth:`Transport.enumerate` defaults to "no devices".
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ._device import Device
+    from ._machine import Machine
+    from ._machine_file import MachineContext
+    from ._model import DeviceModel
+
+
+class Op(enum.Enum):
+    """The direction of a transfer."""
+
+    READ = "read"
+    """Fill a writable buffer from the device; return the count, 0 at end of data."""
+    WRITE = "write"
+    """Send a bytes-like object to the device; return the count accepted (short is legal)."""
+
+
+class Transport(abc.ABC):
+    """Base class of every transport.
+
+    Subclasses implement :meth:`transfer` and usually :meth:`enumerate`.  A transport is a
+    context manager; :meth:`close` releases what it holds and is idempotent.
+
+    ``transfer`` returns:
+
+    * for :attr:`Op.READ`: the number of bytes written into ``buffer``; ``0`` means end of
+      data; ``None`` means no data is available yet (the device will raise its IRQ when some
+      arrives);
+    * for :attr:`Op.WRITE`: the number of bytes accepted, which may be short; ``0`` means the
+      device cannot take more now (it raises its IRQ when space frees).
+
+    Failures raise :class:`~virtcore.TransferError` naming the device, never a silent 0.
+    """
+
+    bus: ClassVar[str] = "virtual"
+    """The bus name shown for this transport's devices."""
+
+    machine: Machine | None = None
+
+    def attach(self, machine: Machine) -> None:
+        """Called when the transport is added to a machine (before :meth:`enumerate`)."""
+        self.machine = machine
+
+    def enumerate(self) -> Iterable[Device]:
+        """Yield the devices of this transport's platform."""
+        return ()
+
+    @abc.abstractmethod
+    def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
+        """Move bytes between ``buffer`` and ``device``; see the class docstring."""
+
+    def ack_irq(self, device: Device) -> None:
+        """Acknowledge the device's interrupt (clear its latch); no-op by default."""
+
+    def model_of(self, device: Device) -> DeviceModel | None:
+        """The device model behind ``device``, where the transport emulates one."""
+        return None
+
+    def close(self) -> None:
+        """Release every resource the transport holds; safe to call twice."""
+
+    def raise_irq(self, device: Device) -> None:
+        """Deliver the device's interrupt to the handlers the driver registered."""
+        if self.machine is not None and device.irq is not None:
+            self.machine.irqs.raise_irq(device.irq)
+
+    @classmethod
+    def from_machine(
+        cls, section: Mapping[str, Any], context: MachineContext
+    ) -> Transport:
+        """Build the transport from its section of a machine description.
+
+        Transports that read machine descriptions override this; ``context`` builds device
+        models and raises :class:`~virtcore.MachineFileError` naming file, section and key.
+        """
+        context.fail(f"transport {cls.__name__} does not read machine descriptions")
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
