@@ -56,7 +56,7 @@ def check_compatible(value: object) -> str:
         raise ValueError(f"compatible must be a string, not {value!r}")
     if not value:
         raise ValueError("compatible must not be empty")
-    if not _COMPATIBLE_RE.match(value):
+    if not _COMPATIBLE_RE.fullmatch(value):
         raise ValueError(
             f"compatible {value!r} is malformed: expected 'vendor,model' made of letters, "
             "digits and , . _ + - /"
@@ -102,7 +102,7 @@ class IdEntry:
 
     Exactly one of the two kinds is set: ``compatible``, or at least one numeric field.
     ``data`` is handed to the driver's ``probe`` when this entry matched (Linux's
-    ``driver_data``). ``override_only`` entries match only under a driver override.
+    ``driver_data``).  ``class_mask`` defaults to the full 24 bits when ``class_`` is given. ``override_only`` entries match only under a driver override.
     """
 
     vendor: int | None = None
@@ -110,12 +110,14 @@ class IdEntry:
     subvendor: int | None = None
     subdevice: int | None = None
     class_: int | None = None
-    class_mask: int = 0
+    class_mask: int = -1
     compatible: str | None = None
     data: Any = field(default=None, compare=False)
     override_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.class_mask == -1:  # not given: a class means the exact class
+            object.__setattr__(self, "class_mask", CLASS_MAX if self.class_ is not None else 0)
         for name in ("vendor", "device", "subvendor", "subdevice"):
             check_id(getattr(self, name), name)
         check_class(self.class_)

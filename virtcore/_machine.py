@@ -239,7 +239,7 @@ class Machine:
         """
         instance = driver() if isinstance(driver, type) else driver
         name = instance.name
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise DriverError(f"invalid driver name {name!r}", driver=str(name))
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table

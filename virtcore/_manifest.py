@@ -157,7 +157,7 @@ class _Reader:
         value = table[name]
         if not isinstance(value, str) or not value:
             raise self.fail("expected a non-empty string", full)
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(f"{value!r} is not {what}", full)
         return value
 

@@ -136,7 +136,7 @@ class MiscRegistry:
 
     def register(self, base: str, device: Device, fops: FileOperations) -> MiscDevice:
         """Register ``fops`` under the lowest free name ``base0``, ``base1``..."""
-        if not isinstance(base, str) or not _BASE_RE.match(base):
+        if not isinstance(base, str) or not _BASE_RE.fullmatch(base):
             raise MiscDeviceError("a base name is letters, digits, _ and -, not ending in a "
                                   "digit", name=str(base))
         with self._lock:

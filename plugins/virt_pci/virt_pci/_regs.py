@@ -85,33 +85,66 @@ class BadAccess(Exception):  # noqa: N818 - internal signal turned into MmioErro
 
 
 class RamRegion:
-    """Plain memory behind a BAR (BARs declared without a model): bytes read back."""
+    """Plain memory behind a BAR (BARs besides the register block): bytes read back.
 
-    __slots__ = ("_data",)
+    Sparse (4 KiB pages allocated on first write) so that large BARs cost nothing.
+    """
+
+    __slots__ = ("size", "_pages")
+
+    PAGE: Final = 4096
 
     def __init__(self, size: int) -> None:
-        self._data = bytearray(size)
+        self.size = size
+        self._pages: dict[int, bytearray] = {}
+
+    def _page(self, number: int) -> bytearray:
+        page = self._pages.get(number)
+        if page is None:
+            page = self._pages[number] = bytearray(self.PAGE)
+        return page
 
     def read(self, offset: int, size: int) -> int:
-        return int.from_bytes(self._data[offset:offset + size], "little")
+        page = self._pages.get(offset // self.PAGE)
+        if page is None:
+            return 0
+        start = offset % self.PAGE
+        return int.from_bytes(page[start:start + size], "little")
 
     def write(self, offset: int, value: int, size: int) -> None:
-        self._data[offset:offset + size] = value.to_bytes(size, "little")
+        start = offset % self.PAGE
+        self._page(offset // self.PAGE)[start:start + size] = value.to_bytes(size, "little")
+
+    def _check(self, offset: int, n: int) -> None:
+        if offset + n > self.size:
+            raise BadAccess(f"block of {n} bytes at {offset:#x} runs past the BAR's end")
 
     def read_string(self, offset: int, buffer: memoryview) -> int:
         """A block copy out of the memory (``memcpy_fromio``)."""
         n = len(buffer)
-        if offset + n > len(self._data):
-            raise BadAccess(f"block of {n} bytes at {offset:#x} runs past the BAR's end")
-        buffer[:] = self._data[offset:offset + n]
+        self._check(offset, n)
+        done = 0
+        while done < n:
+            number, start = divmod(offset + done, self.PAGE)
+            chunk = min(self.PAGE - start, n - done)
+            page = self._pages.get(number)
+            if page is None:
+                buffer[done:done + chunk] = bytes(chunk)
+            else:
+                buffer[done:done + chunk] = page[start:start + chunk]
+            done += chunk
         return n
 
     def write_string(self, offset: int, data: memoryview) -> int:
         """A block copy into the memory (``memcpy_toio``)."""
         n = len(data)
-        if offset + n > len(self._data):
-            raise BadAccess(f"block of {n} bytes at {offset:#x} runs past the BAR's end")
-        self._data[offset:offset + n] = data
+        self._check(offset, n)
+        done = 0
+        while done < n:
+            number, start = divmod(offset + done, self.PAGE)
+            chunk = min(self.PAGE - start, n - done)
+            self._page(number)[start:start + chunk] = data[done:done + chunk]
+            done += chunk
         return n
 
 

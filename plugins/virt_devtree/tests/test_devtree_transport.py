@@ -1,0 +1,225 @@
+"""The transport: enumeration, the binding, hypercall transfers, IRQs, errors."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from devtree_helpers import sample_tree
+
+import virtcore
+from virt_devtree import (
+    HV_EAGAIN,
+    HV_EINVAL,
+    HV_EIO,
+    HV_ENOENT,
+    HV_ENOSYS,
+    HV_OK,
+    HV_READ,
+    HV_STATUS,
+    HV_WRITE,
+    DevtreeTransport,
+    Hypervisor,
+    TreeError,
+    write_dtb,
+)
+from virtcore import DeviceIds, DeviceModel, Op, TransferError
+
+
+class FifoModel(DeviceModel):
+    """A byte FIFO: reads drain it (None when empty, 0 after eof), writes fill it."""
+
+    name = "fifo"
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.capacity = capacity
+        self.eof = False
+        self.calls = 0
+        self.closed = 0
+
+    def read(self, buffer: memoryview) -> int | None:
+        self.calls += 1
+        if not self.data:
+            return 0 if self.eof else None
+        count = min(len(buffer), len(self.data))
+        buffer[:count] = self.data[:count]
+        del self.data[:count]
+        return count
+
+    def write(self, data: memoryview) -> int:
+        self.calls += 1
+        count = min(len(data), self.capacity - len(self.data))
+        self.data += data[:count]
+        return count
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class BrokenModel(FifoModel):
+    def read(self, buffer: memoryview) -> int | None:
+        raise RuntimeError("model exploded")
+
+    def write(self, data: memoryview) -> int:
+        return len(data) + 1  # breaks the contract
+
+
+@pytest.fixture
+def fifo() -> FifoModel:
+    return FifoModel()
+
+
+@pytest.fixture
+def transport(fifo):
+    with DevtreeTransport(sample_tree(), {"/soc/pipe@1000": fifo}) as transport:
+        yield transport
+
+
+def test_enumerate(transport) -> None:
+    devices = {d.path: d for d in transport.enumerate()}
+    # root, nodes without compatible, the disabled node and its subtree are not devices
+    assert sorted(devices) == ["/intc@8000000", "/soc", "/soc/legacy@2000", "/soc/pic@f000",
+                               "/soc/pipe@1000"]
+    pipe = devices["/soc/pipe@1000"]
+    assert pipe.bus == "devtree" and DevtreeTransport.bus == "devtree"
+    assert pipe.compatible == ("virtcore,virt-dev",)
+    assert pipe.ids == DeviceIds(0x1AF4, 0x0001)
+    assert pipe.irq == 37
+    assert pipe.parent is devices["/soc"]
+    assert pipe.transport is transport
+    assert transport.node(pipe) is transport.tree["/soc/pipe@1000"]
+    legacy = devices["/soc/legacy@2000"]
+    assert legacy.compatible == ("acme,widget", "virt-dev")  # most specific first
+    assert legacy.ids == DeviceIds(0x1234, 0x5678)  # one cell: vendor << 16 | device
+    assert devices["/soc"].ids is None and devices["/intc@8000000"].irq is None
+    handles = [d.platform_data for d in transport.enumerate()]
+    assert handles == sorted(set(handles)) and handles[0] == 1
+    assert transport.model_of(pipe) is transport.hypervisor.model(pipe.platform_data)
+
+
+def test_transfer_read_write(transport, fifo) -> None:
+    pipe = transport.device("/soc/pipe@1000")
+    buffer = bytearray(4)
+    assert transport.transfer(pipe, buffer, Op.READ) is None  # nothing yet
+    assert transport.transfer(pipe, b"hello world", Op.WRITE) == 8  # short write: capacity 8
+    assert transport.transfer(pipe, b"x", Op.WRITE) == 0  # full
+    assert transport.transfer(pipe, buffer, Op.READ) == 4 and buffer == b"hell"
+    view = memoryview(bytearray(16))
+    assert pipe.transfer(view, Op.READ) == 4 and bytes(view[:4]) == b"o wo"
+    fifo.eof = True
+    assert transport.transfer(pipe, buffer, Op.READ) == 0  # end of data
+    assert fifo.calls == 6  # one model call per transfer
+
+
+def test_irq_from_model_reaches_raise_irq(transport, fifo, monkeypatch) -> None:
+    raised = []
+    monkeypatch.setattr(transport, "raise_irq", raised.append)
+    fifo.raise_irq()
+    assert raised == [transport.device("/soc/pipe@1000")]
+
+
+def test_irq_delivered_to_machine_controller(fifo) -> None:
+    hits = []
+
+    class FakeMachine:
+        irqs = virtcore.IrqController()
+
+    machine = FakeMachine()
+    machine.irqs.request(37, lambda irq, dev_id: hits.append(irq), "me")
+    transport = DevtreeTransport(sample_tree(), {"/soc/pipe@1000": fifo})
+    transport.attach(machine)  # type: ignore[arg-type]
+    fifo.raise_irq()
+    assert hits == [37]
+    transport.close()
+    fifo.raise_irq()  # disconnected on close
+    assert hits == [37] and fifo.closed == 1
+    transport.close()
+    assert fifo.closed == 1
+
+
+def test_unknown_handle_and_failures(transport) -> None:
+    legacy = transport.device("/soc/legacy@2000")  # a device without a model
+    with pytest.raises(TransferError, match="ENOENT.*no device model") as info:
+        transport.transfer(legacy, bytearray(4), Op.READ)
+    assert info.value.device is legacy and "/soc/legacy@2000" in str(info.value)
+    pipe = transport.device("/soc/pipe@1000")
+    with pytest.raises(TransferError, match="writable buffer"):
+        transport.transfer(pipe, b"ro", Op.READ)
+    with pytest.raises(TransferError, match="bytes-like"):
+        transport.transfer(pipe, 42, Op.WRITE)
+    with pytest.raises(TransferError, match="unknown transfer op"):
+        transport.transfer(pipe, b"x", "sideways")
+    stray = virtcore.Device("/stray", bus="devtree", platform_data="nope")
+    with pytest.raises(TransferError, match="no device-tree handle"):
+        transport.transfer(stray, b"x", Op.WRITE)
+    transport.close()
+    with pytest.raises(TransferError, match="closed"):
+        transport.transfer(pipe, b"x", Op.WRITE)
+
+
+def test_model_failures_become_transfer_errors() -> None:
+    transport = DevtreeTransport(sample_tree(), {"/soc/pipe@1000": BrokenModel()})
+    pipe = transport.device("/soc/pipe@1000")
+    with pytest.raises(TransferError, match="HV_READ .* -EIO: RuntimeError: model exploded") as i:
+        transport.transfer(pipe, bytearray(2), Op.READ)
+    assert isinstance(i.value.__cause__, RuntimeError)
+    with pytest.raises(TransferError, match="HV_WRITE .* -EIO: ValueError: .*count 3"):
+        transport.transfer(pipe, b"ab", Op.WRITE)
+
+
+def test_hypervisor_abi(fifo) -> None:
+    hv = Hypervisor()
+    hv.add(7, fifo)
+    buf = memoryview(bytearray(4))
+    assert (HV_READ, HV_WRITE, HV_STATUS) == (1, 2, 3)
+    assert HV_EAGAIN == -errno.EAGAIN and HV_ENOENT == -errno.ENOENT
+    assert hv.hypercall(HV_READ, 7, buf, 4).status == HV_EAGAIN
+    result = hv.hypercall(HV_WRITE, 7, memoryview(b"abc"), 3)
+    assert (result.status, result.count) == (HV_OK, 3)
+    assert hv.hypercall(HV_READ, 7, buf, 2).count == 2 and bytes(buf[:2]) == b"ab"
+    assert hv.hypercall(HV_STATUS, 7).count == virtcore.MODEL_READABLE | virtcore.MODEL_WRITABLE
+    assert hv.hypercall(HV_READ, 8, buf, 4).status == HV_ENOENT
+    assert hv.hypercall(99, 7, buf, 4).status == HV_ENOSYS
+    assert hv.hypercall(HV_READ, 7, buf, 5).status == HV_EINVAL
+    assert hv.hypercall(HV_READ, 7, memoryview(b"ro"), 2).status == HV_EINVAL
+    assert HV_EIO == -errno.EIO
+    with pytest.raises(ValueError, match="already in use"):
+        hv.add(7, fifo)
+    with pytest.raises(ValueError, match="positive"):
+        hv.add(0, fifo)
+    assert hv.remove(7) is fifo and len(hv) == 0
+
+
+def test_bad_virt_dev_nodes_are_named() -> None:
+    tree = sample_tree()
+    tree["/soc/pipe@1000"].set("virtcore,dev-id", [0x1_0000, 1])
+    with pytest.raises(TreeError, match="vendor 0x10000 is over 16 bits") as info:
+        DevtreeTransport(tree)
+    assert info.value.node == "/soc/pipe@1000"
+    tree["/soc/pipe@1000"].delete("virtcore,dev-id")
+    with pytest.raises(TreeError, match="has no virtcore,dev-id"):
+        DevtreeTransport(tree)
+    tree["/soc/pipe@1000"].set("virtcore,dev-id", [1, 2, 3])
+    with pytest.raises(TreeError, match="found 3 cells"):
+        DevtreeTransport(tree)
+    tree["/soc/pipe@1000"].set("virt_dev_id", [1, 2])
+    with pytest.raises(TreeError, match="both"):
+        DevtreeTransport(tree)
+
+
+def test_models_must_name_devices(fifo) -> None:
+    for path, why in [("/nope", "no such node"), ("/soc/off@3000/child", "not available"),
+                      ("/soc/plain@4000", "no compatible")]:
+        with pytest.raises(TreeError, match=why):
+            DevtreeTransport(sample_tree(), {path: fifo})
+
+
+def test_from_blob_and_file(tmp_path, fifo) -> None:
+    blob = write_dtb(sample_tree())
+    transport = DevtreeTransport.from_blob(blob, {"/soc/pipe@1000": fifo})
+    assert transport.model_of(transport.device("/soc/pipe@1000")) is fifo
+    path = tmp_path / "board.dtb"
+    path.write_bytes(blob)
+    assert len(DevtreeTransport.from_file(path).devices) == 5

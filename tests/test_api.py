@@ -1,0 +1,29 @@
+"""The public API changes only on purpose."""
+
+from __future__ import annotations
+
+import virtcore
+
+
+def test_public_names_are_pinned() -> None:
+    assert virtcore.__all__ == sorted(virtcore.__all__)
+    assert set(virtcore.__all__) == {
+        "ANY", "API_VERSION", "Catalog", "CheckError", "DeclineProbe", "DeferProbe", "Device",
+        "DeviceError", "DeviceIds", "DeviceModel", "DeviceRemovedError", "DeviceStatus",
+        "Driver", "DriverError", "DriverSlot", "FileOperations", "IdEntry", "IdTableError",
+        "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
+        "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
+        "MatchReport", "MiscDevice", "MiscDeviceError", "MiscFile", "Op", "PluginError",
+        "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel", "StreamModel",
+        "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError", "__version__",
+        "catalog_from_manifests", "discover", "hookimpl", "parse_manifest", "read_manifest",
+    }
+    for name in virtcore.__all__:
+        assert hasattr(virtcore, name), name
+
+
+def test_errors_form_one_hierarchy() -> None:
+    for name in ("ManifestError", "PluginError", "DriverError", "DeviceError", "TransferError",
+                 "MiscDeviceError", "MachineFileError", "CheckError"):
+        assert issubclass(getattr(virtcore, name), virtcore.VirtcoreError)
+    assert issubclass(virtcore.TransferTimeoutError, TimeoutError)

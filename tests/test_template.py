@@ -1,0 +1,52 @@
+"""``virtcore new-plugin``: a generated plugin installs, passes its own tests, and is seen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Venv
+
+from virtcore import VirtcoreError
+from virtcore._cli import main
+from virtcore._template import create_plugin
+
+
+def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> None:
+    proc = core_venv.virtcore("new-plugin", "acme_uart", "--dest", str(tmp_path))
+    folder = tmp_path / "acme_uart"
+    assert f"created plugin 'acme_uart' in {folder}" in proc.stdout
+    core_venv.pip("pytest>=7.4")
+    core_venv.pip("--no-build-isolation", "--no-deps", str(folder))
+    tests = core_venv.run("-m", "pytest", "-p", "no:cacheprovider", str(folder), cwd=folder)
+    assert "6 passed, 1 skipped" in tests.stdout
+    plugins = json.loads(core_venv.virtcore("plugins", "--json").stdout)
+    mine = [p for p in plugins if p["name"] == "acme_uart"]
+    assert mine and mine[0]["status"] == "ok" and mine[0]["version"] == "0.1.0"
+    assert mine[0]["provides"]["drivers"] == ["acme_uart"]
+    match = core_venv.virtcore("match", "--compatible", "example,acme-uart").stdout
+    assert "winner: acme_uart" in match
+    check = core_venv.virtcore("check", str(folder))
+    assert "checked acme_uart: 0 problem(s)" in check.stdout
+
+
+def test_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
+    for bad in ("My-Driver", "class", "1abc"):
+        with pytest.raises(VirtcoreError, match="lower-case Python identifier"):
+            create_plugin(bad, tmp_path)
+    create_plugin("ok_name", tmp_path)
+    with pytest.raises(VirtcoreError, match="already exists"):
+        create_plugin("ok_name", tmp_path)
+    assert main(["new-plugin", "ok_name", "--dest", str(tmp_path), "--force"]) == 0
+
+
+def test_check_source_tree_names_file_and_key(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    folder = create_plugin("broken_one", tmp_path)
+    manifest = folder / "broken_one" / "virtcore.toml"
+    manifest.write_text(manifest.read_text().replace("_driver:BrokenOneDriver", "_driver:Nope"))
+    assert main(["check", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert str(manifest) in out
+    assert "drivers[0].python-name" in out and "has no attribute 'Nope'" in out

@@ -1,0 +1,157 @@
+"""The virtcore pytest plugin, tested with pytester as a plugin author would use it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_fixtures_give_an_isolated_machine_with_autoload_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        from virtcore import DeviceIds, Machine
+        from virtcore.testing import assert_bound, assert_unbound
+
+        MANIFEST = '''
+        schema-version = 1
+        name = "inline"
+        api-version = 1
+        [[drivers]]
+        name = "inline_drv"
+        python-name = "inline_mod:Drv"
+        [[drivers.ids]]
+        vendor = 0x1234
+        device = 0x0001
+        data = 7
+        '''
+
+        def test_autoload_off(virtcore_machine):
+            assert isinstance(virtcore_machine, Machine)
+            assert virtcore_machine.plugins() == []
+            assert virtcore_machine.drivers() == []
+
+        def test_register_from_manifest_and_module(virtcore_plugin, virtcore_device):
+            from virtcore import Driver
+            import sys
+
+            class Drv(Driver):
+                name = "inline_drv"
+                def probe(self, device, match):
+                    device.driver_data = match.data
+
+            virtcore_plugin(MANIFEST, modules={"inline_mod": {"Drv": Drv}})
+            assert "inline_mod" in sys.modules
+            dev = virtcore_device("d0", ids=DeviceIds(0x1234, 1))
+            assert_bound(dev, "inline_drv", kind="id", data=7)
+            assert dev.driver_data == 7
+            assert_unbound(virtcore_device("d1", ids=(0x1234, 2)))
+
+        def test_module_is_gone_afterwards():
+            import sys
+            assert "inline_mod" not in sys.modules
+
+        def test_assert_bound_explains(virtcore_device):
+            dev = virtcore_device("lonely", compatible=["a,b"])
+            try:
+                assert_bound(dev, "nobody")
+            except AssertionError as exc:
+                assert "no driver's ID table matches" in str(exc)
+            else:
+                raise AssertionError("assert_bound passed on an unbound device")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_failing_conformance_case_is_reported_as_failure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        from virtcore import LoopbackTransport, Op, QueueModel
+        from virtcore.testing import TransportConformance
+
+        class Lossy(LoopbackTransport):
+            def transfer(self, device, buffer, op):
+                if op is Op.WRITE:
+                    return len(buffer)  # claims to accept but drops the bytes
+                return super().transfer(device, buffer, op)
+
+        class TestLossy(TransportConformance):
+            @pytest.fixture
+            def conformance_transport(self):
+                t = Lossy()
+                t.add("d0", ids=(1, 2), irq=5, model=QueueModel())
+                return t
+
+        class TestGood(TransportConformance):
+            @pytest.fixture
+            def conformance_transport(self):
+                t = LoopbackTransport()
+                t.add("d0", ids=(1, 2), irq=5, model=QueueModel())
+                return t
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1
+    result.stdout.fnmatch_lines(["*TestLossy::test_write_round_trip*"])
+    assert outcomes.get("passed") == 15  # 8 standard tests per class
+
+
+def test_overriding_a_conformance_test_needs_a_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        from virtcore.testing import ModelConformance, override
+
+        class TestSilent(ModelConformance):
+            def test_close_is_idempotent(self, conformance_model):
+                pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*overrides a virtcore conformance test without a reason*"])
+
+    pytester.makepyfile(test_reasoned="""
+        import pytest
+        from virtcore import QueueModel
+        from virtcore.testing import ModelConformance, override
+
+        class TestReasoned(ModelConformance):
+            @pytest.fixture
+            def conformance_model(self):
+                return QueueModel()
+
+            @override("QueueModel keeps no host resources to close")
+            def test_close_is_idempotent(self, conformance_model):
+                pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_reasoned.py")
+    result.assert_outcomes(passed=6)
+
+
+def test_driver_conformance_catches_residue(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        from virtcore import Driver, FileOperations, IdEntry
+        from virtcore.testing import DriverConformance
+
+        class Sticky(Driver):
+            name = "sticky"
+            id_table = [IdEntry(compatible="t,sticky")]
+            count = 0
+
+            def probe(self, device, match):
+                # registers one more misc device on every probe: residue across reprobe
+                Sticky.count += 1
+                for _ in range(Sticky.count):
+                    device.machine.register_misc(device, "sticky", FileOperations())
+
+        class TestSticky(DriverConformance):
+            @pytest.fixture
+            def conformance_driver(self):
+                Sticky.count = 0
+                return Sticky
+
+            @pytest.fixture
+            def conformance_device_spec(self):
+                return {"compatible": ["t,sticky"]}
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1
+    assert "test_probe_remove_probe_leaves_no_residue" in result.stdout.str()

@@ -1,0 +1,209 @@
+"""``virtcore new-plugin NAME``: generate a plugin distribution that works straight away.
+
+The result has a ``pyproject.toml`` with the ``virtcore.manifest`` entry point, a manifest, a
+driver that binds to a fake device and registers a misc device, and tests that use the
+``virtcore.testing`` fixtures and the driver conformance suite.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+from string import Template
+
+from ._errors import VirtcoreError
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+PYPROJECT = Template('''\
+[build-system]
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
+
+[project]
+name = "$dist"
+version = "0.1.0"
+description = "A virtcore driver plugin"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["virtcore>=$core_version"]
+
+[project.optional-dependencies]
+test = ["pytest>=7.4"]
+
+[project.entry-points."virtcore.manifest"]
+$name = "$name:virtcore.toml"
+
+[tool.hatch.build.targets.wheel]
+packages = ["$name"]
+
+[tool.pytest.ini_options]
+addopts = ["-ra", "--strict-markers"]
+testpaths = ["tests"]
+pythonpath = ["."]
+''')
+
+MANIFEST = Template('''\
+# The plugin manifest: virtcore reads it without importing any code of this plugin.
+# Every key is documented in virtcore's docs/manifest.md.
+schema-version = 1
+name = "$name"
+api-version = 1
+description = "The $name driver"
+
+[[drivers]]
+name = "$name"
+python-name = "$name._driver:${cls}Driver"
+
+# Bind to devices whose compatible list holds this string (case-insensitive).
+[[drivers.ids]]
+compatible = "example,$dashed"
+data = "from the compatible entry"
+
+# A numeric entry: vendor and device are 16 bits each; leave a field out to match any value.
+# [[drivers.ids]]
+# vendor = 0x1234
+# device = 0x5678
+''')
+
+INIT = Template('''\
+"""The $name virtcore plugin."""
+
+from __future__ import annotations
+
+from ._driver import ${cls}Driver
+
+__all__ = ["${cls}Driver"]
+''')
+
+DRIVER = Template('''\
+"""The $name driver: binds to "example,$dashed" devices and offers an echo misc device."""
+
+from __future__ import annotations
+
+from virtcore import Device, Driver, FileOperations, IdEntry, Match, MiscFile
+
+
+class Echo(FileOperations):
+    """What is written can be read back."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
+        n = min(len(buffer), len(self.data))
+        buffer[:n] = self.data[:n]
+        del self.data[:n]
+        return n
+
+    def write(self, file: MiscFile, data: memoryview) -> int | None:
+        self.data += data
+        return len(data)
+
+
+class ${cls}Driver(Driver):
+    """Probe registers a misc device named "${name}0", "${name}1"..."""
+
+    name = "$name"
+    id_table = [IdEntry(compatible="example,$dashed")]
+
+    def probe(self, device: Device, match: Match) -> None:
+        assert device.machine is not None
+        device.driver_data = Echo()
+        device.machine.register_misc(device, "$name", device.driver_data)
+
+    def remove(self, device: Device) -> None:
+        device.driver_data = None
+''')
+
+TESTS = Template('''\
+"""Tests for the $name plugin, using the virtcore pytest plugin (installed with virtcore)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from virtcore.testing import DriverConformance, assert_bound, assert_unbound
+
+MANIFEST = Path(__file__).resolve().parents[1] / "$name" / "virtcore.toml"
+
+
+def test_binds_a_fake_device(virtcore_machine, virtcore_plugin, virtcore_device):
+    virtcore_plugin(MANIFEST)  # registered from the source tree, no install needed
+    device = virtcore_device("dev0", compatible=["example,$dashed"])
+    assert_bound(device, "$name", kind="compatible", data="from the compatible entry")
+    with virtcore_machine.open("${name}0", "r+b", buffering=0) as f:
+        f.write(b"ping")
+        assert f.read(4) == b"ping"
+
+
+def test_ignores_other_devices(virtcore_plugin, virtcore_device):
+    virtcore_plugin(MANIFEST)
+    assert_unbound(virtcore_device("other", compatible=["example,something-else"]))
+
+
+class TestConformance(DriverConformance):
+    @pytest.fixture
+    def conformance_driver(self):
+        from $name import ${cls}Driver
+
+        return ${cls}Driver
+
+    @pytest.fixture
+    def conformance_device_spec(self):
+        return {"compatible": ["example,$dashed"]}
+''')
+
+README = Template('''\
+# $dist
+
+A virtcore driver plugin.
+
+    pip install -e ".[test]"
+    pytest                      # the plugin's tests, with autoload of other plugins off
+    virtcore plugins            # $name is listed with status "ok"
+    virtcore match --compatible example,$dashed   # $name wins
+    virtcore check .            # manifest schema and imports
+
+Edit `$name/virtcore.toml` to change the ID table, and `$name/_driver.py` for the driver.
+''')
+
+
+def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> Path:
+    """Write plugin ``name`` into ``dest/name``; return the folder.
+
+    :raises VirtcoreError: for a name that is not a lower-case Python identifier, or an
+        existing folder without ``force``.
+    """
+    if not _NAME_RE.fullmatch(name) or keyword.iskeyword(name):
+        raise VirtcoreError(f"plugin name {name!r} must be a lower-case Python identifier "
+                            "(letters, digits, _), e.g. my_driver")
+    from . import __version__
+
+    folder = Path(dest) / name
+    if folder.exists() and not force:
+        raise VirtcoreError(f"{folder} already exists (use --force to write into it)")
+    values = {
+        "name": name,
+        "dist": name.replace("_", "-"),
+        "dashed": name.replace("_", "-"),
+        "cls": "".join(part.capitalize() for part in name.split("_")),
+        "core_version": __version__,
+    }
+    files = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"{name}/__init__.py": INIT,
+        f"{name}/_driver.py": DRIVER,
+        f"{name}/virtcore.toml": MANIFEST,
+        f"tests/test_{name}.py": TESTS,
+    }
+    for relative, template in files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(template.substitute(values), encoding="utf-8")
+    (folder / name / "py.typed").write_text("", encoding="utf-8")
+    return folder
