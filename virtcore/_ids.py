@@ -102,7 +102,8 @@ class IdEntry:
 
     Exactly one of the two kinds is set: ``compatible``, or at least one numeric field.
     ``data`` is handed to the driver's ``probe`` when this entry matched (Linux's
-    ``driver_data``).  ``class_mask`` defaults to the full 24 bits when ``class_`` is given. ``override_only`` entries match only under a driver override.
+    ``driver_data``).  ``class_mask`` defaults to the full 24 bits when ``class_`` is
+    given.  ``override_only`` entries match only under a driver override.
     """
 
     vendor: int | None = None
