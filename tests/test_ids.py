@@ -21,7 +21,7 @@ def test_edges_are_accepted() -> None:
     assert IdEntry(device=0x1000).matches(DeviceIds(0x1AF4, 0x1000))  # ANY vendor
 
 
-@pytest.mark.parametrize("text", ["", "a b", "vendor,model,extra", ",x", "x\n"])
+@pytest.mark.parametrize("text", ["", "a b", "quo\"te", ",x", "x\n", "tab\there"])
 def test_malformed_compatible_strings(text: str) -> None:
     with pytest.raises(ValueError):
         IdEntry(compatible=text)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from . import _cache
 from ._errors import ManifestError
 from ._manifest import API_VERSIONS, Manifest, read_manifest
 
@@ -209,6 +210,7 @@ def discover(
     only: Iterable[str] | None = None,
     block: Iterable[str] = (),
     path: Sequence[str] | None = None,
+    use_cache: bool = True,
 ) -> Catalog:
     """Find installed plugins and read their manifests, importing no plugin code.
 
@@ -218,6 +220,8 @@ def discover(
         autoload off; others are not listed.
     :param block: plugins to skip (listed with status ``blocked``), added to
         ``VIRTCORE_DISABLE_PLUGINS``.
+    :param use_cache: reuse the last scan while the environment is unchanged (see
+        :mod:`virtcore._cache`; ``VIRTCORE_NO_CACHE=1`` also turns it off).
     """
     if autoload is None:
         autoload = os.environ.get(ENV_NO_AUTOLOAD, "") in ("", "0")
@@ -229,37 +233,57 @@ def discover(
     blocked = {_normalize(n) for n in [*block, *_env_list(ENV_DISABLE)]}
 
     records: list[PluginRecord] = []
-    for ep in scan_entry_points(GROUP, path):
-        names = {_normalize(ep.name), _normalize(ep.distribution)}
+    for item in _scan(path, use_cache):
+        names = {_normalize(item.name), _normalize(item.distribution)}
         if wanted is not None and not names & wanted:
             continue
-        record = PluginRecord(ep.name, ep.distribution, ep.version, ep.value,
-                              location=ep.location)
+        record = PluginRecord(item.name, item.distribution, item.version, item.value,
+                              manifest_path=item.manifest_path, location=item.location)
         records.append(record)
         if names & blocked:
             record.status = PluginStatus.BLOCKED
             record.reason = f"blocked ({ENV_DISABLE} or the API)"
             continue
-        _read_record_manifest(record)
+        if item.error is not None or item.manifest is None:
+            record.fail(PluginStatus.BROKEN, item.error or "no manifest")
+            continue
+        record.manifest = item.manifest
+        if item.manifest.api_version not in API_VERSIONS:
+            record.fail(
+                PluginStatus.INCOMPATIBLE,
+                f"written for core API version {item.manifest.api_version}; this virtcore "
+                f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
+            )
     _reject_duplicates(records)
     return _catalog_of(records)
 
 
-def _read_record_manifest(record: PluginRecord) -> None:
-    assert record.value is not None
-    try:
-        manifest_path = locate_manifest(record.value, record.location)
-        record.manifest_path = str(manifest_path)
-        record.manifest = read_manifest(manifest_path, plugin=record.name)
-    except ManifestError as exc:
-        record.fail(PluginStatus.BROKEN, str(exc))
-        return
-    if record.manifest.api_version not in API_VERSIONS:
-        record.fail(
-            PluginStatus.INCOMPATIBLE,
-            f"written for core API version {record.manifest.api_version}; this virtcore "
-            f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
-        )
+def _scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
+    """Every entry point with its manifest read and validated (or its error), cached."""
+    from . import __version__
+
+    entries = list(sys.path if path is None else path)
+    key = _cache.path_key(entries)
+    items = _cache.load(__version__, key) if use_cache else None
+    if items is not None:
+        return items
+    items = []
+    for ep in scan_entry_points(GROUP, entries):
+        manifest: Manifest | None = None
+        error: str | None = None
+        manifest_path: str | None = None
+        try:
+            located = locate_manifest(ep.value, ep.location)
+            manifest_path = str(located)
+            manifest = read_manifest(located, plugin=ep.name)
+        except ManifestError as exc:
+            error = str(exc)
+        items.append(_cache.ScanItem(
+            ep.name, ep.value, ep.distribution, ep.version, ep.location, manifest_path,
+            manifest, error, _cache.stamp(manifest_path) if manifest_path else None))
+    if use_cache:
+        _cache.store(__version__, key, items)
+    return items
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:

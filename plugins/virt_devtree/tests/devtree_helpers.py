@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from virtcore import DeviceModel
 
 from virt_devtree import DeviceTree, Node
 
@@ -263,3 +264,34 @@ def sample_tree() -> DeviceTree:
     aliases.set("bus", "/soc")
     return tree
 
+
+class FifoModel(DeviceModel):
+    """A byte FIFO: reads drain it (None when empty, 0 after eof), writes fill it."""
+
+    name = "fifo"
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.capacity = capacity
+        self.eof = False
+        self.calls = 0
+        self.closed = 0
+
+    def read(self, buffer: memoryview) -> int | None:
+        self.calls += 1
+        if not self.data:
+            return 0 if self.eof else None
+        count = min(len(buffer), len(self.data))
+        buffer[:count] = self.data[:count]
+        del self.data[:count]
+        return count
+
+    def write(self, data: memoryview) -> int:
+        self.calls += 1
+        count = min(len(data), self.capacity - len(self.data))
+        self.data += data[:count]
+        return count
+
+    def close(self) -> None:
+        self.closed += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from importlib.metadata import entry_points
 
-import virt_devtree
 import virtcore
+
+import virt_devtree
 from virt_devtree import DevtreeTransport
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-from devtree_helpers import sample_tree
-
-from virt_devtree import DevtreeTransport, write_dtb
+from devtree_helpers import FifoModel, sample_tree
 from virtcore import DeviceIds, MachineContext, MachineFileError, Op
 
-from test_devtree_transport import FifoModel  # noqa: I001
+from virt_devtree import DevtreeTransport, write_dtb
 
 if sys.version_info >= (3, 11):
     import tomllib

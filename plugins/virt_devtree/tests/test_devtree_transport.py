@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 
 import pytest
-from devtree_helpers import sample_tree
-
 import virtcore
+from devtree_helpers import FifoModel, sample_tree
+from virtcore import DeviceIds, Op, TransferError
+
 from virt_devtree import (
     HV_EAGAIN,
     HV_EINVAL,
@@ -23,39 +24,6 @@ from virt_devtree import (
     TreeError,
     write_dtb,
 )
-from virtcore import DeviceIds, DeviceModel, Op, TransferError
-
-
-class FifoModel(DeviceModel):
-    """A byte FIFO: reads drain it (None when empty, 0 after eof), writes fill it."""
-
-    name = "fifo"
-
-    def __init__(self, capacity: int = 8) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.capacity = capacity
-        self.eof = False
-        self.calls = 0
-        self.closed = 0
-
-    def read(self, buffer: memoryview) -> int | None:
-        self.calls += 1
-        if not self.data:
-            return 0 if self.eof else None
-        count = min(len(buffer), len(self.data))
-        buffer[:count] = self.data[:count]
-        del self.data[:count]
-        return count
-
-    def write(self, data: memoryview) -> int:
-        self.calls += 1
-        count = min(len(data), self.capacity - len(self.data))
-        self.data += data[:count]
-        return count
-
-    def close(self) -> None:
-        self.closed += 1
 
 
 class BrokenModel(FifoModel):
@@ -223,3 +191,12 @@ def test_from_blob_and_file(tmp_path, fifo) -> None:
     path = tmp_path / "board.dtb"
     path.write_bytes(blob)
     assert len(DevtreeTransport.from_file(path).devices) == 5
+
+
+def test_malformed_status_and_compatible_do_not_break_enumeration() -> None:
+    tree = sample_tree()
+    tree["/soc/pic@f000"].set("status", b"okay")  # not NUL-terminated: not available
+    tree["/intc@8000000"].set("compatible", b"arm,gic")  # not a string list: skipped
+    paths = [d.path for d in DevtreeTransport(tree).devices]
+    assert "/soc/pic@f000" not in paths and "/intc@8000000" not in paths
+    assert "/soc/pipe@1000" in paths

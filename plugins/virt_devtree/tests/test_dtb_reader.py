@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+import virtcore
 from devtree_helpers import dump_tree, fetch_qemu_virt_dump, sample_tree
 
-import virtcore
 from virt_devtree import DtbError, parse_dtb, read_dtb, write_dtb
 
 # a minimal valid blob, laid out by hand to pin the format independently of the writer:

@@ -139,7 +139,11 @@ class DevtreeTransport(Transport):
             if not node.available:
                 continue
             device = parent
-            compatible = node.compatible
+            try:
+                compatible = node.compatible
+            except TreeError as exc:
+                log.warning("%s: not a device: %s", node.path, exc)
+                compatible = ()
             if compatible:
                 handle += 1
                 device = self._make_device(node, compatible, handle, parent)

@@ -329,8 +329,10 @@ class Node:
 
     @property
     def available(self) -> bool:
-        """Whether ``status`` is ``okay``/``ok`` or missing (Linux ``of_device_is_available``)."""
-        return self.status in ("okay", "ok")
+        """Whether ``status`` is ``okay``/``ok`` or missing (Linux ``of_device_is_available``);
+        a malformed ``status`` means not available."""
+        prop = self._props.get("status")
+        return prop is None or prop.value in (b"okay\0", b"ok\0")
 
     @property
     def phandle(self) -> int | None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
+import sys
 
 import pytest
+from conftest import BufferModel
 from virtcore import MachineContext, MachineFileError, Op
 
-from conftest import BufferModel
 from virt_pci import BarKind, PciTransport
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the core depends on tomli before 3.11
+    import tomli as tomllib
 
 GOOD = """
 [pci]
@@ -158,3 +163,16 @@ def test_domain():
     text = GOOD.replace("irq-base = 20", "domain = 0x10")
     paths = [d.path for d in load(text).enumerate()]
     assert paths[0] == "pci0010:00:03.0"
+
+
+def test_readme_example_builds():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)[1]
+    any_model = MachineContext("machine.toml", "pci", lambda name, args: BufferModel())
+    transport = PciTransport.from_machine(tomllib.loads(example)["pci"], any_model)
+    (device,) = transport.enumerate()
+    assert device.irq == 11 and device.platform_data.regs.bar == 4
+    assert [b.index for b in device.platform_data.function.bars] == [0, 1, 4, 5]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import BufferModel
 from virtcore import Device, Op, TransferError
 from virtcore._ids import check_compatible
 
-from conftest import BufferModel
 from virt_pci import (
     BarKind,
     BarSpec,
@@ -60,6 +60,7 @@ def test_register_block_identity_registers(model):
     assert seg.mmio_read(base + Reg.MAGIC, 4) == 0x49435056
     assert seg.mmio_read(base + Reg.MAGIC, 1) == ord("V")
     assert seg.mmio_read(base + Reg.VERSION, 4) == 1
+    assert seg.mmio_read(base + Reg.MAGIC, 8) == 1 << 32 | 0x49435056
     seg.mmio_write(base + Reg.MAGIC, 0, 4)  # read-only
     assert seg.mmio_read(base + Reg.MAGIC, 4) == 0x49435056
     assert seg.mmio_read(base + 0x800, 4) == 0
@@ -165,6 +166,18 @@ def test_bad_string_access_to_register_block(model):
     base = regs_base(device)
     with pytest.raises(MmioError, match="not the read port"):
         transport.segment.mmio_read_string(base + Reg.STATUS, memoryview(bytearray(4)))
+
+
+def test_spec_validation():
+    for kwargs, message in [
+        ({"vendor": 0x10000}, "vendor"), ({"device": -1}, "device"),
+        ({"subvendor": 0x10000}, "subvendor"), ({"class_": 1 << 24}, "class"),
+        ({"vendor": 0xFFFF}, "no device"), ({"revision": 256}, "revision"),
+        ({"pin": 5}, "pin"), ({"irq": 255}, "interrupt line"),
+    ]:
+        kw = {"vendor": 1, "device": 2, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            PciFunctionSpec("00:01.0", **kw)
 
 
 def test_device_without_model_has_no_register_block():
@@ -290,4 +303,4 @@ def test_a_64k_transfer_costs_few_python_calls():
     finally:
         sys.setprofile(None)
     assert n == 65536
-    assert len(calls) <= 25, calls
+    assert len(calls) <= 16, calls

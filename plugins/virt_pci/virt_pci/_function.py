@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from virtcore import DeviceModel
-from virtcore._ids import check_class, check_id
 
 from . import _config as c
 from ._bars import NUM_BARS, BarKind, BarSpec, decode_bar, layout_bars
@@ -57,11 +56,13 @@ class PciFunctionSpec:
     pcie: bool = False
 
     def __post_init__(self) -> None:
-        check_id(self.vendor, "vendor")
-        check_id(self.device, "device")
-        check_id(self.subvendor, "subvendor")
-        check_id(self.subdevice, "subdevice")
-        check_class(self.class_)
+        for name, top in (("vendor", 0xFFFF), ("device", 0xFFFF), ("subvendor", 0xFFFF),
+                          ("subdevice", 0xFFFF), ("class_", 0xFFFFFF)):
+            value = getattr(self, name)
+            if value is None and name.startswith("sub"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{name.rstrip('_')} {value!r} is outside 0..{top:#x}")
         if self.vendor == 0xFFFF:
             raise ValueError("vendor 0xffff means 'no device' and cannot be used")
         if not 0 <= self.revision <= 0xFF:

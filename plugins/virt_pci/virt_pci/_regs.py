@@ -182,6 +182,8 @@ class RegisterBlock:
     def read(self, offset: int, size: int) -> int:
         if offset == REG_STATUS and size == 4:  # the data path's hot register
             return self.model.status() & STATUS_MASK
+        if size == 8:  # two 32-bit registers, low first
+            return self.read(offset, 4) | self.read(offset + 4, 4) << 32
         if offset >= REG_READ_PORT and offset < REG_READ_PORT + 4:
             buf = bytearray(size)
             self.read_string(offset, memoryview(buf))
@@ -203,6 +205,10 @@ class RegisterBlock:
         return (value >> shift) & ((1 << (8 * size)) - 1)
 
     def write(self, offset: int, value: int, size: int) -> None:
+        if size == 8:  # two 32-bit registers, low first
+            self.write(offset, value & 0xFFFFFFFF, 4)
+            self.write(offset + 4, value >> 32, 4)
+            return
         if offset >= REG_WRITE_PORT and offset < REG_WRITE_PORT + 4:
             self.write_string(offset, memoryview(value.to_bytes(size, "little")))
             return
