@@ -1,0 +1,225 @@
+"""The virt_pipe driver: a byte pipe exposed as misc devices ``virt_pipe0``, ``virt_pipe1``...
+
+The driver knows nothing of PCI or device trees: every byte goes through
+``device.transfer(buffer, Op.READ / Op.WRITE)`` and it waits on the device's IRQ.
+
+Waiting without polling and without a lost wakeup: the IRQ handler acknowledges the
+interrupt, then bumps a *generation* counter under a condition and notifies it.  A reader
+notes the generation **before** its transfer; if the transfer finds nothing, it waits only
+while the generation is unchanged, so an IRQ that fired between the transfer and the wait
+is never missed.  Remove sets a flag and notifies the same condition: blocked readers and
+writers raise :class:`~virtcore.DeviceRemovedError`.  The driver buffers no byte: what a
+write reports as written was accepted by the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, ClassVar, Final
+
+from virtcore import (
+    DeclineProbe,
+    Device,
+    DeviceRemovedError,
+    Driver,
+    FileOperations,
+    IdEntry,
+    Match,
+    MiscFile,
+    Op,
+    TransferError,
+    TransferTimeoutError,
+)
+
+from ._ids import (
+    DRIVER_NAME,
+    MISC_BASE_NAME,
+    PCI_DEVICE_VIRT_PIPE,
+    PCI_VENDOR_LINUX,
+    VIRT_PIPE_COMPATIBLE,
+)
+
+log = logging.getLogger("virt_pipe")
+
+REMOVE_GRACE: Final = 5.0
+"""Longest ``remove`` waits for transfers already under way to return."""
+
+
+class PipeState:
+    """Per-device state from probe to remove: the wait condition and its generation."""
+
+    __slots__ = ("device", "name", "cond", "generation", "removed", "busy", "irqs")
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.name = ""
+        self.cond = threading.Condition()
+        self.generation = 0
+        self.removed = False
+        self.busy = 0
+        self.irqs = 0
+
+    def __repr__(self) -> str:
+        return f"<PipeState {self.name or self.device.path} removed={self.removed}>"
+
+    def interrupt(self, irq: int, dev_id: Any) -> None:
+        """The IRQ handler: acknowledge, then wake every waiter (never blocks)."""
+        self.device.ack_irq()
+        with self.cond:
+            self.irqs += 1
+            self.generation += 1
+            self.cond.notify_all()
+
+    def _removed_error(self, what: str) -> DeviceRemovedError:
+        return DeviceRemovedError(f"{self.name} was removed {what}", device=self.device)
+
+    def transfer(self, buffer: memoryview, op: Op, what: str) -> tuple[int | None, int]:
+        """One transfer; returns its result and the generation seen before it."""
+        with self.cond:
+            if self.removed:
+                raise self._removed_error(what)
+            generation = self.generation
+            self.busy += 1
+        try:
+            result = self.device.transfer(buffer, op)
+        finally:
+            self._done()
+        return _checked(result, len(buffer), op, self.device), generation
+
+    def _done(self) -> None:
+        with self.cond:
+            self.busy -= 1
+            if self.removed and not self.busy:
+                self.cond.notify_all()  # remove() may be waiting for us
+
+    def wait(self, generation: int, deadline: float | None, what: str,
+             timeout: float | None) -> None:
+        """Wait for an IRQ after ``generation``; raise on removal or at ``deadline``."""
+        with self.cond:
+            while self.generation == generation:
+                if self.removed:
+                    raise self._removed_error(what)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TransferTimeoutError(
+                        f"{self.name}: {what} timed out after {timeout:g}s", device=self.device)
+                self.cond.wait(left)
+            if self.removed:
+                raise self._removed_error(what)
+
+    def shutdown(self) -> None:
+        """Mark removed, wake every waiter, and let transfers under way return."""
+        deadline = time.monotonic() + REMOVE_GRACE
+        with self.cond:
+            self.removed = True
+            self.cond.notify_all()
+            while self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("%s: %d transfer(s) still running at remove", self.name,
+                                self.busy)
+                    break
+                self.cond.wait(left)
+
+
+def _checked(result: object, size: int, op: Op, device: Device) -> int | None:
+    """A transfer result within the contract, or a :class:`TransferError` naming the device."""
+    if result is None or (isinstance(result, int) and not isinstance(result, bool)
+                          and 0 <= result <= size):
+        return result
+    raise TransferError(f"{op.value} transfer returned {result!r} for a {size}-byte buffer",
+                        device=device)
+
+
+def _deadline(file: MiscFile) -> float | None:
+    return None if file.timeout is None else time.monotonic() + file.timeout
+
+
+class PipeFileOperations(FileOperations):
+    """The misc device's file operations: blocking (or non-blocking) reads and writes."""
+
+    def __init__(self, state: PipeState) -> None:
+        self.state = state
+
+    def open(self, file: MiscFile) -> None:
+        if self.state.removed:
+            raise self.state._removed_error("before it could be opened")
+
+    def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
+        """Block until data (the count), end of data (``0``) or the timeout; with
+        ``nonblocking``, ``None`` when nothing is there."""
+        state = self.state
+        deadline = _deadline(file)
+        while True:
+            n, generation = state.transfer(buffer, Op.READ, "while reading")
+            if n is not None:
+                return n
+            if file.nonblocking:
+                return None
+            state.wait(generation, deadline, "while reading", file.timeout)
+
+    def write(self, file: MiscFile, data: memoryview) -> int | None:
+        """Write all of ``data``, waiting for room (back-pressure).
+
+        If the timeout runs out or the device is removed after part of ``data`` was
+        accepted, the call returns that count (nothing accepted is lost) and the next call
+        raises.  With ``nonblocking``, returns what fits now, or ``None`` if nothing does.
+        """
+        state = self.state
+        deadline = _deadline(file)
+        total = 0
+        while total < len(data):
+            try:
+                n, generation = state.transfer(data[total:], Op.WRITE, "while writing")
+                if n:
+                    total += n
+                    continue
+                if file.nonblocking:
+                    return total or None
+                state.wait(generation, deadline, "while writing", file.timeout)
+            except (TransferTimeoutError, DeviceRemovedError):
+                if total:
+                    return total
+                raise
+        return total
+
+    def flush(self, file: MiscFile) -> None:
+        """Nothing to do: the driver holds no byte, writes reach the device before returning."""
+
+    def release(self, file: MiscFile) -> None:
+        """Nothing per file to release."""
+
+
+class VirtPipeDriver(Driver):
+    """The seed's ``virt_pipe`` driver.
+
+    Binds by ID (:data:`~virt_pipe.PCI_VENDOR_LINUX`:``0x3456``) or by compatible string
+    ``virtcore,virt-pipe``.  Probe requests the device's IRQ and registers misc device
+    ``virt_pipeN``; both are released by the core on unbind.  A device without an IRQ is
+    declined: the driver does not poll.
+    """
+
+    name: ClassVar[str] = DRIVER_NAME
+    id_table: ClassVar[tuple[IdEntry, ...]] = (
+        IdEntry(vendor=PCI_VENDOR_LINUX, device=PCI_DEVICE_VIRT_PIPE),
+        IdEntry(compatible=VIRT_PIPE_COMPATIBLE),
+    )
+
+    def probe(self, device: Device, match: Match) -> None:
+        if device.irq is None:
+            raise DeclineProbe("the device has no IRQ line and virt_pipe does not poll")
+        machine = device.machine
+        if machine is None:
+            raise DeclineProbe("the device belongs to no machine")
+        state = PipeState(device)
+        machine.request_irq(device, state.interrupt)
+        misc = machine.register_misc(device, MISC_BASE_NAME, PipeFileOperations(state))
+        state.name = misc.name
+        device.driver_data = state
+
+    def remove(self, device: Device) -> None:
+        state = device.driver_data
+        if isinstance(state, PipeState):
+            state.shutdown()
