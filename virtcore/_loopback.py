@@ -5,14 +5,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._device import Device
 from ._errors import TransferError
 from ._ids import DeviceIds
 from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
+
+if TYPE_CHECKING:
+    from ._machine_file import MachineContext
+
+_DEVICE_KEYS = {"path", "vendor", "device", "subvendor", "subdevice", "class", "compatible",
+                "irq", "model", "args"}
 
 
 class QueueModel(StreamModel):
@@ -25,10 +31,17 @@ class QueueModel(StreamModel):
 
     name = "queue"
 
-    def __init__(self, data: bytes = b"", capacity: int = 1 << 16, eof: bool = False) -> None:
+    def __init__(self, data: bytes | str = b"", capacity: int = 1 << 16,
+                 eof: bool = False) -> None:
         super().__init__()
-        if capacity <= 0:
-            raise ValueError("capacity must be positive")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"data must be a string or bytes, not {type(data).__name__}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+            raise ValueError(f"capacity must be a positive integer, not {capacity!r}")
+        if not isinstance(eof, bool):
+            raise TypeError(f"eof must be true or false, not {eof!r}")
         self.capacity = capacity
         self._lock = threading.Lock()
         self._rx = bytearray(data)
@@ -106,6 +119,10 @@ class QueueModel(StreamModel):
             self._eof = False
 
 
+def _irq_sink(transport: Transport, device: Device) -> Callable[[], None]:
+    return lambda: transport.raise_irq(device)
+
+
 class LoopbackTransport(Transport):
     """A transport whose devices are declared in Python and backed by device models.
 
@@ -136,11 +153,54 @@ class LoopbackTransport(Transport):
                         bus=self.bus, ids=ids, compatible=compatible, irq=irq,
                         transport=self, platform_data=model)
         if model is not None:
-            model.connect_irq(lambda: self.raise_irq(device))
+            model.connect_irq(_irq_sink(self, device))
         self._devices.append(device)
         if self.machine is not None:
             self.machine.add_device(device)
         return device
+
+    @classmethod
+    def from_machine(cls, section: Mapping[str, Any], context: MachineContext) -> Transport:
+        """Read a ``[loopback]`` section: ``[[loopback.devices]]`` with ``path``, ``vendor``,
+        ``device``, ``subvendor``, ``subdevice``, ``class``, ``compatible``, ``irq``,
+        ``model`` and ``args``."""
+        context.check_keys(section, {"name", "devices"})
+        name = section.get("name", "loopback")
+        if not isinstance(name, str) or not name:
+            context.fail("must be a non-empty string", "name")
+        transport = cls(name)
+        devices = section.get("devices", [])
+        if not isinstance(devices, list):
+            context.fail("expected an array of tables ([[loopback.devices]])", "devices")
+        for i, raw in enumerate(devices):
+            key = f"devices[{i}]"
+            spec = context.check_keys(raw, _DEVICE_KEYS, key, required=("path",))
+            path = spec["path"]
+            if not isinstance(path, str) or not path:
+                context.fail("must be a non-empty string", f"{key}.path")
+            try:
+                ids = None
+                if "vendor" in spec or "device" in spec:
+                    ids = DeviceIds(spec.get("vendor", 0), spec.get("device", 0),
+                                    spec.get("subvendor"), spec.get("subdevice"),
+                                    spec.get("class"))
+                irq = spec.get("irq")
+                if irq is not None and (isinstance(irq, bool) or not isinstance(irq, int)
+                                        or irq < 0):
+                    raise ValueError(f"irq must be a non-negative integer, not {irq!r}")
+                device = Device(path, bus=cls.bus, ids=ids,
+                                compatible=spec.get("compatible", ()), irq=irq,
+                                transport=transport)
+            except (ValueError, TypeError) as exc:
+                context.fail(str(exc), key)
+            if "model" in spec:
+                model = context.model(spec["model"], spec.get("args"), f"{key}.model")
+                device.platform_data = model
+                model.connect_irq(_irq_sink(transport, device))
+            if any(d.path == path for d in transport._devices):
+                context.fail(f"duplicate device path {path!r}", f"{key}.path")
+            transport._devices.append(device)
+        return transport
 
     def remove(self, device: Device) -> None:
         """Hot-unplug ``device``."""

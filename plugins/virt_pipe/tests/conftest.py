@@ -7,8 +7,11 @@ To add a transport, add its name to ``TRANSPORTS`` and a branch returning its fa
 from __future__ import annotations
 
 import pytest
-from virtcore import Machine
-from virt_pipe.testing import PipeFactory, loopback_pipe_factory
+
+pytest.register_assert_rewrite("virt_pipe.testing")
+
+from virtcore import Machine  # noqa: E402
+from virt_pipe.testing import PipeFactory, loopback_pipe_factory  # noqa: E402
 
 TRANSPORTS = ["loopback"]
 

@@ -40,6 +40,8 @@ class PipeHost(Protocol):
 
     def host_close(self) -> None: ...
 
+    def host_end_stream(self) -> None: ...
+
     def host_wait_output(self, timeout: float) -> bool: ...
 
     def host_read(self, size: int = -1) -> bytes: ...
@@ -325,7 +327,7 @@ class SocketEndpoint(Endpoint):
             except OSError:
                 chunk = b""  # reset by the client: its stream ends here
             if not chunk:
-                host.host_close()
+                host.host_end_stream()
                 return
             if not host.host_write_all(chunk, self._stop):
                 return

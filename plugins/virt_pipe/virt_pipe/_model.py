@@ -7,9 +7,10 @@ call short: that is the back-pressure, nothing is dropped.  The guest's side hea
 changes through the IRQ: the model raises it when data (or end of data) arrives for the
 guest and when space frees on the guest-to-host side.
 
-End of data is a marker *in* the guest's stream: ``host_close`` ends the current stream,
-reads return ``0`` once the bytes before it are read, and keep returning ``0`` until the
-host writes again (a new stream: the socket endpoint does this for each client).
+End of data is a marker *in* the guest's stream, after the bytes that precede it:
+``host_close`` ends the input (reads return ``0`` from then on, until the host writes
+again), ``host_end_stream`` ends one stream (one read returns ``0``, later reads wait for
+the next stream: the socket endpoint ends each client's stream this way).
 
 The FIFOs are deques of immutable chunks: ``host_write`` of a ``bytes`` object queues it
 without copying, and ``read`` copies each chunk into the guest's buffer with one slice
@@ -31,6 +32,10 @@ from virtcore import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, StreamModel
 from ._args import STDIO, check_capacity, check_endpoints, check_path, decode_data, parse_socket
 from ._endpoints import Endpoint, SocketEndpoint, StreamSink, StreamSource
 from ._ids import DEFAULT_CAPACITY
+
+
+_STREAM_END = memoryview(b"")
+"""In-band marker: end of one stream (read once as end of data); ``None`` marks the final end."""
 
 
 def _chunk(data: Any, limit: int) -> memoryview:
@@ -185,11 +190,11 @@ class PipeModel(StreamModel):
             rx = self._rx
             while got < want and rx:
                 head = rx[0]
-                if head is None:
+                if head is None or head is _STREAM_END:
                     if got:
                         break
                     rx.popleft()
-                    self._eof = True
+                    self._eof = head is None
                     return 0
                 off = self._rx_off
                 n = min(len(head) - off, want - got)
@@ -223,7 +228,7 @@ class PipeModel(StreamModel):
             bits = MODEL_WRITABLE if self._tx_len < self.capacity else 0
             if self._rx_len:
                 bits |= MODEL_READABLE
-            elif self._eof or (self._rx and self._rx[0] is None):
+            elif self._eof or (self._rx and (self._rx[0] is None or self._rx[0] is _STREAM_END)):
                 bits |= MODEL_EOF
             return bits
 
@@ -267,11 +272,19 @@ class PipeModel(StreamModel):
         return True
 
     def host_close(self) -> None:
-        """End the guest's current stream: once drained, guest reads return 0."""
+        """End the guest's input: once drained, guest reads return 0, and keep returning 0
+        until the host writes again."""
         with self._lock:
             if (self._rx and self._rx[-1] is None) or (not self._rx and self._eof):
                 return
             self._rx.append(None)
+        self._irq()
+
+    def host_end_stream(self) -> None:
+        """End the current stream only: once drained, one guest read returns 0 and later
+        reads wait for the next stream (the socket endpoint ends each client's this way)."""
+        with self._lock:
+            self._rx.append(_STREAM_END)
         self._irq()
 
     def host_read(self, size: int = -1) -> bytes:
