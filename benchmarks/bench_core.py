@@ -80,14 +80,18 @@ def bench_discovery(count: int, repeat: int) -> dict[str, float]:
                 assert len(machine.drivers()) >= count, len(machine.drivers())
                 return machine
 
+            def cold() -> object:
+                return Machine("bench", catalog=discover(autoload=True, use_cache=False))
+
             assert len(bare()) >= count
             t_bare = best_of(bare, repeat)
+            t_cold = best_of(cold, repeat)
             t_ours = best_of(ours, repeat)
             imported = [m for m in sys.modules if m.startswith("bench_plugin_")]
         finally:
             sys.path.remove(tmp)
     return {"plugins": count, "entry_points_s": t_bare, "virtcore_s": t_ours,
-            "ratio": t_ours / t_bare, "plugin_modules_imported": len(imported)}
+            "ratio": t_ours / t_bare, "cold_s": t_cold, "cold_ratio": t_cold / t_bare, "plugin_modules_imported": len(imported)}
 
 
 def bench_matching(big: int, repeat: int) -> dict[str, float]:
@@ -157,6 +161,8 @@ def main() -> int:
           f" virtcore (manifests + index) {d['virtcore_s'] * 1e3:.1f} ms, "
           f"ratio {d['ratio']:.2f} (target <= 1.5); plugin modules imported: "
           f"{d['plugin_modules_imported']}")
+    print(f"  without the cache (first run after an install): {d['cold_s'] * 1e3:.1f} ms, "
+          f"ratio {d['cold_ratio']:.2f}")
     m = bench_matching(args.entries, args.repeat)
     print(f"matching one device: {m['small_us']:.2f} us with 100 entries, {m['big_us']:.2f} us "
           f"with {m['entries_big']}, ratio {m['ratio']:.2f} (target <= 2)")

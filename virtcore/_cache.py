@@ -37,7 +37,7 @@ ENV_CACHE_DIR: Final = "VIRTCORE_CACHE_DIR"
 FORMAT: Final = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ScanItem:
     """One entry point as a full scan left it: its manifest, or why there is none."""
 

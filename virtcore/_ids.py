@@ -95,7 +95,7 @@ def _hex4(value: int | None) -> str:
     return "*" if value is None else f"{value:04x}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class IdEntry:
     """One entry of a driver's ID table.
 

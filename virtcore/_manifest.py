@@ -49,7 +49,7 @@ _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DriverDecl:
     """A driver declared in a manifest: enough to match without importing it."""
 
@@ -61,7 +61,7 @@ class DriverDecl:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TransportDecl:
     """A transport declared in a manifest, and the machine-description section it reads."""
 
@@ -73,7 +73,7 @@ class TransportDecl:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ModelDecl:
     """A device model declared in a manifest."""
 
@@ -83,7 +83,7 @@ class ModelDecl:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HookDecl:
     """A module of pluggy hook implementations, imported when one of ``hooks`` is first called."""
 
@@ -92,7 +92,7 @@ class HookDecl:
     hooks: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Manifest:
     """A validated plugin manifest."""
 

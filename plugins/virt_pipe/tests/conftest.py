@@ -11,6 +11,7 @@ import pytest
 pytest.register_assert_rewrite("virt_pipe.testing")
 
 from virtcore import Machine  # noqa: E402
+
 from virt_pipe.testing import PipeFactory, loopback_pipe_factory  # noqa: E402
 
 TRANSPORTS = ["loopback"]

@@ -33,7 +33,6 @@ from ._args import STDIO, check_capacity, check_endpoints, check_path, decode_da
 from ._endpoints import Endpoint, SocketEndpoint, StreamSink, StreamSource
 from ._ids import DEFAULT_CAPACITY
 
-
 _STREAM_END = memoryview(b"")
 """In-band marker: end of one stream (read once as end of data); ``None`` marks the final end."""
 

@@ -475,7 +475,8 @@ class PipeSuite:
     def test_endpoint_stdin_stdout(self, pipe_machine_factory: PipeFactory,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
         stdin = io.TextIOWrapper(io.BytesIO(b"from standard input"))
-        stdout = io.TextIOWrapper(io.BytesIO())
+        out_bytes = io.BytesIO()
+        stdout = io.TextIOWrapper(out_bytes)
         monkeypatch.setattr(sys, "stdin", stdin)
         monkeypatch.setattr(sys, "stdout", stdout)
         rig = pipe_machine_factory(input="-", output="-")
@@ -484,4 +485,4 @@ class PipeSuite:
             f.write(data[::-1])
         rig.model.close()
         assert data == b"from standard input"
-        assert stdout.buffer.getvalue() == b"from standard input"[::-1]  # type: ignore
+        assert out_bytes.getvalue() == b"from standard input"[::-1]

@@ -1,0 +1,191 @@
+"""VirtPipeDriver against hand-made models and transports: the wait protocol in detail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from virtcore import (
+    Device,
+    DeviceStatus,
+    LoopbackTransport,
+    Machine,
+    StreamModel,
+    TransferError,
+    TransferTimeoutError,
+)
+from virt_pipe import (
+    PCI_DEVICE_VIRT_PIPE,
+    PCI_VENDOR_LINUX,
+    PipeFileOperations,
+    PipeModel,
+    VirtPipeDriver,
+)
+
+IDS = (PCI_VENDOR_LINUX, PCI_DEVICE_VIRT_PIPE)
+
+
+class RacyModel(StreamModel):
+    """Its first read finds nothing but raises the IRQ *before* returning: the IRQ lands
+    between the driver's transfer and its wait, the lost-wakeup window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def read(self, buffer: memoryview) -> int | None:
+        self.reads += 1
+        if self.reads == 1:
+            self.raise_irq()
+            return None
+        buffer[:2] = b"ok"
+        return 2
+
+    def write(self, data: memoryview) -> int:
+        return 0 if self.reads < 0 else len(data)
+
+    def host_write(self, data: bytes) -> int:
+        return 0
+
+    def host_read(self, size: int = -1) -> bytes:
+        return b""
+
+
+class LyingModel(RacyModel):
+    def read(self, buffer: memoryview) -> int | None:
+        return len(buffer) + 1
+
+
+class CountingTransport(LoopbackTransport):
+    def __init__(self) -> None:
+        super().__init__("counting")
+        self.acks = 0
+
+    def ack_irq(self, device: Device) -> None:
+        self.acks += 1
+
+
+@pytest.fixture
+def bus(virtcore_machine: Machine) -> CountingTransport:
+    transport = CountingTransport()
+    virtcore_machine.add_transport(transport)
+    virtcore_machine.register_driver(VirtPipeDriver)
+    return transport
+
+
+def test_irq_between_transfer_and_wait_is_not_lost(virtcore_machine, bus) -> None:
+    model = RacyModel()
+    bus.add("racy", ids=IDS, irq=9, model=model)
+    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=5) as f:
+        started = time.monotonic()
+        assert f.read(10) == b"ok"
+        assert time.monotonic() - started < 1.0, "the wakeup was lost: waited for the timeout"
+    assert model.reads == 2
+
+
+def test_irq_handler_acknowledges(virtcore_machine, bus) -> None:
+    model = PipeModel()
+    device = bus.add("p", ids=IDS, irq=9, model=model)
+    model.host_write(b"x")
+    model.host_close()
+    assert bus.acks == 2
+    assert device.driver_data.irqs == 2
+
+
+def test_out_of_contract_transfer_is_a_transfer_error(virtcore_machine, bus) -> None:
+    device = bus.add("liar", ids=IDS, irq=9, model=LyingModel())
+    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=1) as f:
+        with pytest.raises(TransferError) as info:
+            f.read(4)
+    assert info.value.device is device and "returned 5" in str(info.value)
+
+
+def test_device_without_irq_is_declined(virtcore_machine, bus) -> None:
+    device = bus.add("noirq", ids=IDS, irq=None, model=PipeModel())
+    assert device.status is DeviceStatus.UNBOUND
+    assert "declined" in (device.error or "") and "IRQ" in (device.error or "")
+    assert virtcore_machine.misc.names() == []
+
+
+def test_timeout_zero_fails_at_once(virtcore_machine, bus) -> None:
+    bus.add("p", ids=IDS, irq=9, model=PipeModel())
+    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=0) as f:
+        started = time.monotonic()
+        with pytest.raises(TransferTimeoutError):
+            f.read(1)
+        assert time.monotonic() - started < 0.5
+
+
+def test_many_readers_share_the_stream(virtcore_machine, bus) -> None:
+    model = PipeModel()
+    bus.add("p", ids=IDS, irq=9, model=model)
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=10) as f:
+            while chunk := f.read(1):
+                with lock:
+                    results.append(chunk)
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    for i in range(200):
+        model.host_write(bytes([i]))
+    model.host_close()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    assert sorted(results) == [bytes([i]) for i in range(200)]
+
+
+def test_buffered_files_work(virtcore_machine, bus) -> None:
+    model = PipeModel(data=b"line one\nline two\n")
+    bus.add("p", ids=IDS, irq=9, model=model)
+    with virtcore_machine.open("virt_pipe0", "rb", timeout=5) as f:
+        assert f.readlines() == [b"line one\n", b"line two\n"]
+    with virtcore_machine.open("virt_pipe0", "wb", timeout=5) as f:
+        f.write(b"buffered")
+    assert model.host_read() == b"buffered"
+
+
+def test_open_after_remove_is_refused(virtcore_machine, bus) -> None:
+    device = bus.add("p", ids=IDS, irq=9, model=PipeModel())
+    fops = virtcore_machine.misc.get("virt_pipe0").fops
+    assert isinstance(fops, PipeFileOperations)
+    virtcore_machine.unbind(device)
+    from virtcore import DeviceRemovedError
+
+    class FakeFile:
+        name = "virt_pipe0"
+
+    with pytest.raises(DeviceRemovedError):
+        fops.open(FakeFile())  # type: ignore[arg-type]
+
+
+def test_unplug_while_reading(virtcore_machine, bus) -> None:
+    from virtcore import DeviceRemovedError
+
+    model = PipeModel()
+    device = bus.add("p", ids=IDS, irq=9, model=model)
+    f = virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=10)
+    error: list[Any] = []
+
+    def reader() -> None:
+        try:
+            f.read(1)
+        except DeviceRemovedError as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    time.sleep(0.1)
+    bus.remove(device)  # hot-unplug
+    thread.join(5)
+    assert error and "virt_pipe0" in str(error[0])
+    f.close()
+    assert virtcore_machine.misc.names() == []
