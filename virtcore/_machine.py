@@ -659,8 +659,11 @@ class Machine:
     def model_names(self) -> list[str]:
         return sorted(self._model_decls)
 
-    def create_model(self, name: str, args: Mapping[str, Any] | None = None) -> DeviceModel:
-        """Build device model ``name`` (imported now, lazily) with ``args``."""
+    def create_model(
+        self, name: str, args: Mapping[str, Any] | None = None, *, base_dir: Path | None = None
+    ) -> DeviceModel:
+        """Build device model ``name`` (imported now, lazily) with ``args``; relative paths in
+        them are relative to ``base_dir``."""
         decl = self._model_decls.get(name)
         if decl is None:
             known = ", ".join(sorted(self._model_decls)) or "none"
@@ -672,7 +675,7 @@ class Machine:
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
-        model = obj.from_args(dict(args or {}))
+        model = obj.from_args(dict(args or {}), base_dir=base_dir)
         with self._lock:
             self.models.append(model)
         return model

@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 from ._errors import MachineFileError
 from ._model import DeviceModel
 
-ModelFactory = Callable[[str, Mapping[str, Any]], DeviceModel]
+ModelFactory = Callable[..., DeviceModel]
+"""``factory(name, args, base_dir=...)``: :meth:`Machine.create_model`."""
 
 
 class MachineContext:
@@ -79,7 +80,7 @@ class MachineContext:
         if not isinstance(args, Mapping):
             self.fail("model arguments must be a table", key)
         try:
-            return self._model_factory(name, args)
+            return self._model_factory(name, args, base_dir=self.base_dir)
         except MachineFileError:
             raise
         except (TypeError, ValueError, LookupError, OSError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -31,11 +32,14 @@ class DeviceModel(abc.ABC):
         self._irq_sink: Callable[[], None] | None = None
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any]) -> DeviceModel:
+    def from_args(
+        cls, args: Mapping[str, Any], *, base_dir: Path | None = None
+    ) -> DeviceModel:
         """Build the model from its arguments in a machine description.
 
-        The default passes the arguments as keyword arguments; a ``TypeError`` from an
-        unknown argument is reported against the machine file by the caller.
+        ``base_dir`` is the machine file's folder, for models that take relative paths.
+        The default passes the arguments as keyword arguments; a ``TypeError`` or
+        ``ValueError`` is reported against the machine file's key by the caller.
         """
         return cls(**dict(args))
 

@@ -17,7 +17,7 @@ else:  # pragma: no cover
 
 
 def _context(tmp_path, built=None) -> MachineContext:
-    def factory(name, args):
+    def factory(name, args, base_dir=None):
         if name != "fifo":
             raise LookupError(f"no device model named {name!r}")
         model = FifoModel(**args)
