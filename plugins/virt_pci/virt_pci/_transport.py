@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from virtcore import Device, DeviceIds, Op, TransferError, Transport
+from virtcore import Device, DeviceIds, DeviceModel, Op, TransferError, Transport
 
 from ._caps import CAP_ID_VNDR, CFG_TYPE_REGS, VendorCap
 from ._enum import EnumeratedFunction, enumerate_segment
@@ -168,6 +168,14 @@ class PciTransport(Transport):
                 return 0
             return segment.mmio_write_string(base + REG_WRITE_PORT, view)
         raise TransferError(f"unknown transfer operation {op!r}", device=device)
+
+    def model_of(self, device: Device) -> DeviceModel | None:
+        """The device model behind the function's register block, if it has one."""
+        info = device.platform_data
+        if device.transport is not self or not isinstance(info, PciDeviceInfo):
+            return None
+        regs = info.emulated.regs
+        return regs.model if regs is not None else None
 
     def ack_irq(self, device: Device) -> None:
         """Write ``INT_ACK``: clears the latch and deasserts INTx."""

@@ -24,7 +24,8 @@ def test_all_is_pinned() -> None:
 
 def test_testing_all_is_pinned() -> None:
     assert virt_pipe.testing.__all__ == [
-        "PipeFactory", "PipeRig", "PipeSuite", "Worker", "loopback_pipe_factory", "misc_name",
+        "PipeFactory", "PipeRig", "PipeSuite", "Worker", "loopback_pipe_factory",
+        "machine_file_pipe_factory", "misc_name", "pipe_state",
     ]
 
 

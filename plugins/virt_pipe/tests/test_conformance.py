@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from virtcore.testing import DriverConformance, ModelConformance
+
 from virt_pipe import PCI_DEVICE_VIRT_PIPE, PCI_VENDOR_LINUX, PipeModel, VirtPipeDriver
 
 

@@ -16,6 +16,7 @@ from virtcore import (
     TransferError,
     TransferTimeoutError,
 )
+
 from virt_pipe import (
     PCI_DEVICE_VIRT_PIPE,
     PCI_VENDOR_LINUX,

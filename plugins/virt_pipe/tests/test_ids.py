@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from virtcore import DeviceIds, IdEntry, Machine, read_manifest
 from virtcore.testing import assert_bound
+
 from virt_pipe import (
     PCI_DEVICE_VIRT_PIPE,
     PCI_VENDOR_LINUX,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from virtcore import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE
+
 from virt_pipe import DEFAULT_CAPACITY, PipeModel
 
 
@@ -66,24 +67,28 @@ def test_end_of_data_after_the_bytes_and_sticky(model: PipeModel) -> None:
     model.host_write(b"last")
     model.host_close()
     model.host_close()  # idempotent
-    assert model.status() & MODEL_READABLE
+    assert model.status() == MODEL_READABLE | MODEL_WRITABLE
     assert read(model) == b"last"
     assert model.status() == MODEL_EOF | MODEL_WRITABLE
     assert read(model) == 0
     assert read(model) == 0
-    model.host_write(b"new stream")
-    assert read(model) == b"new stream"
+    model.host_write(b"new writer")
+    assert model.status() == MODEL_READABLE | MODEL_WRITABLE
+    assert read(model) == b"new writer"
     assert read(model) is None
 
 
-def test_end_of_stream_is_read_once(model: PipeModel) -> None:
+def test_a_new_writer_supersedes_an_unread_end_of_data(model: PipeModel) -> None:
     model.host_write(b"one")
-    model.host_end_stream()
-    model.host_write(b"two")
-    assert read(model) == b"one"
-    assert read(model) == 0
-    assert read(model) == b"two"
+    model.host_close()
+    model.host_write(b"two")  # like a second writer opening a FIFO
+    assert read(model) == b"onetwo"
     assert read(model) is None
+    model.host_close()
+    assert read(model) == 0
+    model.host_reopen()
+    assert read(model) is None
+    assert model.status() == MODEL_WRITABLE
 
 
 def test_irq_on_data_on_eof_and_on_space(model: PipeModel) -> None:
@@ -181,7 +186,7 @@ def test_close_is_idempotent_and_start_after_close_does_nothing() -> None:
     ({"output": 3}, TypeError, ["'output'"]),
     ({"input": "/nonexistent/virt_pipe/in.bin"}, ValueError, ["'input'", "cannot open"]),
     ({"output": "/nonexistent/virt_pipe/out.bin"}, ValueError, ["'output'", "cannot open"]),
-    ({"_base_dir": 1}, TypeError, ["'_base_dir'"]),
+    ({"_base_dir": "/tmp"}, TypeError, ["'_base_dir'", "unknown"]),
 ])
 def test_bad_arguments_name_the_argument(args, error, words) -> None:
     with pytest.raises(error) as info:
@@ -206,11 +211,28 @@ def test_arguments_are_decoded() -> None:
 
 def test_base_dir_resolves_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_bytes(b"relative")
-    m = PipeModel.from_args({"input": "in.txt", "output": "out.txt",
-                             "_base_dir": str(tmp_path)})
+    m = PipeModel.from_args({"input": "in.txt", "output": "out.txt"}, base_dir=tmp_path)
     assert m.endpoints == [str(tmp_path / "in.txt"), str(tmp_path / "out.txt")]
     m.close()
     assert (tmp_path / "out.txt").exists()
+    m = PipeModel.from_args({"input": "-", "output": str(tmp_path / "abs.txt")},
+                            base_dir=Path("/elsewhere"))
+    assert m.endpoints == ["stdin", str(tmp_path / "abs.txt")]
+    m.close()
+
+
+@pytest.mark.virtcore_plugins("virt_pipe")
+def test_machine_file_errors_name_the_key(virtcore_machine, tmp_path: Path) -> None:
+    from virtcore import MachineContext, MachineFileError
+
+    (tmp_path / "in.bin").write_bytes(b"from a file next to the machine file")
+    context = MachineContext(tmp_path / "lab.toml", "loopback", virtcore_machine.create_model)
+    model = context.model("virt_pipe", {"input": "in.bin"}, "devices[0].model")
+    assert model.endpoints == [str(tmp_path / "in.bin")]  # type: ignore[attr-defined]
+    model.close()
+    with pytest.raises(MachineFileError) as info:
+        context.model("virt_pipe", {"capacity": 0}, "devices[1].model")
+    assert info.value.key == "devices[1].model" and "'capacity'" in str(info.value)
 
 
 def test_unix_socket_in_use_and_stale(tmp_path: Path) -> None:

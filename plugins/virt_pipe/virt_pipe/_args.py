@@ -26,10 +26,7 @@ from typing import Any, Final
 from ._ids import DEFAULT_CAPACITY
 
 ARGUMENTS: Final = ("capacity", "data", "encoding", "input", "output", "socket")
-"""The argument names a machine description may give (besides the reserved ``_base_dir``)."""
-
-BASE_DIR_KEY: Final = "_base_dir"
-"""Reserved key: the folder relative paths are resolved against (set by tooling)."""
+"""The argument names a machine description may give."""
 
 ENCODINGS: Final = ("utf-8", "hex", "base64")
 MAX_CAPACITY: Final = 1 << 30
@@ -132,23 +129,19 @@ def check_endpoints(*, data: bool, input: bool, output: bool, socket: bool) -> N
                          f"with {', '.join(repr(o) for o in other)}")
 
 
-def model_kwargs(args: Mapping[str, Any]) -> dict[str, Any]:
+def model_kwargs(args: Mapping[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
     """Validate machine-file ``args`` and turn them into :class:`PipeModel` keyword arguments.
 
+    :param base_dir: the folder relative ``input``, ``output`` and ``unix:`` paths are
+        resolved against (the machine file's folder); ``None`` leaves them as given.
     :raises TypeError: for an unknown argument or a value of the wrong type.
     :raises ValueError: for a bad value or a forbidden combination.
     """
     if not isinstance(args, Mapping):
         raise TypeError(f"model arguments must be a table, not {args!r}")
     for key in args:
-        if key not in ARGUMENTS and key != BASE_DIR_KEY:
+        if key not in ARGUMENTS:
             raise TypeError(f"unknown argument {key!r} (allowed: {', '.join(ARGUMENTS)})")
-    base_dir: Path | None = None
-    raw_base = args.get(BASE_DIR_KEY)
-    if raw_base is not None:
-        if not isinstance(raw_base, (str, os.PathLike)):
-            raise TypeError(f"argument {BASE_DIR_KEY!r} must be a path, not {raw_base!r}")
-        base_dir = Path(raw_base)
     kwargs: dict[str, Any] = {"capacity": check_capacity(args.get("capacity",
                                                                   DEFAULT_CAPACITY))}
     if "encoding" in args and "data" not in args:

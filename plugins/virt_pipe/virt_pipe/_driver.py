@@ -50,7 +50,8 @@ REMOVE_GRACE: Final = 5.0
 class PipeState:
     """Per-device state from probe to remove: the wait condition and its generation."""
 
-    __slots__ = ("device", "name", "cond", "generation", "removed", "busy", "irqs")
+    __slots__ = ("device", "name", "cond", "generation", "removed", "busy", "irqs",
+                 "transfers", "waiting")
 
     def __init__(self, device: Device) -> None:
         self.device = device
@@ -60,6 +61,10 @@ class PipeState:
         self.removed = False
         self.busy = 0
         self.irqs = 0
+        self.transfers = 0
+        """Transfers issued so far (a reader that polled would show many)."""
+        self.waiting = 0
+        """Threads waiting for the IRQ right now."""
 
     def __repr__(self) -> str:
         return f"<PipeState {self.name or self.device.path} removed={self.removed}>"
@@ -82,6 +87,7 @@ class PipeState:
                 raise self._removed_error(what)
             generation = self.generation
             self.busy += 1
+            self.transfers += 1
         try:
             result = self.device.transfer(buffer, op)
         finally:
@@ -98,16 +104,21 @@ class PipeState:
              timeout: float | None) -> None:
         """Wait for an IRQ after ``generation``; raise on removal or at ``deadline``."""
         with self.cond:
-            while self.generation == generation:
+            self.waiting += 1
+            try:
+                while self.generation == generation:
+                    if self.removed:
+                        raise self._removed_error(what)
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TransferTimeoutError(
+                            f"{self.name}: {what} timed out after {timeout:g}s",
+                            device=self.device)
+                    self.cond.wait(left)
                 if self.removed:
                     raise self._removed_error(what)
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TransferTimeoutError(
-                        f"{self.name}: {what} timed out after {timeout:g}s", device=self.device)
-                self.cond.wait(left)
-            if self.removed:
-                raise self._removed_error(what)
+            finally:
+                self.waiting -= 1
 
     def shutdown(self) -> None:
         """Mark removed, wake every waiter, and let transfers under way return."""

@@ -40,7 +40,7 @@ class PipeHost(Protocol):
 
     def host_close(self) -> None: ...
 
-    def host_end_stream(self) -> None: ...
+    def host_reopen(self) -> None: ...
 
     def host_wait_output(self, timeout: float) -> bool: ...
 
@@ -52,11 +52,12 @@ class PipeHost(Protocol):
 class Endpoint(abc.ABC):
     """Base class of endpoints: threads started by :meth:`start`, stopped by :meth:`close`."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, host: PipeHost, label: str) -> None:
         self.label = label
+        self._host = host
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._host: PipeHost | None = None
+        self._started = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -66,13 +67,13 @@ class Endpoint(abc.ABC):
     def _workers(self) -> list[Callable[[PipeHost], None]]:
         """The thread bodies to run once started."""
 
-    def start(self, host: PipeHost) -> None:
+    def start(self) -> None:
         """Start the endpoint's threads (once; later calls do nothing)."""
-        if self._host is not None or self._closed:
+        if self._started or self._closed:
             return
-        self._host = host
+        self._started = True
         for worker in self._workers():
-            thread = threading.Thread(target=self._run, args=(worker, host), daemon=True,
+            thread = threading.Thread(target=self._run, args=(worker, self._host), daemon=True,
                                       name=f"virt_pipe {self.label}")
             self._threads.append(thread)
             thread.start()
@@ -126,8 +127,8 @@ class StreamSource(Endpoint):
     :param owned: close the stream on :meth:`close` (files the endpoint opened).
     """
 
-    def __init__(self, stream: BinaryIO, label: str, *, owned: bool) -> None:
-        super().__init__(label)
+    def __init__(self, host: PipeHost, stream: BinaryIO, label: str, *, owned: bool) -> None:
+        super().__init__(host, label)
         self._stream = stream
         self._owned = owned
         fd = _selectable_fd(stream)
@@ -173,8 +174,8 @@ class StreamSink(Endpoint):
     Bytes still queued when the endpoint closes are written before it returns.
     """
 
-    def __init__(self, stream: BinaryIO, label: str, *, owned: bool) -> None:
-        super().__init__(label)
+    def __init__(self, host: PipeHost, stream: BinaryIO, label: str, *, owned: bool) -> None:
+        super().__init__(host, label)
         self._stream = stream
         self._owned = owned
         self._lock = threading.Lock()
@@ -206,11 +207,9 @@ class StreamSink(Endpoint):
                     return
 
     def _release(self) -> None:
-        host = self._host
-        if host is not None:
-            data = host.host_read()
-            if data:
-                self._write(host, data)
+        data = self._host.host_read()
+        if data:
+            self._write(self._host, data)
         if self._owned:
             self._stream.close()
 
@@ -219,15 +218,16 @@ class SocketEndpoint(Endpoint):
     """Listens on a unix socket or on 127.0.0.1 and serves one client at a time.
 
     Bytes from the client go to the guest; when the client shuts down its sending side, the
-    guest sees end of data (and a later client starts a new stream).  What the guest writes
+    guest sees end of data once it has read everything, until the next client connects
+    (pipe semantics: see :mod:`virt_pipe._model`).  What the guest writes
     goes to the connected client, or waits in the model (back-pressure) until one connects.
     A client that closed its sending side keeps receiving until another client connects.
     The socket is bound and listening when the endpoint is created, so :attr:`address` is
     known before :meth:`start`.
     """
 
-    def __init__(self, spec: SocketSpec) -> None:
-        super().__init__(str(spec))
+    def __init__(self, host: PipeHost, spec: SocketSpec) -> None:
+        super().__init__(host, str(spec))
         self.spec = spec
         self._unlink: str | None = None
         if spec.kind == "unix":
@@ -293,6 +293,7 @@ class SocketEndpoint(Endpoint):
                     return
                 raise
             with conn:
+                host.host_reopen()
                 self._session(host, conn)
 
     def _session(self, host: PipeHost, conn: socket.socket) -> None:
@@ -327,7 +328,7 @@ class SocketEndpoint(Endpoint):
             except OSError:
                 chunk = b""  # reset by the client: its stream ends here
             if not chunk:
-                host.host_end_stream()
+                host.host_close()
                 return
             if not host.host_write_all(chunk, self._stop):
                 return

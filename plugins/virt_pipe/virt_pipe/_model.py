@@ -7,10 +7,12 @@ call short: that is the back-pressure, nothing is dropped.  The guest's side hea
 changes through the IRQ: the model raises it when data (or end of data) arrives for the
 guest and when space frees on the guest-to-host side.
 
-End of data is a marker *in* the guest's stream, after the bytes that precede it:
-``host_close`` ends the input (reads return ``0`` from then on, until the host writes
-again), ``host_end_stream`` ends one stream (one read returns ``0``, later reads wait for
-the next stream: the socket endpoint ends each client's stream this way).
+End of data follows pipe (FIFO) semantics, as a *state* rather than a mark in the stream, so
+transports that only look at :meth:`status` see it too: after ``host_close`` (the host's
+writer is gone), reads return ``0`` once the buffer is empty, and keep returning ``0``.
+Bytes written by the host later (or ``host_reopen``: a writer is back) end that state, as a
+new writer opening a FIFO does; a reader that had not read the end of data yet never sees it.
+The socket endpoint closes at each client's end and reopens at the next client.
 
 The FIFOs are deques of immutable chunks: ``host_write`` of a ``bytes`` object queues it
 without copying, and ``read`` copies each chunk into the guest's buffer with one slice
@@ -25,16 +27,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from virtcore import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, StreamModel
 
-from ._args import STDIO, check_capacity, check_endpoints, check_path, decode_data, parse_socket
+from ._args import (
+    STDIO,
+    check_capacity,
+    check_endpoints,
+    check_path,
+    decode_data,
+    model_kwargs,
+    parse_socket,
+)
 from ._endpoints import Endpoint, SocketEndpoint, StreamSink, StreamSource
 from ._ids import DEFAULT_CAPACITY
-
-_STREAM_END = memoryview(b"")
-"""In-band marker: end of one stream (read once as end of data); ``None`` marks the final end."""
 
 
 def _chunk(data: Any, limit: int) -> memoryview:
@@ -53,8 +61,8 @@ class PipeModel(StreamModel):
     At most one endpoint feeds the guest (``data``, ``input`` or ``socket``) and at most one
     receives its output (``output`` or ``socket``).  Files are opened and sockets bound
     here, so a bad argument fails at once with a message naming it; threads start in
-    :meth:`start`.  Relative paths are used as given (relative to the current directory):
-    build from a machine file with :meth:`from_args`, whose ``_base_dir`` key resolves them.
+    :meth:`start`.  Relative paths are used as given (relative to the current directory);
+    :meth:`from_args` resolves them against the machine file's folder.
 
     :param capacity: bytes each direction holds before writers see short counts.
     :param data: bytes (or UTF-8 text) for the guest, followed by end of data; they are the
@@ -86,7 +94,7 @@ class PipeModel(StreamModel):
         self._initial = decode_data(data) if data is not None else None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._rx: deque[memoryview | None] = deque()  # None marks end of data
+        self._rx: deque[memoryview] = deque()
         self._rx_len = 0
         self._rx_off = 0
         self._eof = False
@@ -119,47 +127,44 @@ class PipeModel(StreamModel):
         if input is not None:
             path = check_path("input", input)
             if path == STDIO:
-                self._endpoints.append(StreamSource(sys.stdin.buffer, "stdin", owned=False))
+                self._endpoints.append(StreamSource(self, sys.stdin.buffer, "stdin", owned=False))
             else:
                 try:
                     stream = open(path, "rb")  # noqa: SIM115 - owned by the endpoint
                 except OSError as exc:
                     raise ValueError(f"argument 'input': cannot open {path!r}: "
                                      f"{exc.strerror or exc}") from None
-                self._endpoints.append(StreamSource(stream, path, owned=True))
+                self._endpoints.append(StreamSource(self, stream, path, owned=True))
         if output is not None:
             path = check_path("output", output)
             if path == STDIO:
-                self._endpoints.append(StreamSink(sys.stdout.buffer, "stdout", owned=False))
+                self._endpoints.append(StreamSink(self, sys.stdout.buffer, "stdout", owned=False))
             else:
                 try:
                     sink = open(path, "ab")  # noqa: SIM115 - owned by the endpoint
                 except OSError as exc:
                     raise ValueError(f"argument 'output': cannot open {path!r}: "
                                      f"{exc.strerror or exc}") from None
-                self._endpoints.append(StreamSink(sink, path, owned=True))
+                self._endpoints.append(StreamSink(self, sink, path, owned=True))
         if socket is not None:
             spec = parse_socket(socket)
             try:
-                self._socket = SocketEndpoint(spec)
+                self._socket = SocketEndpoint(self, spec)
             except OSError as exc:
                 raise ValueError(f"argument 'socket': cannot listen on {spec}: "
                                  f"{exc.strerror or exc}") from None
             self._endpoints.append(self._socket)
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any]) -> PipeModel:
-        """Build from machine-file arguments (see :mod:`virt_pipe._args` for the schema).
+    def from_args(cls, args: Mapping[str, Any], *, base_dir: Path | None = None) -> PipeModel:
+        """Build from machine-file arguments (the schema is in :mod:`virt_pipe._args`).
 
-        The reserved key ``_base_dir`` (a folder) resolves relative ``input``, ``output`` and
-        ``unix:`` paths; without it they are used as given.
-
+        :param base_dir: the machine file's folder: relative ``input``, ``output`` and
+            ``unix:`` paths are taken relative to it (as given when ``None``).
         :raises TypeError: unknown argument or wrong type, naming the argument.
         :raises ValueError: bad value or combination, naming the argument.
         """
-        from ._args import model_kwargs
-
-        return cls(**model_kwargs(args))
+        return cls(**model_kwargs(args, base_dir))
 
     def __repr__(self) -> str:
         ends = ", ".join(e.label for e in self._endpoints)
@@ -189,12 +194,6 @@ class PipeModel(StreamModel):
             rx = self._rx
             while got < want and rx:
                 head = rx[0]
-                if head is None or head is _STREAM_END:
-                    if got:
-                        break
-                    rx.popleft()
-                    self._eof = head is None
-                    return 0
                 off = self._rx_off
                 n = min(len(head) - off, want - got)
                 buffer[got:got + n] = head[off:off + n]
@@ -207,7 +206,6 @@ class PipeModel(StreamModel):
             if not got:
                 return 0 if self._eof else None
             self._rx_len -= got
-            self._eof = False
             self._cond.notify_all()  # room for the source endpoint
         return got
 
@@ -227,7 +225,7 @@ class PipeModel(StreamModel):
             bits = MODEL_WRITABLE if self._tx_len < self.capacity else 0
             if self._rx_len:
                 bits |= MODEL_READABLE
-            elif self._eof or (self._rx and (self._rx[0] is None or self._rx[0] is _STREAM_END)):
+            elif self._eof:
                 bits |= MODEL_EOF
             return bits
 
@@ -235,7 +233,7 @@ class PipeModel(StreamModel):
 
     def host_write(self, data: bytes | bytearray | memoryview) -> int:
         """Queue bytes for the guest; returns the count taken (short when full) and raises
-        the IRQ.  ``bytes`` are queued without a copy."""
+        the IRQ.  ``bytes`` are queued without a copy.  Ends an end-of-data state."""
         with self._lock:
             room = self.capacity - self._rx_len
             if room <= 0 or not len(data):
@@ -243,6 +241,7 @@ class PipeModel(StreamModel):
             chunk = _chunk(data, room)
             self._rx.append(chunk)
             self._rx_len += len(chunk)
+            self._eof = False
         self._irq()
         return len(chunk)
 
@@ -271,20 +270,17 @@ class PipeModel(StreamModel):
         return True
 
     def host_close(self) -> None:
-        """End the guest's input: once drained, guest reads return 0, and keep returning 0
-        until the host writes again."""
+        """The host's writer is gone: once the buffer is empty, guest reads return 0."""
         with self._lock:
-            if (self._rx and self._rx[-1] is None) or (not self._rx and self._eof):
+            if self._eof:
                 return
-            self._rx.append(None)
+            self._eof = True
         self._irq()
 
-    def host_end_stream(self) -> None:
-        """End the current stream only: once drained, one guest read returns 0 and later
-        reads wait for the next stream (the socket endpoint ends each client's this way)."""
+    def host_reopen(self) -> None:
+        """A host writer is back (a new client): reads wait for data instead of ending."""
         with self._lock:
-            self._rx.append(_STREAM_END)
-        self._irq()
+            self._eof = False
 
     def host_read(self, size: int = -1) -> bytes:
         """Take up to ``size`` bytes (all with -1) the guest wrote; raises the IRQ if any."""
@@ -345,7 +341,7 @@ class PipeModel(StreamModel):
             if self._initial:
                 self._rx.append(memoryview(self._initial))
                 self._rx_len += len(self._initial)
-            self._rx.append(None)
+            self._eof = True
         self._irq()
 
     def reset(self) -> None:
@@ -369,7 +365,7 @@ class PipeModel(StreamModel):
                 return
             self._started = True
         for endpoint in self._endpoints:
-            endpoint.start(self)
+            endpoint.start()
 
     def close(self) -> None:
         """Stop the endpoint threads, write out pending output, close files and sockets."""
