@@ -91,7 +91,8 @@ def bench_discovery(count: int, repeat: int) -> dict[str, float]:
         finally:
             sys.path.remove(tmp)
     return {"plugins": count, "entry_points_s": t_bare, "virtcore_s": t_ours,
-            "ratio": t_ours / t_bare, "cold_s": t_cold, "cold_ratio": t_cold / t_bare, "plugin_modules_imported": len(imported)}
+            "ratio": t_ours / t_bare, "cold_s": t_cold, "cold_ratio": t_cold / t_bare,
+            "plugin_modules_imported": len(imported)}
 
 
 def bench_matching(big: int, repeat: int) -> dict[str, float]:

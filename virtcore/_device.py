@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._errors import TransferError
 from ._ids import DeviceIds, check_compatible
 
 if TYPE_CHECKING:
@@ -88,11 +89,10 @@ class Device:
 
     def transfer(self, buffer: Any, op: Any) -> int | None:
         """Move bytes through this device's transport (see :meth:`Transport.transfer`)."""
-        from ._errors import TransferError
-
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             raise TransferError("device has no transport", device=self)
-        return self.transport.transfer(self, buffer, op)
+        return transport.transfer(self, buffer, op)
 
     def ack_irq(self) -> None:
         """Acknowledge this device's interrupt at the transport (no-op where none is needed)."""

@@ -67,6 +67,7 @@ class MiscFile(io.RawIOBase):
         self.timeout = timeout
         self.nonblocking = nonblocking
         self.private_data: Any = None
+        self._fops = misc.fops
         self._readable = "r" in mode or "+" in mode
         self._writable = "w" in mode or "a" in mode or "+" in mode
         misc.fops.open(self)
@@ -85,22 +86,28 @@ class MiscFile(io.RawIOBase):
         return False
 
     def readinto(self, buffer: Any) -> int | None:
-        self._checkClosed()
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation(f"{self.name} was not opened for reading")
-        view = memoryview(buffer).cast("B")
+        view = memoryview(buffer)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         if not len(view):
             return 0
-        return self.misc.fops.readinto(self, view)
+        return self._fops.readinto(self, view)
 
     def write(self, data: Any) -> int | None:
-        self._checkClosed()
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         if not self._writable:
             raise io.UnsupportedOperation(f"{self.name} was not opened for writing")
-        view = memoryview(data).cast("B")
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         if not len(view):
             return 0
-        return self.misc.fops.write(self, view)
+        return self._fops.write(self, view)
 
     def flush(self) -> None:
         if not self.closed and self._writable:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 from virtcore import DeviceModel
@@ -50,14 +49,29 @@ HV_EIO: Final = -errno.EIO
 CALL_NAMES: Final = {HV_READ: "HV_READ", HV_WRITE: "HV_WRITE", HV_STATUS: "HV_STATUS"}
 
 
-@dataclass(frozen=True, slots=True)
 class HypercallResult:
     """What a hypercall returns: ``status`` (0 or a negative errno) and ``count``;
-    ``error`` is the host-side cause of an ``-EIO`` (not part of the guest ABI)."""
+    ``error`` is the host-side cause of an ``-EIO`` (not part of the guest ABI).
 
-    status: int
-    count: int = 0
-    error: BaseException | None = None
+    A plain slotted class rather than a frozen dataclass: one is built per transfer."""
+
+    __slots__ = ("count", "error", "status")
+
+    def __init__(self, status: int, count: int = 0, error: BaseException | None = None) -> None:
+        self.status = status
+        self.count = count
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HypercallResult):
+            return NotImplemented
+        return (self.status, self.count, self.error) == (other.status, other.count, other.error)
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.count))
+
+    def __repr__(self) -> str:
+        return f"HypercallResult(status={self.status}, count={self.count}, error={self.error!r})"
 
 
 class Hypervisor:
@@ -85,8 +99,8 @@ class Hypervisor:
             return self._models.pop(handle)
 
     def model(self, handle: int) -> DeviceModel | None:
-        with self._lock:
-            return self._models.get(handle)
+        # a single dict lookup is atomic: the data path needs no lock here
+        return self._models.get(handle)
 
     def __iter__(self) -> Iterator[tuple[int, DeviceModel]]:
         with self._lock:
@@ -112,7 +126,7 @@ class Hypervisor:
             return HypercallResult(HV_EINVAL)
         if call == HV_READ and buffer.readonly:
             return HypercallResult(HV_EINVAL)
-        return self._run(model, call, buffer[:size], size)
+        return self._run(model, call, buffer if size == buffer.nbytes else buffer[:size], size)
 
     @staticmethod
     def _run(

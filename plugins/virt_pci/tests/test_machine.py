@@ -171,7 +171,8 @@ def test_readme_example_builds():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     example = re.search(r"```toml\n(.*?)```", readme, re.S)[1]
-    any_model = MachineContext("machine.toml", "pci", lambda name, args, base_dir=None: BufferModel())
+    any_model = MachineContext("machine.toml", "pci",
+                               lambda name, args, base_dir=None: BufferModel())
     transport = PciTransport.from_machine(tomllib.loads(example)["pci"], any_model)
     (device,) = transport.enumerate()
     assert device.irq == 11 and device.platform_data.regs.bar == 4

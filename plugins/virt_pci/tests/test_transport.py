@@ -73,8 +73,8 @@ def test_read_round_trip_is_one_model_call(model):
     assert transport.transfer(device, buf, Op.READ) == 10
     assert bytes(buf[:10]) == b"hello, pci"
     assert model.read_calls == calls + 1
-    assert transport.transfer(device, buf, Op.READ) is None  # nothing yet: status says so
-    assert model.read_calls == calls + 1
+    assert transport.transfer(device, buf, Op.READ) is None  # COUNT says "nothing yet"
+    assert model.read_calls == calls + 2
     model.eof = True
     assert transport.transfer(device, buf, Op.READ) == 0
 
@@ -88,8 +88,8 @@ def test_large_read_is_bulk():
     while n := transport.transfer(device, memoryview(buf), Op.READ):
         out += buf[:n]
     assert out == data
-    assert model.read_calls == 4  # one model call per 64 KiB transfer
-    assert model.status_calls == 5  # one status-register read per transfer
+    assert model.read_calls == 5  # one model call per transfer (the last one sees the end)
+    assert model.status_calls == 0  # the string port reports the count: no STATUS read
 
 
 def test_write_round_trip_and_short_counts():
@@ -99,10 +99,10 @@ def test_write_round_trip_and_short_counts():
     assert transport.transfer(device, memoryview(b"efgh"), Op.WRITE) == 2
     assert model.written == b"abcdef"
     assert model.write_calls == 2
-    assert transport.transfer(device, b"ij", Op.WRITE) == 0  # not writable: no model call
-    assert model.write_calls == 2
+    assert transport.transfer(device, b"ij", Op.WRITE) == 0  # full: the port accepts 0
+    assert model.write_calls == 3
     base = regs_base(device)
-    assert transport.segment.mmio_read(base + Reg.COUNT, 4) == 2
+    assert transport.segment.mmio_read(base + Reg.COUNT, 4) == 0
 
 
 def test_transfer_accepts_any_buffer_shape(model):

@@ -50,16 +50,17 @@ REMOVE_GRACE: Final = 5.0
 class PipeState:
     """Per-device state from probe to remove: the wait condition and its generation."""
 
-    __slots__ = ("device", "name", "cond", "generation", "removed", "busy", "irqs",
+    __slots__ = ("device", "name", "cond", "xfer", "generation", "removed", "irqs",
                  "transfers", "waiting")
 
     def __init__(self, device: Device) -> None:
         self.device = device
         self.name = ""
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())
         self.generation = 0
         self.removed = False
-        self.busy = 0
+        self.xfer = threading.Lock()
+        """Held across each transfer (they never block), so remove can wait them out."""
         self.irqs = 0
         self.transfers = 0
         """Transfers issued so far (a reader that polled would show many)."""
@@ -81,24 +82,19 @@ class PipeState:
         return DeviceRemovedError(f"{self.name} was removed {what}", device=self.device)
 
     def transfer(self, buffer: memoryview, op: Op, what: str) -> tuple[int | None, int]:
-        """One transfer; returns its result and the generation seen before it."""
-        with self.cond:
+        """One transfer; returns its result and the generation seen before it.
+
+        The generation is read before the transfer, so an IRQ that lands after the transfer
+        found nothing changes it and the following :meth:`wait` returns at once."""
+        with self.xfer:
             if self.removed:
                 raise self._removed_error(what)
             generation = self.generation
-            self.busy += 1
             self.transfers += 1
-        try:
             result = self.device.transfer(buffer, op)
-        finally:
-            self._done()
+        if result is None or (type(result) is int and 0 <= result <= len(buffer)):
+            return result, generation
         return _checked(result, len(buffer), op, self.device), generation
-
-    def _done(self) -> None:
-        with self.cond:
-            self.busy -= 1
-            if self.removed and not self.busy:
-                self.cond.notify_all()  # remove() may be waiting for us
 
     def wait(self, generation: int, deadline: float | None, what: str,
              timeout: float | None) -> None:
@@ -121,18 +117,14 @@ class PipeState:
                 self.waiting -= 1
 
     def shutdown(self) -> None:
-        """Mark removed, wake every waiter, and let transfers under way return."""
-        deadline = time.monotonic() + REMOVE_GRACE
+        """Mark removed, wake every waiter, and let a transfer under way return."""
         with self.cond:
             self.removed = True
             self.cond.notify_all()
-            while self.busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    log.warning("%s: %d transfer(s) still running at remove", self.name,
-                                self.busy)
-                    break
-                self.cond.wait(left)
+        if self.xfer.acquire(timeout=REMOVE_GRACE):
+            self.xfer.release()
+        else:
+            log.warning("%s: a transfer was still running at remove", self.name)
 
 
 def _checked(result: object, size: int, op: Op, device: Device) -> int | None:
@@ -162,13 +154,15 @@ class PipeFileOperations(FileOperations):
         """Block until data (the count), end of data (``0``) or the timeout; with
         ``nonblocking``, ``None`` when nothing is there."""
         state = self.state
-        deadline = _deadline(file)
+        deadline: float | None = None
         while True:
             n, generation = state.transfer(buffer, Op.READ, "while reading")
             if n is not None:
                 return n
             if file.nonblocking:
                 return None
+            if deadline is None:  # the clock starts at the first wait: none on the fast path
+                deadline = _deadline(file)
             state.wait(generation, deadline, "while reading", file.timeout)
 
     def write(self, file: MiscFile, data: memoryview) -> int | None:

@@ -94,6 +94,7 @@ class PipeModel(StreamModel):
         self._initial = decode_data(data) if data is not None else None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._sleepers = 0  # host-side threads waiting on _cond (skip notify when none)
         self._rx: deque[memoryview] = deque()
         self._rx_len = 0
         self._rx_off = 0
@@ -206,7 +207,8 @@ class PipeModel(StreamModel):
             if not got:
                 return 0 if self._eof else None
             self._rx_len -= got
-            self._cond.notify_all()  # room for the source endpoint
+            if self._sleepers:
+                self._cond.notify_all()  # room for the source endpoint
         return got
 
     def write(self, data: memoryview) -> int:
@@ -217,7 +219,8 @@ class PipeModel(StreamModel):
                 return 0
             self._tx.append(memoryview(bytes(data[:n])))
             self._tx_len += n
-            self._cond.notify_all()  # data for the sink endpoint
+            if self._sleepers:
+                self._cond.notify_all()  # data for the sink endpoint
         return n
 
     def status(self) -> int:
@@ -264,7 +267,7 @@ class PipeModel(StreamModel):
                     left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
                     if left <= 0:
                         return False
-                    self._cond.wait(left)
+                    self._sleep(left)
             n = self.host_write(view)
             view = view[n:]
         return True
@@ -320,11 +323,19 @@ class PipeModel(StreamModel):
             self._tx_len += len(data)
             self._cond.notify_all()
 
+    def _sleep(self, timeout: float | None) -> None:
+        """Wait on the condition (lock held), counted so the data path can skip notifying."""
+        self._sleepers += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._sleepers -= 1
+
     def host_wait_output(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for guest output; whether there is some."""
         with self._cond:
             if not self._tx_len and not self._closed:
-                self._cond.wait(timeout)
+                self._sleep(timeout)
             return self._tx_len > 0
 
     @property
