@@ -77,7 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     catalog = discover(only=["virt_pci", "virt_devtree", "virt_pipe"])
     sizes = {65536: args.mib << 20, 4096: args.mib << 18, 1: 256 << 10}

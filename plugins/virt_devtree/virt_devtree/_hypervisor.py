@@ -117,7 +117,7 @@ class Hypervisor:
         ``buffer``; never raises for guest mistakes or model failures."""
         if call not in CALL_NAMES:
             return HypercallResult(HV_ENOSYS)
-        model = self.model(handle)
+        model = self._models.get(handle)  # one dict lookup is atomic: no lock needed
         if model is None:
             return HypercallResult(HV_ENOENT)
         if call == HV_STATUS:

@@ -238,7 +238,9 @@ class DevtreeTransport(Transport):
         """
         if self._closed:
             raise TransferError("transport is closed", device=device)
-        handle = self.handle(device)
+        handle = device.platform_data
+        if type(handle) is not int:  # the hot path: inline of self.handle(device)
+            handle = self.handle(device)
         if op is Op.READ:
             call = HV_READ
         elif op is Op.WRITE:

@@ -91,7 +91,11 @@ class PipeState:
                 raise self._removed_error(what)
             generation = self.generation
             self.transfers += 1
-            result = self.device.transfer(buffer, op)
+            device = self.device
+            transport = device.transport
+            if transport is None:
+                raise TransferError("the device has no transport", device=device)
+            result = transport.transfer(device, buffer, op)
         if result is None or (type(result) is int and 0 <= result <= len(buffer)):
             return result, generation
         return _checked(result, len(buffer), op, self.device), generation
