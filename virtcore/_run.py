@@ -129,26 +129,44 @@ def run_demo(machine: Machine, out: TextIO, *, as_json: bool) -> tuple[bool, lis
     return ok, results
 
 
+def _host_info(device: Device) -> dict[str, Any]:
+    """What the transport learnt of a host device (names from pci.ids, kernel driver)."""
+    info = device.platform_data
+    keys = ("class_name", "vendor_name", "device_name", "subsystem_name", "kernel_driver",
+            "kernel_modalias")
+    return {k: getattr(info, k, None) for k in keys}
+
+
 def _host(args: argparse.Namespace, out: TextIO) -> int:
+    """Like ``lspci -k``: the host's PCI devices, read-only, and which installed driver
+    would bind to each (no driver is imported or probed)."""
     machine = Machine("host")
     cls = machine.transport_class("pci-host")
     transport = cls()
     rows = []
-    for device in transport.enumerate():
+    try:
+        devices = list(transport.enumerate())
+    finally:
+        transport.close()
+    for device in devices:
         report = machine.explain(ids=device.ids, compatible=device.compatible)
         item = device.to_dict()
+        item.update(_host_info(device))
         item["would_bind"] = report.winner.driver if report.winner else None
         item["candidates"] = [m.to_dict() for m in report.candidates]
-        item["names"] = getattr(device.platform_data, "names", None)
         rows.append(item)
-        if not args.json:
-            names = item["names"]
-            label = f" {names}" if names else ""
-            out.write(f"{device.path} [{device.ids}]{label}\n")
-            win = report.winner
-            out.write(f"    would bind: {win.driver + ' (' + win.reason + ')' if win else 'none'}"
-                      "\n")
-    transport.close()
+        if args.json:
+            continue
+        names = [item["class_name"], item["vendor_name"], item["device_name"]]
+        label = " ".join(n for n in names if n)
+        out.write(f"{device.path} [{device.ids}]{': ' + label if label else ''}\n")
+        if item["subsystem_name"]:
+            out.write(f"    subsystem: {item['subsystem_name']}\n")
+        if item["kernel_driver"]:
+            out.write(f"    kernel driver in use: {item['kernel_driver']}\n")
+        win = report.winner
+        out.write(f"    virtcore driver: {win.driver + ' (' + win.reason + ')' if win else 'none'}"
+                  "\n")
     if args.json:
         json.dump({"machine": "host", "devices": rows}, out, indent=2)
         out.write("\n")
