@@ -134,6 +134,8 @@ class PciTransport(Transport):
         call) per transfer.  The port access itself reports "nothing yet" (``COUNT`` reads
         ``0xffffffff``) and end of data (``COUNT`` 0 on a read), so the data path needs no
         separate ``STATUS`` read; ``STATUS`` is there for drivers that poll."""
+        if self._closed:
+            raise TransferError("transport is closed", device=device)
         segment = self.segment
         cached = self._bases.get(device)
         if cached is not None and cached[0] == segment.generation:
