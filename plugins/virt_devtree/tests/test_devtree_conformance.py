@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from virt_devtree import DevtreeTransport
 from virtcore import MachineContext, QueueModel
 from virtcore.testing import TransportConformance
+
+from virt_devtree import DevtreeTransport
 
 
 class TestDevtreeTransportConformance(TransportConformance):

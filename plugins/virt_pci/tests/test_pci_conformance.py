@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from virt_pci import PciFunctionSpec, PciTransport
 from virtcore import QueueModel
 from virtcore.testing import TransportConformance
+
+from virt_pci import PciFunctionSpec, PciTransport
 
 
 class TestPciTransportConformance(TransportConformance):
