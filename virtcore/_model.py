@@ -23,6 +23,10 @@ class DeviceModel(abc.ABC):
     count accepted (short counts are legal, ``0`` when full).  When data arrives or space
     frees, the model calls :meth:`raise_irq`; the transport connects that to the device's
     interrupt through :meth:`connect_irq`.
+
+    End of data is a *state*, not a marker in the stream: once reached, ``read`` keeps
+    returning 0 and ``status`` keeps reporting :data:`MODEL_EOF` (a transport may report end
+    of data from ``status`` alone, without calling ``read``).
     """
 
     name: str = "model"

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from virtcore import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, StreamModel
 
@@ -126,27 +126,9 @@ class PipeModel(StreamModel):
         socket: str | None,
     ) -> None:
         if input is not None:
-            path = check_path("input", input)
-            if path == STDIO:
-                self._endpoints.append(StreamSource(self, sys.stdin.buffer, "stdin", owned=False))
-            else:
-                try:
-                    stream = open(path, "rb")  # noqa: SIM115 - owned by the endpoint
-                except OSError as exc:
-                    raise ValueError(f"argument 'input': cannot open {path!r}: "
-                                     f"{exc.strerror or exc}") from None
-                self._endpoints.append(StreamSource(self, stream, path, owned=True))
+            self._endpoints.append(_stream_endpoint(self, StreamSource, "input", input, "rb"))
         if output is not None:
-            path = check_path("output", output)
-            if path == STDIO:
-                self._endpoints.append(StreamSink(self, sys.stdout.buffer, "stdout", owned=False))
-            else:
-                try:
-                    sink = open(path, "ab")  # noqa: SIM115 - owned by the endpoint
-                except OSError as exc:
-                    raise ValueError(f"argument 'output': cannot open {path!r}: "
-                                     f"{exc.strerror or exc}") from None
-                self._endpoints.append(StreamSink(self, sink, path, owned=True))
+            self._endpoints.append(_stream_endpoint(self, StreamSink, "output", output, "ab"))
         if socket is not None:
             spec = parse_socket(socket)
             try:
@@ -398,3 +380,21 @@ class PipeModel(StreamModel):
     def endpoints(self) -> list[str]:
         """The endpoints attached, as text (``stdin``, a path, ``tcp:127.0.0.1:PORT``...)."""
         return [e.label for e in self._endpoints]
+
+
+def _stream_endpoint(
+    model: PipeModel, kind: type[StreamSource] | type[StreamSink], argument: str,
+    value: str | os.PathLike[str], mode: str,
+) -> StreamSource | StreamSink:
+    """A file endpoint for ``input``/``output``: ``"-"`` is the process's stdin/stdout."""
+    path = check_path(argument, value)
+    if path == STDIO:
+        if mode == "rb":
+            return kind(model, sys.stdin.buffer, "stdin", owned=False)
+        return kind(model, sys.stdout.buffer, "stdout", owned=False)
+    try:
+        stream = cast(BinaryIO, open(path, mode))  # noqa: SIM115 - owned by the endpoint
+    except OSError as exc:
+        raise ValueError(f"argument {argument!r}: cannot open {path!r}: "
+                         f"{exc.strerror or exc}") from None
+    return kind(model, stream, path, owned=True)
