@@ -34,10 +34,6 @@ SECTIONS: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
-def best(run: Callable[[], float], repeat: int) -> float:
-    return min(run() for _ in range(repeat))
-
-
 def plain_copy(payload: bytes, chunk: int) -> float:
     source = memoryview(payload)
     target = memoryview(bytearray(chunk))
@@ -85,9 +81,11 @@ def main() -> int:
     ok = True
     for transport in SECTIONS:
         for chunk, payload in payloads.items():
-            peer = best(lambda: plain_copy(payload, chunk), args.repeat)  # noqa: B023
-            ours = best(lambda: through_pipe(catalog, transport, payload, chunk),  # noqa: B023
-                        args.repeat)
+            peers, runs = [], []
+            for _ in range(args.repeat):  # interleaved, so both see the same machine state
+                peers.append(plain_copy(payload, chunk))
+                runs.append(through_pipe(catalog, transport, payload, chunk))
+            peer, ours = min(peers), min(runs)
             ratio = peer / ours
             mbps = len(payload) / ours / 1e6
             target = " (target >= 0.5)" if chunk == 65536 else ""
