@@ -51,7 +51,7 @@ class PipeState:
     """Per-device state from probe to remove: the wait condition and its generation."""
 
     __slots__ = ("device", "name", "cond", "xfer", "generation", "removed", "irqs",
-                 "transfers", "waiting")
+                 "transfers", "waiting", "_transfer")
 
     def __init__(self, device: Device) -> None:
         self.device = device
@@ -66,6 +66,11 @@ class PipeState:
         """Transfers issued so far (a reader that polled would show many)."""
         self.waiting = 0
         """Threads waiting for the IRQ right now."""
+        transport = device.transport
+        if transport is None:
+            raise TransferError("the device has no transport", device=device)
+        self._transfer = transport.transfer
+        """The device's transport's ``transfer``: the only way bytes move."""
 
     def __repr__(self) -> str:
         return f"<PipeState {self.name or self.device.path} removed={self.removed}>"
@@ -91,11 +96,7 @@ class PipeState:
                 raise self._removed_error(what)
             generation = self.generation
             self.transfers += 1
-            device = self.device
-            transport = device.transport
-            if transport is None:
-                raise TransferError("the device has no transport", device=device)
-            result = transport.transfer(device, buffer, op)
+            result = self._transfer(self.device, buffer, op)
         if result is None or (type(result) is int and 0 <= result <= len(buffer)):
             return result, generation
         return _checked(result, len(buffer), op, self.device), generation
