@@ -1,0 +1,118 @@
+"""The command line in process: listings as text and JSON, match explanations, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from virtcore._cli import main
+
+MANIFEST = """\
+schema-version = 1
+name = "{name}"
+api-version = 1
+[[drivers]]
+name = "{driver}"
+python-name = "{name}_mod:D"
+priority = {priority}
+{ids}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An environment folder on sys.path with two plugins (dist-info + manifest only)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    plugins = {
+        "serial_of": ("of_serial", 0, '[[drivers.ids]]\ncompatible = "ns16550a"\ndata = 1\n'
+                      '[[drivers.ids]]\ncompatible = "ti,da830-uart"\ndata = 2\n'),
+        "serial_da": ("da830", 0, '[[drivers.ids]]\ncompatible = "ti,da830-uart"\n'),
+        "serial_pci": ("serial_pci", 0, '[[drivers.ids]]\nclass = 0x070000\n'
+                       'class-mask = 0xffff00\n'),
+        "quirky": ("quirky", 5, '[[drivers.ids]]\nvendor = 0x1234\ndevice = 0x5678\n'),
+    }
+    for name, (driver, priority, ids) in plugins.items():
+        info = root / f"{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "entry_points.txt").write_text(
+            f"[virtcore.manifest]\n{name} = {name}:virtcore.toml\n")
+        (root / name).mkdir()
+        (root / name / "virtcore.toml").write_text(
+            MANIFEST.format(name=name, driver=driver, priority=priority, ids=ids))
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("VIRTCORE_PLUGINS", ",".join(plugins))
+    monkeypatch.setenv("VIRTCORE_CACHE_DIR", str(tmp_path / "cache"))
+    return root
+
+
+def test_match_explains_the_worked_example(site: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["match", "--compatible", "ti,da830-uart", "--compatible", "ns16550a",
+            "--id", "1234:5678", "--class", "0x070002"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "device: 1234:5678 class 070002, ti,da830-uart, ns16550a"
+    assert lines[1] == "winner: da830"
+    assert lines[2].startswith("  1. da830 (plugin serial_da) wins: compatible 'ti,da830-uart'")
+    assert lines[3].startswith("  2. of_serial (plugin serial_of) loses to da830: compatible "
+                               "'ti,da830-uart' is string 0")
+    assert lines[4].startswith("  3. quirky (plugin quirky) loses to da830: ID entry 1234:5678")
+    assert "priority 5" in lines[4]
+    assert lines[5].startswith("  4. serial_pci (plugin serial_pci) loses to da830: ID entry "
+                               "*:* class 070000/ffff00")
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["winner"] == "da830"
+    assert [c["driver"] for c in data["candidates"]] == ["da830", "of_serial", "quirky",
+                                                         "serial_pci"]
+    assert data["candidates"][1]["entry"] == {"compatible": "ti,da830-uart", "data": 2}
+
+
+def test_match_override_and_input_errors(site: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["match", "--id", "1234:5678", "--override", "missing"]) == 0
+    out = capsys.readouterr().out
+    assert "winner: (none)" in out and "names no registered driver" in out
+    assert main(["match"]) == 2
+    assert "give --id" in capsys.readouterr().err
+    assert main(["match", "--id", "12345:1"]) == 2
+    assert "vendor 0x12345 is outside 16 bits" in capsys.readouterr().err
+
+
+def test_plugins_and_drivers_listings(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "quirky 0.1 (quirky): ok\n    drivers: quirky\n" in out
+    assert main(["drivers"]) == 0
+    out = capsys.readouterr().out
+    assert "of_serial (plugin serial_of, serial_of_mod:D)" in out
+    assert "    compatible ti,da830-uart  data=2" in out
+    assert "quirky (plugin quirky, quirky_mod:D, priority 5)" in out
+    assert main(["drivers", "--json"]) == 0
+    drivers = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert drivers["serial_pci"]["ids"] == [{"class": 0x070000, "class-mask": 0xFFFF00}]
+    assert drivers["quirky"]["loaded"] is False
+
+
+def test_no_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("VIRTCORE_PLUGINS", raising=False)
+    assert main(["plugins"]) == 0
+    assert "no plugins installed" in capsys.readouterr().out
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    for command in ("plugins", "drivers", "match", "check", "run", "new-plugin"):
+        assert command in proc.stdout
