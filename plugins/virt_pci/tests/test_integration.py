@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import virtcore
 from conftest import BufferModel
-from virtcore import Driver, IdEntry, Op
+from virtcore import Driver, IdEntry, Machine, Op
 
 from virt_pci import PciFunctionSpec, PciTransport
-
-Machine = getattr(virtcore, "Machine", None)
-pytestmark = pytest.mark.skipif(Machine is None, reason="the core has no Machine yet")
 
 
 class NetDriver(Driver):
