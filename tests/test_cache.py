@@ -81,3 +81,28 @@ def test_broken_manifest_errors_come_back_from_the_cache(env: Path) -> None:
     assert first.status is second.status is PluginStatus.BROKEN
     assert first.reason == second.reason
     assert "drivers[0].python-name" in (second.reason or "")
+
+
+def test_a_manifest_added_later_is_found_despite_the_cache(env: Path) -> None:
+    info = env / "late-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[virtcore.manifest]\nlate = late:virtcore.toml\n")
+    (env / "late").mkdir()
+    assert discover(autoload=True, path=[str(env)]).plugins["late"].status is PluginStatus.BROKEN
+    (env / "late" / "virtcore.toml").write_text(
+        'schema-version = 1\nname = "late"\napi-version = 1\n')
+    assert discover(autoload=True, path=[str(env)]).plugins["late"].status is PluginStatus.OK
+
+
+def test_a_cache_others_could_write_is_not_loaded(env: Path) -> None:
+    _dist(env, "one")
+    discover(autoload=True, path=[str(env)])
+    folder = env.parent / "cache"
+    from virtcore import __version__
+
+    assert cache.load(__version__, cache.path_key([str(env)])) is not None
+    folder.chmod(0o777)
+    try:
+        assert cache.load(__version__, cache.path_key([str(env)])) is None
+    finally:
+        folder.chmod(0o700)

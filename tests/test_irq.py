@@ -63,3 +63,31 @@ def test_request_irq_needs_an_irq(virtcore_machine: Machine, virtcore_device) ->
     dev = virtcore_device("n0", compatible=["t,noirq"], irq=False)
     assert dev.driver is None
     assert "has no IRQ" in (dev.error or "")
+
+
+def test_free_waits_for_a_handler_running_on_another_thread() -> None:
+    import threading
+    import time
+
+    irqs = IrqController()
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(irq: int, dev: object) -> None:
+        started.set()
+        time.sleep(0.2)
+        finished.set()
+
+    irqs.request(3, slow, "dev")
+    raiser = threading.Thread(target=irqs.raise_irq, args=(3,))
+    raiser.start()
+    assert started.wait(5)
+    irqs.free(3, "dev")
+    assert finished.is_set()  # free() returned only after the handler did
+    raiser.join(5)
+
+
+def test_a_handler_may_free_itself() -> None:
+    irqs = IrqController()
+    irqs.request(4, lambda irq, dev: irqs.free(irq, dev), "self")
+    irqs.raise_irq(4)  # must not wait for itself
+    assert irqs.handlers(4) == 0

@@ -327,3 +327,96 @@ def test_concurrent_add_remove_from_threads(virtcore_machine: Machine) -> None:
     assert len(virtcore_machine) == 400
     assert len(drv.probed) == 800
     assert len(drv.removed) == 400
+
+
+def test_failed_manual_bind_keeps_a_deferred_device_waiting(
+        virtcore_machine: Machine, virtcore_device) -> None:
+    waiter = Recorder("waiter", [IdEntry(compatible="t,x")], "defer")
+    virtcore_machine.register_driver(waiter)
+    virtcore_machine.register_driver(Recorder("nope", [IdEntry(compatible="t,x")], "decline"))
+    dev = virtcore_device("w", compatible=["t,x"])
+    assert dev.status is DeviceStatus.DEFERRED
+    with pytest.raises(DeviceError, match="nope declined"):
+        virtcore_machine.bind(dev, "nope")
+    assert dev.status is DeviceStatus.DEFERRED
+    waiter.action = "bind"
+    virtcore_device("trigger", compatible=["t,y"])  # no bind yet: nothing retried
+    virtcore_machine.register_driver(Recorder("other", [IdEntry(compatible="t,y")]))
+    assert_bound(dev, "waiter")
+
+
+def test_bind_refuses_a_disabled_device(virtcore_machine: Machine, virtcore_device) -> None:
+    virtcore_machine.register_driver(Recorder("d", [IdEntry(vendor=1, device=2)]))
+    dev = virtcore_device(ids=(1, 2))
+    virtcore_machine.disable(dev)
+    with pytest.raises(DeviceError, match="disabled"):
+        virtcore_machine.bind(dev, "d")
+    assert dev.status is DeviceStatus.DISABLED and dev.driver is None
+
+
+def test_interrupted_probe_leaves_nothing_half_bound(virtcore_machine: Machine,
+                                                     virtcore_device) -> None:
+    class Interrupted(Driver):
+        name = "interrupted"
+        id_table = [IdEntry(compatible="t,ctrl-c")]
+        removed = 0
+
+        def probe(self, device: Device, match: Match) -> None:
+            assert device.machine is not None
+            device.machine.request_irq(device, lambda irq, dev: None)
+            raise KeyboardInterrupt
+
+        def remove(self, device: Device) -> None:
+            Interrupted.removed += 1
+
+    virtcore_machine.register_driver(Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        virtcore_device("k", compatible=["t,ctrl-c"])
+    dev = virtcore_machine.device("loopback:k")
+    assert dev.driver is None and dev.status is DeviceStatus.UNBOUND
+    assert dev.irq is not None and virtcore_machine.irqs.handlers(dev.irq) == 0
+    virtcore_machine.unbind(dev)
+    assert Interrupted.removed == 0
+
+
+def test_unregistering_the_deferring_driver_lets_another_bind(
+        virtcore_machine: Machine, virtcore_device) -> None:
+    virtcore_machine.register_driver(Recorder("x", [IdEntry(compatible="t,x")], "defer"))
+    virtcore_machine.register_driver(Recorder("y", [IdEntry(compatible="t,y")]))
+    dev = virtcore_device("d", compatible=["t,x", "t,y"])
+    assert dev.status is DeviceStatus.DEFERRED
+    virtcore_machine.unregister_driver("x")
+    assert_bound(dev, "y")
+
+
+def test_add_plugin_refuses_a_clashing_plugin_whole(virtcore_machine: Machine,
+                                                     virtcore_plugin) -> None:
+    first = virtcore_plugin('schema-version = 1\nname = "pa"\napi-version = 1\n'
+                            '[[drivers]]\nname = "shared"\npython-name = "m:D"\n')
+    second = virtcore_plugin('schema-version = 1\nname = "pb"\napi-version = 1\n'
+                             '[[drivers]]\nname = "extra"\npython-name = "m:E"\n'
+                             '[[drivers]]\nname = "shared"\npython-name = "m:D"\n')
+    assert first.status.value == "ok"
+    assert second.status.value == "broken"
+    assert "'shared'" in (second.reason or "") and "'pa'" in (second.reason or "")
+    assert [d.name for d in virtcore_machine.drivers()] == ["shared"]
+
+
+def test_a_failure_in_one_machine_does_not_change_another(virtcore_machine: Machine) -> None:
+    from virtcore import Catalog, PluginRecord, PluginStatus, parse_manifest
+
+    manifest = parse_manifest('schema-version = 1\nname = "p"\napi-version = 1\n', "<m>")
+    catalog = Catalog({"p": PluginRecord("p", manifest=manifest)})
+    a, b = Machine("a", catalog=catalog), Machine("b", catalog=catalog)
+    a.catalog.plugins["p"].fail(PluginStatus.BROKEN, "only in a")
+    assert b.catalog.plugins["p"].status is PluginStatus.OK
+    assert catalog.plugins["p"].status is PluginStatus.OK
+
+
+def test_loopback_keeps_no_refused_device(virtcore_machine: Machine,
+                                          virtcore_loopback: LoopbackTransport) -> None:
+    virtcore_loopback.add("d0")
+    with pytest.raises(DeviceError, match="already exists"):
+        virtcore_loopback.add("d0")
+    assert [d.path for d in virtcore_loopback.enumerate()] == ["loopback:d0"]
+    assert virtcore_loopback.add("loopbackish").path == "loopback:loopbackish"

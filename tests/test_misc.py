@@ -128,3 +128,36 @@ def test_bad_base_names(virtcore_machine: Machine) -> None:
     for base in ("", "pipe0", "has space"):
         with pytest.raises(MiscDeviceError):
             virtcore_machine.misc.register(base, dev, FileOperations())
+
+
+def test_refused_open_gets_no_release(virtcore_machine: Machine, virtcore_device) -> None:
+    class Exclusive(FileOperations):
+        users = 0
+
+        def open(self, file: MiscFile) -> None:
+            if Exclusive.users:
+                raise OSError(16, "busy")
+            Exclusive.users += 1
+
+        def release(self, file: MiscFile) -> None:
+            Exclusive.users -= 1
+
+    class Drv(Driver):
+        name = "excl"
+        id_table = [IdEntry(compatible="t,excl")]
+
+        def probe(self, device: Device, match: Match) -> None:
+            assert device.machine is not None
+            device.machine.register_misc(device, "excl", Exclusive())
+
+    virtcore_machine.register_driver(Drv)
+    virtcore_device("e", compatible=["t,excl"])
+    first = virtcore_machine.open("excl0", "rb", buffering=0)
+    with pytest.raises(OSError, match="busy"):
+        virtcore_machine.open("excl0", "rb", buffering=0)
+    import gc
+
+    gc.collect()
+    assert Exclusive.users == 1
+    first.close()
+    assert Exclusive.users == 0

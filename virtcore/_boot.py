@@ -66,9 +66,11 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
                                        "has no from_file()", path=path)
             if not path.is_file():
                 raise MachineFileError("no such file", path=path)
+            first_model = len(machine.models)
             transport = from_file(path, context)
             machine.name = path.stem
-            return _boot(machine, [transport], {"name": path.stem, "source": str(path)})
+            return _boot(machine, [transport], {"name": path.stem, "source": str(path)},
+                         first_model)
     known = sorted({".toml", *(t for d in machine.transport_decls().values()
                                for t in d.file_types)})
     raise MachineFileError(
@@ -96,6 +98,7 @@ def _load_mapping(
     if not isinstance(description, str):
         raise MachineFileError("'description' must be a string", path=path, key="description")
     transports: list[Transport] = []
+    first_model = len(machine.models)
     for section, table in data.items():
         if section in TOP_KEYS:
             continue
@@ -115,14 +118,16 @@ def _load_mapping(
     if not transports:
         raise MachineFileError("the machine has no transport section", path=path)
     machine.name = name
-    return _boot(machine, transports, data)
+    return _boot(machine, transports, data, first_model)
 
 
-def _boot(machine: Machine, transports: list[Transport], description: Any) -> list[Device]:
+def _boot(
+    machine: Machine, transports: list[Transport], description: Any, first_model: int
+) -> list[Device]:
     devices: list[Device] = []
     for transport in transports:
         devices.extend(machine.add_transport(transport))
-    for model in list(machine.models):
+    for model in machine.models[first_model:]:  # those this description created
         model.start()
     machine._call("virtcore_machine_loaded", machine=machine, description=description)
     return devices

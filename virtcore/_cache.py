@@ -94,8 +94,11 @@ def load(version: str, key: PathKey) -> list[ScanItem] | None:
     """The cached scan for this environment (``key`` from :func:`path_key`), if still valid."""
     if not enabled():
         return None
+    path = _file(version)
+    if not _private(path):
+        return None
     try:
-        with open(_file(version), "rb") as fh:
+        with open(path, "rb") as fh:
             cached_key, items = pickle.load(fh)
     except Exception:  # absent, truncated, or written by an incompatible virtcore
         return None
@@ -107,6 +110,22 @@ def load(version: str, key: PathKey) -> list[ScanItem] | None:
     return list(items)
 
 
+def _private(path: Path) -> bool:
+    """Whether ``path`` and its folder belong to this user and nobody else can write them
+    (a pickle is only loaded from a place no other user could have put it)."""
+    getuid = getattr(os, "getuid", None)
+    try:
+        for item in (path, path.parent):
+            st = os.stat(item)
+            if getuid is not None and st.st_uid != getuid():
+                return False
+            if st.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def store(version: str, key: PathKey, items: Sequence[ScanItem]) -> None:
     """Write the scan made under ``key`` (taken *before* scanning); failures (read-only
     home, unpicklable data) are logged and otherwise ignored."""
@@ -115,6 +134,9 @@ def store(version: str, key: PathKey, items: Sequence[ScanItem]) -> None:
     target = _file(version)
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _private(target.parent):
+            log.debug("not writing the discovery cache: %s is not private", target.parent)
+            return
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".scan-")
         with os.fdopen(fd, "wb") as fh:
             pickle.dump((key, list(items)), fh, protocol=pickle.HIGHEST_PROTOCOL)

@@ -203,6 +203,11 @@ class Catalog:
         self.plugins[record.name] = record
         self.plugins = dict(sorted(self.plugins.items()))
 
+    def add_duplicate(self, record: PluginRecord) -> None:
+        """List a refused plugin whose name is taken, keyed with its distribution too."""
+        self.plugins[f"{record.name} ({record.distribution})"] = record
+        self.plugins = dict(sorted(self.plugins.items()))
+
 
 def discover(
     *,
@@ -214,8 +219,9 @@ def discover(
 ) -> Catalog:
     """Find installed plugins and read their manifests, importing no plugin code.
 
-    :param autoload: load every installed plugin; ``None`` reads the environment
-        (``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD``).
+    :param autoload: load every installed plugin; ``False`` loads none (but ``only``);
+        ``None`` reads the environment (``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD``, then only
+        ``VIRTCORE_PLUGINS`` load).
     :param only: load only these plugins (by plugin or distribution name), even with
         autoload off; others are not listed.
     :param block: plugins to skip (listed with status ``blocked``), added to
@@ -223,13 +229,14 @@ def discover(
     :param use_cache: reuse the last scan while the environment is unchanged (see
         :mod:`virtcore._cache`; ``VIRTCORE_NO_CACHE=1`` also turns it off).
     """
+    from_env = autoload is None
     if autoload is None:
         autoload = os.environ.get(ENV_NO_AUTOLOAD, "") in ("", "0")
     wanted: set[str] | None = None
     if only is not None:
         wanted = {_normalize(n) for n in only}
-    elif not autoload:
-        wanted = {_normalize(n) for n in _env_list(ENV_PLUGINS)}
+    elif not autoload:  # VIRTCORE_PLUGINS applies only when the environment turned it off
+        wanted = {_normalize(n) for n in _env_list(ENV_PLUGINS)} if from_env else set()
     blocked = {_normalize(n) for n in [*block, *_env_list(ENV_DISABLE)]}
 
     records: list[PluginRecord] = []
@@ -264,26 +271,32 @@ def _scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
 
     entries = list(sys.path if path is None else path)
     key = _cache.path_key(entries)
-    items = _cache.load(__version__, key) if use_cache else None
-    if items is not None:
-        return items
-    items = []
-    for ep in scan_entry_points(GROUP, entries):
-        manifest: Manifest | None = None
-        error: str | None = None
-        manifest_path: str | None = None
-        try:
-            located = locate_manifest(ep.value, ep.location)
-            manifest_path = str(located)
-            manifest = read_manifest(located, plugin=ep.name)
-        except ManifestError as exc:
-            error = str(exc)
-        items.append(_cache.ScanItem(
-            ep.name, ep.value, ep.distribution, ep.version, ep.location, manifest_path,
-            manifest, error, _cache.stamp(manifest_path) if manifest_path else None))
+    cached = _cache.load(__version__, key) if use_cache else None
+    if cached is not None:
+        # a plugin whose manifest could not be found may have gained it since (an editable
+        # install being fixed): such items are looked at again, the rest reused
+        return [_read_item(EntryPointInfo(i.name, i.value, i.distribution, i.version,
+                                          i.location))
+                if i.error is not None and i.manifest_path is None else i for i in cached]
+    items = [_read_item(ep) for ep in scan_entry_points(GROUP, entries)]
     if use_cache:
         _cache.store(__version__, key, items)
     return items
+
+
+def _read_item(ep: EntryPointInfo) -> _cache.ScanItem:
+    manifest: Manifest | None = None
+    error: str | None = None
+    manifest_path: str | None = None
+    try:
+        located = locate_manifest(ep.value, ep.location)
+        manifest_path = str(located)
+        manifest = read_manifest(located, plugin=ep.name)
+    except ManifestError as exc:
+        error = str(exc)
+    return _cache.ScanItem(
+        ep.name, ep.value, ep.distribution, ep.version, ep.location, manifest_path,
+        manifest, error, _cache.stamp(manifest_path) if manifest_path else None)
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:

@@ -48,7 +48,7 @@ class ManifestError(VirtcoreError):
         if key:
             where.append(f"key {key!r}")
         prefix = ": ".join([", ".join(where)]) if where else ""
-        if plugin and (not self.path or plugin not in self.path):
+        if plugin and (not self.path or Path(self.path).parent.name != plugin):
             prefix = f"plugin {plugin!r}" + (f" ({prefix})" if prefix else "")
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message

@@ -149,14 +149,15 @@ class LoopbackTransport(Transport):
         """Declare a device; with the transport attached, it is added to the machine now."""
         if isinstance(ids, tuple):
             ids = DeviceIds(*ids)
-        device = Device(f"{self.name}:{path}" if not path.startswith(self.name) else path,
+        prefix = f"{self.name}:"
+        device = Device(path if path.startswith(prefix) else prefix + path,
                         bus=self.bus, ids=ids, compatible=compatible, irq=irq,
                         transport=self, platform_data=model)
+        if self.machine is not None:
+            self.machine.add_device(device)  # a refused device is not kept
+        self._devices.append(device)
         if model is not None:
             model.connect_irq(_irq_sink(self, device))
-        self._devices.append(device)
-        if self.machine is not None:
-            self.machine.add_device(device)
         return device
 
     @classmethod

@@ -10,6 +10,7 @@ All public methods are safe to call from several threads.
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 import threading
@@ -30,13 +31,14 @@ from ._errors import (
     DeferProbe,
     DeviceError,
     DriverError,
+    IdTableError,
     PluginError,
     PluginLoadError,
 )
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
-from ._manifest import NAME_RE, HookDecl, ModelDecl, TransportDecl
+from ._manifest import NAME_RE, HookDecl, Manifest, ModelDecl, TransportDecl
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
@@ -122,8 +124,10 @@ class Machine:
     ) -> None:
         self.name = name
         self._lock = threading.RLock()
-        self.catalog = catalog if catalog is not None else discover(
+        found = catalog if catalog is not None else discover(
             autoload=autoload, only=plugins, block=block)
+        # a private copy: a plugin failing in this machine must not change other machines
+        self.catalog = Catalog({k: copy.copy(r) for k, r in found.plugins.items()})
         self.index = MatchIndex()
         self.irqs = IrqController()
         self.misc = MiscRegistry()
@@ -148,36 +152,60 @@ class Machine:
     # -- plugins ---------------------------------------------------------------------------
 
     def add_plugin(self, record: PluginRecord) -> None:
-        """Install a discovered plugin's declarations (nothing is imported)."""
+        """Install a discovered plugin's declarations (nothing is imported).
+
+        A plugin claiming a driver, transport, machine-section or model name this machine
+        already has is refused whole (marked broken, naming the plugin that has the name):
+        nothing of it is registered and nothing already registered is replaced.
+        """
         manifest = record.manifest
         if manifest is None or record.status is not PluginStatus.OK:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
                               plugin=record.name)
         with self._lock:
-            if record.name not in self.catalog.plugins:
-                self.catalog.add(record)
+            if self.catalog.plugins.get(record.name) not in (None, record):
+                record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
+                            "loaded in this machine")
+                self.catalog.add_duplicate(record)
+                return
+            self.catalog.plugins.setdefault(record.name, record)
+            clash = self._first_clash(manifest)
+            if clash is not None:
+                kind, name, owner = clash
+                record.fail(PluginStatus.BROKEN,
+                            f"duplicate {kind} name {name!r}: already registered by plugin "
+                            f"{owner!r}")
+                return
             for decl in manifest.drivers:
-                if decl.name in self._drivers:
-                    other = self._drivers[decl.name].plugin
-                    record.fail(PluginStatus.BROKEN,
-                                f"duplicate driver name {decl.name!r}: already registered by "
-                                f"plugin {other!r}")
-                    continue
                 self._drivers[decl.name] = DriverSlot(
                     decl.name, record.name, decl.priority, decl.ids, decl.python_name)
                 self.index.add_driver(decl.name, record.name, decl.priority, decl.ids)
             for tdecl in manifest.transports:
-                self._transport_decls.setdefault(tdecl.name, tdecl)
+                self._transport_decls[tdecl.name] = tdecl
                 if tdecl.machine_section:
-                    self._section_decls.setdefault(tdecl.machine_section, tdecl)
+                    self._section_decls[tdecl.machine_section] = tdecl
             for mdecl in manifest.models:
-                self._model_decls.setdefault(mdecl.name, mdecl)
+                self._model_decls[mdecl.name] = mdecl
             for hdecl in manifest.hooks:
                 for hook in hdecl.hooks:
                     self._pending_hooks.setdefault(hook, []).append(hdecl)
             for decl in manifest.drivers:
-                if self._drivers.get(decl.name) and self._drivers[decl.name].plugin == record.name:
-                    self._attach_unbound(decl.name)
+                self._attach_unbound(decl.name)
+
+    def _first_clash(self, manifest: Manifest) -> tuple[str, str, str] | None:
+        for d in manifest.drivers:
+            if d.name in self._drivers:
+                return "driver", d.name, self._drivers[d.name].plugin
+        for t in manifest.transports:
+            if t.name in self._transport_decls:
+                return "transport", t.name, self._transport_decls[t.name].plugin
+            if t.machine_section and t.machine_section in self._section_decls:
+                return ("machine section", t.machine_section,
+                        self._section_decls[t.machine_section].plugin)
+        for m in manifest.models:
+            if m.name in self._model_decls:
+                return "model", m.name, self._model_decls[m.name].plugin
+        return None
 
     def plugins(self) -> list[PluginRecord]:
         """Every plugin discovery found, with its status, sorted by name."""
@@ -246,8 +274,12 @@ class Machine:
         for i, raw in enumerate(raw_table):
             if isinstance(raw, IdEntry):
                 table.append(raw)
-            else:
+                continue
+            try:
                 table.append(entry_from_mapping(raw, key=f"id_table[{i}]", plugin=plugin))
+            except IdTableError as exc:
+                raise IdTableError(f"driver {name!r}: {exc.reason}", key=exc.key,
+                                   plugin=plugin, entry=exc.entry) from None
         with self._lock:
             if name in self._drivers:
                 raise DriverError(
@@ -268,6 +300,12 @@ class Machine:
             del self._drivers[name]
             self.index.remove_driver(name)
             for device in orphans:
+                self._attach(device)
+            # devices this driver had deferred may now match another driver
+            for device in [d for d in self._deferred.values()
+                           if (d.error or "").startswith(f"{name} deferred")]:
+                del self._deferred[device.path]
+                device.status = DeviceStatus.UNBOUND
                 self._attach(device)
 
     def drivers(self) -> list[DriverSlot]:
@@ -361,6 +399,8 @@ class Machine:
             dev = self.device(device) if isinstance(device, str) else device
             if dev.driver is not None:
                 raise DeviceError(f"already bound to {dev.driver_name!r}", device=dev)
+            if dev.status is DeviceStatus.DISABLED:
+                raise DeviceError("the device is disabled (enable it first)", device=dev)
             slot = self.driver(driver)
             if dev.override is not None and dev.override != driver:
                 raise DeviceError(f"its driver override names {dev.override!r}", device=dev)
@@ -376,12 +416,20 @@ class Machine:
             if instance is None:
                 raise DeviceError(f"driver {driver!r} cannot be loaded: {slot.error}",
                                   device=dev)
-            self._deferred.pop(dev.path, None)
+            was_deferred = self._deferred.pop(dev.path, None) is not None
+            previous = (dev.status, dev.error)
             result = self._probe(dev, instance, cands[0])
             if result is _Probe.BOUND:
                 self._retry_deferred()
             elif result in (_Probe.DECLINED, _Probe.FAILED):
-                raise DeviceError(f"driver {driver!r} did not bind: {dev.error}", device=dev)
+                error = dev.error
+                if was_deferred:  # still waiting for what its own driver deferred on
+                    dev.status, dev.error = previous
+                    self._deferred[dev.path] = dev
+                else:
+                    dev.status = (DeviceStatus.FAILED if result is _Probe.FAILED
+                                  else DeviceStatus.UNBOUND)
+                raise DeviceError(f"driver {driver!r} did not bind: {error}", device=dev)
             return dev
 
     def unbind(self, device: Device | str) -> Device:
@@ -513,8 +561,11 @@ class Machine:
             if self._trigger != trigger:
                 self._retry_deferred()
             return _Probe.DEFERRED
-        except Exception as exc:
+        except BaseException as exc:
             self._release(device)
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: undo, go on up
+                device.status = DeviceStatus.UNBOUND
+                raise
             device.error = f"{driver.name} probe failed: {type(exc).__name__}: {exc}"
             self._call("virtcore_probe_failed", machine=self, device=device,
                        driver=driver.name, error=exc)

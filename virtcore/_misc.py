@@ -70,7 +70,13 @@ class MiscFile(io.RawIOBase):
         self._fops = misc.fops
         self._readable = "r" in mode or "+" in mode
         self._writable = "w" in mode or "a" in mode or "+" in mode
-        misc.fops.open(self)
+        self._opened = False
+        try:
+            misc.fops.open(self)
+        except BaseException:
+            super().close()  # refused: no release() for an open that never happened
+            raise
+        self._opened = True
 
     @property
     def device(self) -> Device:
@@ -119,7 +125,9 @@ class MiscFile(io.RawIOBase):
             try:
                 super().close()
             finally:
-                self.misc.fops.release(self)
+                if self._opened:
+                    self._opened = False
+                    self._fops.release(self)
 
     def __repr__(self) -> str:
         return f"<MiscFile {self.name} mode={self.mode!r}>"
