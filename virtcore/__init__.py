@@ -8,10 +8,9 @@ device models and hooks in TOML manifests read without importing their code.
 from __future__ import annotations
 
 from ._device import Device, DeviceStatus
-from ._discovery import Catalog, PluginRecord, PluginStatus, catalog_from_manifests, discover
+from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
 from ._errors import (
-    CheckError,
     DeclineProbe,
     DeferProbe,
     DeviceError,
@@ -46,7 +45,6 @@ __all__ = [
     "ANY",
     "API_VERSION",
     "Catalog",
-    "CheckError",
     "DeclineProbe",
     "DeferProbe",
     "Device",
@@ -88,7 +86,6 @@ __all__ = [
     "Transport",
     "VirtcoreError",
     "__version__",
-    "catalog_from_manifests",
     "discover",
     "hookimpl",
     "parse_manifest",

@@ -350,21 +350,3 @@ def _catalog_of(records: list[PluginRecord]) -> Catalog:
         catalog.plugins[key] = record
     catalog.plugins = dict(sorted(catalog.plugins.items()))
     return catalog
-
-
-def catalog_from_manifests(paths: Iterable[str | Path]) -> Catalog:
-    """A catalog of plugins read from manifest files directly (tests, ``virtcore check``)."""
-    records = []
-    for p in paths:
-        record = PluginRecord(Path(p).stem, manifest_path=str(p))
-        try:
-            record.manifest = read_manifest(p)
-            record.name = record.manifest.name
-            if record.manifest.api_version not in API_VERSIONS:
-                record.fail(PluginStatus.INCOMPATIBLE,
-                            f"written for core API version {record.manifest.api_version}")
-        except ManifestError as exc:
-            record.fail(PluginStatus.BROKEN, str(exc))
-        records.append(record)
-    _reject_duplicates(records)
-    return _catalog_of(records)

@@ -14,8 +14,7 @@ device that caused it::
     │   │   └── TransferTimeoutError (also TimeoutError)
     │   └── DeviceRemovedError  .device              the device went away under a user
     ├── MiscDeviceError         .name                unknown or clashing misc device names
-    ├── MachineFileError        .path .section .key  a malformed machine description
-    └── CheckError              .problems            ``virtcore check`` found problems
+    └── MachineFileError        .path .section .key  a malformed machine description
 
 Probe signals (not errors, but raised by drivers from ``probe``):
 ``DeclineProbe`` (like ``-ENODEV``) and ``DeferProbe`` (like ``-EPROBE_DEFER``).
@@ -23,7 +22,6 @@ Probe signals (not errors, but raised by drivers from ``probe``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,14 +134,6 @@ class MachineFileError(VirtcoreError):
             where.append(f"key {key!r}")
         super().__init__(f"{' '.join(where)}: {message}")
         self.reason = message
-
-
-class CheckError(VirtcoreError):
-    """``virtcore check`` found problems; ``problems`` lists one message each."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 class DeclineProbe(Exception):  # noqa: N818 - a signal, named like the Linux convention

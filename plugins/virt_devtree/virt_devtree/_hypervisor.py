@@ -121,11 +121,11 @@ class Hypervisor:
         if model is None:
             return HypercallResult(HV_ENOENT)
         if call == HV_STATUS:
-            return self._run(model, call, None, 0)
+            return self._status(model)
         if buffer is None or not 0 <= size <= buffer.nbytes:
             return HypercallResult(HV_EINVAL)
         view = buffer if size == buffer.nbytes else buffer[:size]
-        try:  # the data path, inlined from _run: one model call
+        try:  # the data path: one model call
             if call == HV_READ:
                 if view.readonly:
                     return HypercallResult(HV_EINVAL)
@@ -149,28 +149,12 @@ class Hypervisor:
         return HypercallResult(HV_EIO, 0, ValueError(
             f"{type(model).__name__} returned count {result} for a {size}-byte buffer"))
 
-    @staticmethod
-    def _run(
-        model: DeviceModel, call: int, view: memoryview | None, size: int,
-    ) -> HypercallResult:
+    @classmethod
+    def _status(cls, model: DeviceModel) -> HypercallResult:
         try:
-            if call == HV_STATUS:
-                result: int | None = model.status()
-            elif call == HV_READ:
-                assert view is not None
-                result = model.read(view)
-                if result is None:
-                    return HypercallResult(HV_EAGAIN)
-            else:
-                assert view is not None
-                result = model.write(view)
+            result = model.status()
         except Exception as exc:  # the guest sees -EIO; the host keeps the cause
             return HypercallResult(HV_EIO, 0, exc)
-        if isinstance(result, bool) or not isinstance(result, int):
-            return HypercallResult(HV_EIO, 0, TypeError(
-                f"{type(model).__name__}.{CALL_NAMES[call]} returned {result!r}, "
-                "not an integer"))
-        if call != HV_STATUS and not 0 <= result <= size:
-            return HypercallResult(HV_EIO, 0, ValueError(
-                f"{type(model).__name__} returned count {result} for a {size}-byte buffer"))
-        return HypercallResult(HV_OK, result)
+        if type(result) is int:
+            return HypercallResult(HV_OK, result)
+        return cls._bad_count(model, HV_STATUS, result, 0)
