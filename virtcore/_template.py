@@ -7,6 +7,7 @@ driver that binds to a fake device and registers a misc device, and tests that u
 
 from __future__ import annotations
 
+import datetime
 import keyword
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 PYPROJECT = Template('''\
 [build-system]
-requires = ["hatchling>=1.18"]
+requires = ["hatchling>=1.27"]
 build-backend = "hatchling.build"
 
 [project]
@@ -27,6 +28,20 @@ version = "0.1.0"
 description = "A virtcore driver plugin"
 readme = "README.md"
 requires-python = ">=3.10"
+license = "MIT"
+license-files = ["LICENSE"]
+authors = [{ name = "The $dist developers" }]
+keywords = ["virtcore", "driver"]
+classifiers = [
+    "Development Status :: 3 - Alpha",
+    "Intended Audience :: Developers",
+    "License :: OSI Approved :: MIT License",
+    "Operating System :: OS Independent",
+    "Programming Language :: Python :: 3",
+    "Programming Language :: Python :: 3 :: Only",
+    "Topic :: System :: Hardware :: Hardware Drivers",
+    "Typing :: Typed",
+]
 dependencies = ["virtcore>=$core_version"]
 
 [project.optional-dependencies]
@@ -38,10 +53,37 @@ $name = "$name:virtcore.toml"
 [tool.hatch.build.targets.wheel]
 packages = ["$name"]
 
+[tool.hatch.build.targets.sdist]
+include = ["/$name", "/tests", "/README.md", "/LICENSE"]
+
 [tool.pytest.ini_options]
 addopts = ["-ra", "--strict-markers"]
 testpaths = ["tests"]
 pythonpath = ["."]
+''')
+
+LICENSE = Template('''\
+MIT License
+
+Copyright (c) $year The $dist developers
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
 ''')
 
 MANIFEST = Template('''\
@@ -192,10 +234,12 @@ def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> 
         "dashed": name.replace("_", "-"),
         "cls": "".join(part.capitalize() for part in name.split("_")),
         "core_version": __version__,
+        "year": str(datetime.date.today().year),
     }
     files = {
         "pyproject.toml": PYPROJECT,
         "README.md": README,
+        "LICENSE": LICENSE,
         f"{name}/__init__.py": INIT,
         f"{name}/_driver.py": DRIVER,
         f"{name}/virtcore.toml": MANIFEST,
