@@ -21,7 +21,10 @@ reason (:func:`override`), or the class fails to define.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +33,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from . import _cache
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
@@ -55,12 +59,30 @@ __all__ = [
 ]
 
 
+_SAVED_ENV = "_virtcore_saved_cache_env"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A test session writes nothing into the user's cache folder: machines built by tests
+    # keep their discovery cache in a temporary folder, removed when the session ends (unless
+    # the user chose a folder with VIRTCORE_CACHE_DIR).
+    if not os.environ.get(_cache.ENV_CACHE_DIR):
+        folder = tempfile.mkdtemp(prefix="virtcore-test-cache-")
+        setattr(config, _SAVED_ENV, folder)
+        os.environ[_cache.ENV_CACHE_DIR] = folder
     config.addinivalue_line(
         "markers",
         "virtcore_plugins(*names): load these installed virtcore plugins into "
         "virtcore_machine (autoload stays off otherwise)",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, _SAVED_ENV, None)
+    if folder is not None:
+        if os.environ.get(_cache.ENV_CACHE_DIR) == folder:
+            del os.environ[_cache.ENV_CACHE_DIR]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- fixtures ----------------------------------------------------------------------------
