@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,29 @@ def test_plugins_and_drivers_listings(site: Path, capsys: pytest.CaptureFixture[
     assert drivers["quirky"]["loaded"] is False
 
 
-def test_no_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+def test_no_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                    tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])  # nothing installed there
     monkeypatch.delenv("VIRTCORE_PLUGINS", raising=False)
     assert main(["plugins"]) == 0
     assert "no plugins installed" in capsys.readouterr().out
     assert main(["plugins", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_autoload_off_keeps_the_core_and_names_what_is_not_loaded(
+        site: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("VIRTCORE_PLUGINS")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "no plugins installed" not in out
+    assert out.startswith("virtcore ") and "transports: loopback" in out
+    last = out.splitlines()[-1]
+    assert "installed plugin(s) not loaded because autoload is off" in last
+    assert "serial_da" in last and "VIRTCORE_PLUGINS" in last
+    assert main(["plugins", "--all"]) == 0
+    assert "not loaded" not in capsys.readouterr().out
 
 
 def test_python_dash_m(tmp_path: Path) -> None:

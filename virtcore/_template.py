@@ -214,6 +214,12 @@ Edit `$name/virtcore.toml` to change the ID table, and `$name/_driver.py` for th
 ''')
 
 
+def install_command(folder: str | Path = ".") -> str:
+    """The one install instruction for a plugin source tree: editable, with its test extras
+    (the same command the plugin's README and docs/writing-plugins.md give)."""
+    return f'pip install -e "{folder}[test]"'
+
+
 def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> Path:
     """Write plugin ``name`` into ``dest/name``; return the folder.
 
