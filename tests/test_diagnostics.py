@@ -132,7 +132,8 @@ def test_run_refuses_conflicting_options(site: Path, tmp_path: Path, args: list[
 def test_misspelled_top_level_key_is_not_called_a_section(
         site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lab = tmp_path / "lab.toml"
-    lab.write_text('name = "lab"\ndescripton = "x"\n[[loopback.devices]]\npath = "d"\ncompatible = ["a,b"]\n')
+    lab.write_text('name = "lab"\ndescripton = "x"\n'
+                   '[[loopback.devices]]\npath = "d"\ncompatible = ["a,b"]\n')
     assert main(["run", str(lab)]) == 1
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
     assert line == (f"virtcore run: error: {lab} key 'descripton': unknown top-level key (did "
