@@ -120,11 +120,15 @@ __all__ = ["${cls}Driver"]
 ''')
 
 DRIVER = Template('''\
-"""The $name driver: binds to "example,$dashed" devices and offers an echo misc device."""
+"""The $name driver: offers an echo misc device on every device it binds.
+
+Which devices it binds is declared only in ``virtcore.toml`` (its ID table):
+virtcore reads the manifest without importing this module.
+"""
 
 from __future__ import annotations
 
-from virtcore import Device, Driver, FileOperations, IdEntry, Match, MiscFile
+from virtcore import Device, Driver, FileOperations, Match, MiscFile
 
 
 class Echo(FileOperations):
@@ -148,7 +152,6 @@ class ${cls}Driver(Driver):
     """Probe registers a misc device named "${name}0", "${name}1"..."""
 
     name = "$name"
-    id_table = [IdEntry(compatible="example,$dashed")]
 
     def probe(self, device: Device, match: Match) -> None:
         assert device.machine is not None
@@ -160,23 +163,28 @@ class ${cls}Driver(Driver):
 ''')
 
 TESTS = Template('''\
-"""Tests for the $name plugin, using the virtcore pytest plugin (installed with virtcore)."""
+"""Tests for the $name plugin, with the virtcore pytest plugin.
+
+The ID table lives only in the manifest; these tests read it, so editing the
+manifest alone keeps them meaningful.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
+from virtcore import read_manifest
 from virtcore.testing import DriverConformance, assert_bound, assert_unbound
 
 MANIFEST = Path(__file__).resolve().parents[1] / "$name" / "virtcore.toml"
+ENTRY = next(e for e in read_manifest(MANIFEST).drivers[0].ids if e.compatible)
 
 
 def test_binds_a_fake_device(virtcore_machine, virtcore_plugin, virtcore_device):
     virtcore_plugin(MANIFEST)  # registered from the source tree, no install needed
-    device = virtcore_device("dev0", compatible=["example,$dashed"])
-    assert_bound(device, "$name", kind="compatible", data="from the compatible entry")
+    device = virtcore_device("dev0", compatible=[ENTRY.compatible])
+    assert_bound(device, "$name", kind="compatible", data=ENTRY.data)
     with virtcore_machine.open("${name}0", "r+b", buffering=0) as f:
         f.write(b"ping")
         assert f.read(4) == b"ping"
@@ -190,13 +198,15 @@ def test_ignores_other_devices(virtcore_plugin, virtcore_device):
 class TestConformance(DriverConformance):
     @pytest.fixture
     def conformance_driver(self):
-        from $name import ${cls}Driver
+        return "$name"  # imported through the manifest's python-name, as users get it
 
-        return ${cls}Driver
+    @pytest.fixture
+    def conformance_manifest(self):
+        return MANIFEST  # the source tree's manifest, whether or not it is installed
 
     @pytest.fixture
     def conformance_device_spec(self):
-        return {"compatible": ["example,$dashed"]}
+        return {"compatible": [ENTRY.compatible]}
 ''')
 
 README = Template('''\
@@ -210,7 +220,9 @@ A virtcore driver plugin.
     virtcore match --compatible example,$dashed   # $name wins
     virtcore check .            # manifest schema and imports
 
-Edit `$name/virtcore.toml` to change the ID table, and `$name/_driver.py` for the driver.
+The ID table lives in one place, `$name/virtcore.toml`: edit it to choose the devices the
+driver binds (the tests read it too). The driver's code is in `$name/_driver.py`.
+The license is MIT (`LICENSE`); change it and `pyproject.toml` if you choose another.
 ''')
 
 
