@@ -61,6 +61,8 @@ def test_distribution_ships_itself_only_with_license_and_metadata(
         core_venv: Venv, tmp_path: Path, folder: str) -> None:
     dist, own, required = DISTRIBUTIONS[folder]
     source = ROOT / folder
+    if not (source / "pyproject.toml").is_file():
+        pytest.skip(f"{folder} is not in this tree (an unpacked sdist holds the core only)")
     assert (source / "LICENSE").read_text(encoding="utf-8") == LICENSE
     sdist, wheel = build(core_venv, source, tmp_path)
 

@@ -146,6 +146,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     """Like ``lspci -k``: the host's PCI devices, read-only, and which installed driver
     would bind to each (no driver is imported or probed)."""
     machine = Machine("host")
+    warn_unusable(machine, "run")
     cls = machine.transport_class("pci-host")
     transport = cls()
     rows = []
