@@ -5,7 +5,7 @@ Usage::
     python benchmarks/fuzz_dtb.py --iterations 200000 --seed 1 [--corpus DIR_OR_FILE ...]
 
 Seeds are blobs the writer builds plus any ``.dtb`` files given with ``--corpus`` (for example
-the QEMU blobs the tests cache under ``~/.cache/virtcore-tests``).  Each iteration applies a
+the QEMU blobs the tests cache under ``/tmp/virtcore-tests-$(id -u)``).  Each iteration applies a
 few random mutations (truncation, bit flips, header field rewrites, random token words,
 huge lengths, spliced deep nesting) and parses the result.  Exits 1 on the first escape or
 on a parse slower than ``--slow`` seconds, printing the seed and iteration to reproduce it.

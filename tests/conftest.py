@@ -36,6 +36,10 @@ class Venv:
             stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTCORE_")}
         full_env.pop("PYTHONPATH", None)
+        # nothing outside temporary folders: virtcore's discovery cache (under
+        # XDG_CACHE_HOME) and pip's wheel cache live beside the environment
+        full_env["XDG_CACHE_HOME"] = str(self.path.parent / "cache")
+        full_env["PIP_CACHE_DIR"] = str(self.path.parent / "cache" / "pip")
         full_env.update(env or {})
         proc = subprocess.run([self.python, *args], capture_output=True, text=True,
                               env=full_env, input=stdin, timeout=300, cwd=cwd)
@@ -62,7 +66,7 @@ def make_venv(path: Path) -> Venv:
     """
     venv.EnvBuilder(with_pip=True).create(path)
     env = Venv(path)
-    env.pip("hatchling>=1.18", "pluggy>=1.3")
+    env.pip("hatchling>=1.27", "pluggy>=1.3")
     env.pip("--no-build-isolation", "--no-deps", str(ROOT))
     return env
 

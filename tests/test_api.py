@@ -13,10 +13,12 @@ def test_public_names_are_pinned() -> None:
         "Driver", "DriverError", "DriverSlot", "FileOperations", "IdEntry", "IdTableError",
         "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
-        "MatchReport", "MiscDevice", "MiscDeviceError", "MiscFile", "Op", "PluginError",
+        "MatchReport", "MiscDevice", "ModaliasTarget", "MiscDeviceError", "MiscFile", "Op",
+        "PluginError",
         "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel", "StreamModel",
         "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError", "__version__",
-        "discover", "hookimpl", "parse_manifest", "read_manifest",
+        "discover", "hookimpl", "of_modalias", "parse_manifest", "parse_modalias",
+        "pci_modalias", "read_manifest", "register_modalias_parser",
     }
     for name in virtcore.__all__:
         assert hasattr(virtcore, name), name

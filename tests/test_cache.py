@@ -106,3 +106,27 @@ def test_a_cache_others_could_write_is_not_loaded(env: Path) -> None:
         assert cache.load(__version__, cache.path_key([str(env)])) is None
     finally:
         folder.chmod(0o700)
+
+
+def test_test_sessions_keep_the_discovery_cache_in_a_temporary_folder(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pytester.makepyfile(test_x="""
+        import os, tempfile
+        from virtcore import Machine
+        from virtcore._cache import cache_dir
+
+        def test_machine():
+            Machine("m")
+            assert str(cache_dir()).startswith(tempfile.gettempdir())
+            assert os.path.isdir(cache_dir())
+    """)
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("VIRTCORE_CACHE_DIR", raising=False)
+        mp.delenv("VIRTCORE_NO_CACHE", raising=False)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not home.exists() or not any(home.rglob("*")), sorted(home.rglob("*"))

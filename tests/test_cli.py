@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,29 @@ def test_plugins_and_drivers_listings(site: Path, capsys: pytest.CaptureFixture[
     assert drivers["quirky"]["loaded"] is False
 
 
-def test_no_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+def test_no_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                    tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])  # nothing installed there
     monkeypatch.delenv("VIRTCORE_PLUGINS", raising=False)
     assert main(["plugins"]) == 0
     assert "no plugins installed" in capsys.readouterr().out
     assert main(["plugins", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_autoload_off_keeps_the_core_and_names_what_is_not_loaded(
+        site: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("VIRTCORE_PLUGINS")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "no plugins installed" not in out
+    assert out.startswith("virtcore ") and "transports: loopback" in out
+    last = out.splitlines()[-1]
+    assert "installed plugin(s) not loaded because autoload is off" in last
+    assert "serial_da" in last and "VIRTCORE_PLUGINS" in last
+    assert main(["plugins", "--all"]) == 0
+    assert "not loaded" not in capsys.readouterr().out
 
 
 def test_python_dash_m(tmp_path: Path) -> None:
@@ -116,3 +133,62 @@ def test_python_dash_m(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for command in ("plugins", "drivers", "match", "check", "run", "new-plugin"):
         assert command in proc.stdout
+
+
+def _candidates(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
+    assert main(["match", *args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    return [{k: c[k] for k in ("driver", "kind", "rank", "reason")} for c in data["candidates"]]
+
+
+def test_match_modalias_ranks_as_the_equivalent_options(
+        site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pci = "pci:v00001234d00005678sv00001AF4sd00000001bc07sc00i02"
+    by_alias = _candidates(capsys, "--modalias", pci)
+    assert by_alias == _candidates(capsys, "--id", "1234:5678", "--subsystem", "1af4:0001",
+                                   "--class", "0x070002")
+    assert [c["driver"] for c in by_alias] == ["quirky", "serial_pci"]
+    # a sysfs file's trailing newline is fine
+    assert _candidates(capsys, "--modalias", pci + "\n") == by_alias
+    of = "of:NserialT(null)Cti,da830-uartCns16550a"
+    by_alias = _candidates(capsys, "--modalias", of)
+    assert by_alias == _candidates(capsys, "--compatible", "ti,da830-uart",
+                                   "--compatible", "ns16550a")
+    assert [c["driver"] for c in by_alias] == ["da830", "of_serial"]
+    assert main(["match", "--modalias", of]) == 0
+    assert capsys.readouterr().out.startswith("device: ti,da830-uart, ns16550a\nwinner: da830\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--id", "1234:5678", "--class", "zz"],
+     "--class 'zz' is not a 24-bit class code in hex"),
+    (["--id", "1234:5678", "--class", "0x1000000"], "0 to 0xffffff"),
+    (["--id", "zz:1"], "--id: expected VENDOR:DEVICE as two hex numbers"),
+    (["--id", "1:2", "--subsystem", "1:10000"], "--subsystem: subdevice 0x10000 is outside"),
+    (["--compatible", "acme uart"], "--compatible: compatible 'acme uart' is malformed"),
+    (["--compatible", ""], "--compatible: compatible must not be empty"),
+    (["--modalias", "usb:v1234p5678"], "has no known prefix (known: of:, pci:)"),
+    (["--modalias", "pci:v00001234d*sv*sd*bc*sc*i*"], "is a pattern (a module alias)"),
+    (["--modalias", "pci:v00001234d00005678"], "is not in the PCI form"),
+    (["--modalias", "pci:v00012345d00005678sv00000000sd00000000bc00sc00i00"],
+     "vendor 0x12345 is outside 16 bits"),
+    (["--modalias", "of:NfooT(null)"], "has no compatible string"),
+    (["--modalias", "of:NfooT(null)Cacme,aCCacme,b"], "compatible must not be empty"),
+    (["--modalias", "of:NserialT(null)Cns16550a", "--id", "1:2"],
+     "--modalias describes the whole device: give it alone"),
+])
+def test_match_input_is_validated_like_manifest_input(
+        site: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert main(["match", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("virtcore match: error: ") and message in line, line
+    assert "Traceback" not in captured.err and "invalid literal" not in captured.err
+
+
+def test_match_class_is_hex_with_or_without_0x(site: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with_prefix = _candidates(capsys, "--id", "1:2", "--class", "0x070002")
+    assert with_prefix == _candidates(capsys, "--id", "1:2", "--class", "070002")
+    assert [c["driver"] for c in with_prefix] == ["serial_pci"]

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.skipif(
 
 def run(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
         ) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTCORE_")}
+    # the user's plugin settings do not apply; the session's temporary cache folder does
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VIRTCORE_") or k == "VIRTCORE_CACHE_DIR"}
     return subprocess.run([sys.executable, "-m", "virtcore", *args], capture_output=True,
                           input=stdin, timeout=120, env=env, cwd=cwd)
 

@@ -207,10 +207,29 @@ def test_disable_list_blocks_before_reading(env: Venv) -> None:
     assert "winner: (none)" in out
 
 
-def test_autoload_off_loads_only_named_plugins(env: Venv) -> None:
-    assert _plugins(env, VIRTCORE_DISABLE_PLUGIN_AUTOLOAD="1") == {}
+def test_autoload_off_loads_only_named_plugins_and_the_core(env: Venv) -> None:
+    assert list(_plugins(env, VIRTCORE_DISABLE_PLUGIN_AUTOLOAD="1")) == ["virtcore"]
     only = _plugins(env, VIRTCORE_DISABLE_PLUGIN_AUTOLOAD="1", VIRTCORE_PLUGINS="vc-good")
-    assert list(only) == ["good_plugin"]
+    assert list(only) == ["good_plugin", "virtcore"]
+    text = env.virtcore("plugins", env={"VIRTCORE_DISABLE_PLUGIN_AUTOLOAD": "1"}).stdout
+    assert "no plugins installed" not in text
+    assert "installed plugin(s) not loaded because autoload is off" in text
+    assert "good_plugin" in text.splitlines()[-1]
+
+
+def test_loopback_section_works_with_autoload_off_unless_blocked(env: Venv,
+                                                                 tmp_path: Path) -> None:
+    machine = tmp_path / "lab.toml"
+    machine.write_text('name = "lab"\n[[loopback.devices]]\npath = "dev0"\n'
+                       'compatible = ["acme,thing"]\n')
+    proc = env.virtcore("run", str(machine), "--json",
+                        env={"VIRTCORE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert [d["path"] for d in json.loads(proc.stdout)["devices"]] == ["dev0"]
+    blocked = env.virtcore("run", str(machine), check=False,
+                           env={"VIRTCORE_DISABLE_PLUGIN_AUTOLOAD": "1",
+                                "VIRTCORE_DISABLE_PLUGINS": "virtcore"})
+    assert blocked.returncode == 1
+    assert "[loopback]: no installed transport reads this section" in blocked.stderr
 
 
 def test_match_and_drivers_in_the_venv(env: Venv) -> None:

@@ -87,3 +87,42 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(ManifestError, match="UTF-8"):
         read_manifest(bad)
+
+
+LINUX_MODULE_NAMES = ("8139too", "3c59x", "8250_exar", "9p")
+
+
+def test_digit_leading_names_of_real_linux_drivers_are_accepted(virtcore_plugin,
+                                                                virtcore_device) -> None:
+    drivers = "".join(
+        f"[[drivers]]\nname = '{n}'\npython-name = 'nic_{i}:Drv'\n"
+        f"[[drivers.ids]]\ncompatible = 'acme,nic{i}'\n"
+        for i, n in enumerate(LINUX_MODULE_NAMES))
+    text = ("schema-version = 1\nname = '9pnet'\napi-version = 1\n" + drivers
+            + "[[transports]]\nname = '9p-virtio'\npython-name = 'a:T'\nmachine-section = '9p'\n"
+            + "[[models]]\nname = '8250'\npython-name = 'a:M'\n")
+    manifest = parse_manifest(text, "m.toml", plugin="9pnet")
+    assert [d.name for d in manifest.drivers] == list(LINUX_MODULE_NAMES)
+    assert manifest.transports[0].machine_section == "9p"
+    assert manifest.models[0].name == "8250"
+
+    from virtcore import Driver
+
+    modules = {}
+    for i, name in enumerate(LINUX_MODULE_NAMES):
+        def probe(self, device, match):
+            device.machine.register_misc(device, self.name, object())
+        modules[f"nic_{i}"] = {"Drv": type("Drv", (Driver,), {"name": name, "probe": probe})}
+    virtcore_plugin(text, modules)
+    for i, name in enumerate(LINUX_MODULE_NAMES):
+        device = virtcore_device(f"nic{i}", compatible=[f"acme,nic{i}"])
+        assert device.driver_name == name, device.error
+        assert [m.name for m in device.machine.misc.items() if m.device is device] == [f"{name}0"]
+
+
+@pytest.mark.parametrize("bad", [".hidden", "-dash", "has space", "a/b", ""])
+def test_names_still_refused(bad: str) -> None:
+    text = HEAD + f"[[drivers]]\nname = '{bad}'\npython-name = 'a:b'\n"
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "/x/virtcore.toml")
+    assert info.value.key == "drivers[0].name"

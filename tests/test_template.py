@@ -17,6 +17,11 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
     proc = core_venv.virtcore("new-plugin", "acme_uart", "--dest", str(tmp_path))
     folder = tmp_path / "acme_uart"
     assert f"created plugin 'acme_uart' in {folder}" in proc.stdout
+    assert f'next: pip install -e "{folder}[test]" && pytest {folder}' in proc.stdout
+    readme = (folder / "README.md").read_text()
+    assert 'pip install -e ".[test]"' in readme
+    # one source of truth for the ID table: the manifest
+    assert "id_table" not in (folder / "acme_uart" / "_driver.py").read_text()
     core_venv.pip("pytest>=7.4")
     core_venv.pip("--no-build-isolation", "--no-deps", str(folder))
     tests = core_venv.run("-m", "pytest", "-p", "no:cacheprovider", str(folder), cwd=folder)
@@ -29,6 +34,13 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
     assert "winner: acme_uart" in match
     check = core_venv.virtcore("check", str(folder))
     assert "checked acme_uart: 0 problem(s)" in check.stdout
+    # the README says to edit the manifest to change the ID table: doing only that keeps
+    # the plugin's own tests passing
+    manifest = folder / "acme_uart" / "virtcore.toml"
+    manifest.write_text(manifest.read_text().replace('compatible = "example,acme-uart"',
+                                                     'compatible = "acme,uart-v2"'))
+    tests = core_venv.run("-m", "pytest", "-p", "no:cacheprovider", str(folder), cwd=folder)
+    assert "6 passed, 1 skipped" in tests.stdout
 
 
 def test_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ def test_fixtures_give_an_isolated_machine_with_autoload_off(pytester: pytest.Py
 
         def test_autoload_off(virtcore_machine):
             assert isinstance(virtcore_machine, Machine)
-            assert virtcore_machine.plugins() == []
+            # no installed plugin; the core's own declarations stay (loopback, queue)
+            assert [p.name for p in virtcore_machine.plugins()] == ["virtcore"]
             assert virtcore_machine.drivers() == []
+            assert virtcore_machine.transport_for_section("loopback").name == "loopback"
+            assert virtcore_machine.model_names() == ["queue"]
 
         def test_register_from_manifest_and_module(virtcore_plugin, virtcore_device):
             from virtcore import Driver
@@ -155,3 +158,94 @@ def test_driver_conformance_catches_residue(pytester: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 1
     assert "test_probe_remove_probe_leaves_no_residue" in result.stdout.str()
+
+
+PLUGIN_MANIFEST = """\
+schema-version = 1
+name = "acme_thing"
+api-version = 1
+[[drivers]]
+name = "acme_thing"
+python-name = "acme_thing_mod:ThingDriver"
+[[drivers.ids]]
+compatible = "acme,thing"
+"""
+
+PLUGIN_MODULE = """\
+from virtcore import Driver, FileOperations
+
+class ThingDriver(Driver):
+    name = "acme_thing"          # no id_table: the manifest holds the only one
+
+    def probe(self, device, match):
+        device.machine.register_misc(device, "thing", FileOperations())
+"""
+
+OTHER_MANIFEST = (
+    'schema-version = 1\nname = "other"\napi-version = 1\n[[drivers]]\nname = "other"\n'
+    'python-name = "x:Y"\n[[drivers.ids]]\ncompatible = "acme,thing"\n')
+
+
+def _thing_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", virtcore=PLUGIN_MANIFEST)
+    pytester.makepyfile(acme_thing_mod=PLUGIN_MODULE)
+    pytester.syspathinsert()
+
+
+@pytest.mark.parametrize("driver", ["ThingDriver", '"acme_thing"', "ThingDriver()"])
+def test_driver_conformance_binds_through_the_manifest_table(
+        pytester: pytest.Pytester, driver: str) -> None:
+    """The natural guess (returning the class whose table lives only in the manifest) works:
+    the suite binds through the manifest's ID table."""
+    _thing_plugin(pytester)
+    pytester.makepyfile(test_thing=f"""
+        from pathlib import Path
+        import pytest
+        from virtcore.testing import DriverConformance
+        from acme_thing_mod import ThingDriver
+
+        class TestThing(DriverConformance):
+            @pytest.fixture
+            def conformance_driver(self):
+                return {driver}
+
+            @pytest.fixture
+            def conformance_manifest(self):
+                return Path(__file__).with_name("virtcore.toml")
+
+            @pytest.fixture
+            def conformance_device_spec(self):
+                return {{"compatible": ["acme,thing"]}}
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, skipped=1)
+
+
+def test_driver_conformance_says_what_to_provide(pytester: pytest.Pytester) -> None:
+    _thing_plugin(pytester)
+    pytester.makepyfile(test_thing=f"""
+        import pytest
+        from virtcore.testing import DriverConformance
+        from acme_thing_mod import ThingDriver
+
+        class TestNoTable(DriverConformance):
+            @pytest.fixture
+            def conformance_driver(self):
+                return ThingDriver
+
+            @pytest.fixture
+            def conformance_device_spec(self):
+                return {{"compatible": ["acme,thing"]}}
+
+        class TestWrongName(TestNoTable):
+            @pytest.fixture
+            def conformance_manifest(self):
+                return {OTHER_MANIFEST!r}
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=10)
+    out = result.stdout.str()
+    assert ("driver 'acme_thing' has no id_table and no installed plugin declares it: return "
+            "the plugin's manifest (a Path to its virtcore.toml) from the conformance_manifest "
+            "fixture") in out
+    assert "declares no driver 'acme_thing' (it declares: other)" in out

@@ -35,6 +35,13 @@ from ._machine_file import MachineContext
 from ._manifest import Manifest, parse_manifest, read_manifest
 from ._match import Match
 from ._misc import FileOperations, MiscDevice, MiscFile
+from ._modalias import (
+    ModaliasTarget,
+    of_modalias,
+    parse_modalias,
+    pci_modalias,
+    register_modalias_parser,
+)
 from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
 
@@ -74,6 +81,7 @@ __all__ = [
     "MiscDevice",
     "MiscDeviceError",
     "MiscFile",
+    "ModaliasTarget",
     "Op",
     "PluginError",
     "PluginLoadError",
@@ -88,6 +96,10 @@ __all__ = [
     "__version__",
     "discover",
     "hookimpl",
+    "of_modalias",
     "parse_manifest",
+    "parse_modalias",
+    "pci_modalias",
     "read_manifest",
+    "register_modalias_parser",
 ]

@@ -7,6 +7,7 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,6 +104,13 @@ def _load_mapping(
         if section in TOP_KEYS:
             continue
         decl = machine.transport_for_section(section)
+        if decl is None and not isinstance(table, Mapping):
+            close = difflib.get_close_matches(str(section), TOP_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise MachineFileError(
+                f"unknown top-level key{hint}: the top-level keys are "
+                f"{', '.join(TOP_KEYS)}, and every other entry is a [section] table",
+                path=path, key=str(section))
         if decl is None:
             known = sorted(d.machine_section for d in machine.transport_decls().values()
                            if d.machine_section)

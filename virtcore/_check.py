@@ -11,7 +11,7 @@ from pathlib import Path
 import pluggy
 
 from . import _hookspecs
-from ._discovery import PluginStatus, discover
+from ._discovery import PluginRecord, PluginStatus, discover
 from ._driver import Driver
 from ._errors import ManifestError, PluginLoadError
 from ._loader import check_kind, import_python_name
@@ -93,16 +93,32 @@ def check_installed() -> CheckResult:
         if record.status is PluginStatus.BLOCKED:
             continue
         if record.status is not PluginStatus.OK or record.manifest is None:
-            where = record.manifest_path or f"plugin {record.name!r}"
-            result.problems.append(f"{where}: {record.status.value}: {record.reason}")
+            result.problems.append(_record_problem(record))
             continue
         result.problems.extend(check_imports(record.manifest))
     return result
 
 
+def _record_problem(record: PluginRecord) -> str:
+    """One line for a plugin discovery refused, naming its file (or the plugin) once."""
+    reason = record.reason or record.status.value
+    where = record.manifest_path
+    if where and where in reason:
+        text = reason  # a manifest error already names the file and the key
+    else:
+        text = f"{where or f'plugin {record.name!r}'}: {reason}"
+    if record.status is PluginStatus.INCOMPATIBLE:
+        text += " (incompatible)"
+    return text
+
+
 def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
     """(plugin name, manifest path, import root) for a plugin source tree."""
     pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        raise ManifestError(
+            "not a plugin source tree: no pyproject.toml here (give the folder holding the "
+            "plugin's pyproject.toml, or its virtcore.toml manifest)", path=root)
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except OSError as exc:

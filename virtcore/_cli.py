@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._check import check_installed, check_path
-from ._discovery import discover
+from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, discover
 from ._errors import VirtcoreError
-from ._ids import DeviceIds, check_class, parse_id_pair
+from ._ids import CLASS_MAX, DeviceIds, check_compatible, parse_id_pair
 from ._machine import Machine
+from ._modalias import parse_modalias
 
 
 def _dump(data: Any, out: TextIO) -> None:
@@ -27,7 +28,9 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _dump([r.to_dict() for r in records], out)
         return 0
-    if not records:
+    hidden = [] if args.all else [
+        n for n in discover(autoload=True).plugins if n not in catalog.plugins]
+    if not records and not hidden:
         out.write("no plugins installed (entry-point group 'virtcore.manifest')\n")
         return 0
     for r in records:
@@ -38,6 +41,10 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
             for kind, names in r.manifest.provides().items():
                 if names:
                     out.write(f"    {kind}: {', '.join(names)}\n")
+    if hidden:
+        out.write(f"{len(hidden)} installed plugin(s) not loaded because autoload is off "
+                  f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}, or use --all): "
+                  f"{', '.join(hidden)}\n")
     return 0
 
 
@@ -58,33 +65,78 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _parse_class(text: str) -> int:
+    digits = text[2:] if text.lower().startswith("0x") else text
+    try:
+        value = int(digits, 16)
+    except ValueError:
+        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+                         "(e.g. 0x010601 or 010601)") from None
+    if digits.startswith(("+", "-")) or value > CLASS_MAX:
+        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+                         "(0 to 0xffffff)")
+    return value
+
+
 def _parse_match_target(args: argparse.Namespace) -> tuple[DeviceIds | None, list[str]]:
+    """The device ``virtcore match`` asks about; ``ValueError`` with a one-line reason."""
+    if args.modalias is not None:
+        if args.id or args.subsystem or args.class_ or args.compatible:
+            raise ValueError("--modalias describes the whole device: give it alone, without "
+                             "--id, --subsystem, --class or --compatible")
+        target = parse_modalias(args.modalias)
+        return target.ids, list(target.compatible)
     ids = None
     if args.id:
-        vendor, device = parse_id_pair(args.id)
+        vendor, device = parse_id_pair(args.id, "--id")
         subvendor = subdevice = None
         if args.subsystem:
-            subvendor, subdevice = parse_id_pair(args.subsystem)
-        class_ = check_class(int(args.class_, 0)) if args.class_ else None
+            subvendor, subdevice = parse_id_pair(args.subsystem, "--subsystem",
+                                                 ("subvendor", "subdevice"))
+        class_ = _parse_class(args.class_) if args.class_ else None
         ids = DeviceIds(vendor, device, subvendor, subdevice, class_)
     elif args.subsystem or args.class_:
         raise ValueError("--subsystem and --class need --id VENDOR:DEVICE")
-    if ids is None and not args.compatible:
-        raise ValueError("give --id VENDOR:DEVICE and/or --compatible STRING")
-    return ids, list(args.compatible or [])
+    compatible = []
+    for text in args.compatible or []:
+        try:
+            compatible.append(check_compatible(text))
+        except ValueError as exc:
+            raise ValueError(f"--compatible: {exc}") from None
+    if ids is None and not compatible:
+        raise ValueError("give --id VENDOR:DEVICE and/or --compatible STRING, or --modalias")
+    return ids, compatible
+
+
+def unusable_summary(machine: Machine) -> list[dict[str, Any]]:
+    """Broken and incompatible plugins, as ``--json`` lists them."""
+    return [{"name": r.name, "status": r.status.value, "reason": r.reason}
+            for r in machine.unusable_plugins()]
+
+
+def warn_unusable(machine: Machine, command: str) -> None:
+    """One stderr line when plugins are broken or incompatible (their drivers cannot bind)."""
+    records = machine.unusable_plugins()
+    if records:
+        names = ", ".join(f"{r.name} ({r.status.value})" for r in records)
+        sys.stderr.write(f"virtcore {command}: warning: {len(records)} plugin(s) broken or "
+                         f"incompatible, their drivers cannot bind: {names} "
+                         "(virtcore plugins says why)\n")
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
     try:
         ids, compatible = _parse_match_target(args)
     except ValueError as exc:
-        sys.stderr.write(f"virtcore match: {exc}\n")
+        sys.stderr.write(f"virtcore match: error: {exc}\n")
         return 2
     machine = Machine("match")
     report = machine.explain(ids=ids, compatible=compatible, override=args.override)
+    warn_unusable(machine, "match")
     if args.json:
         data = report.to_dict()
         data["device"] = {"ids": str(ids) if ids else None, "compatible": compatible}
+        data["unusable_plugins"] = unusable_summary(machine)
         _dump(data, out)
         return 0
     target = ", ".join(filter(None, [str(ids) if ids else "", *compatible]))
@@ -118,11 +170,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
-    from ._template import create_plugin
+    from ._template import create_plugin, install_command
 
     path = create_plugin(args.name, args.dest, force=args.force)
     out.write(f"created plugin {args.name!r} in {path}\n"
-              f"next: pip install -e {path} && pytest {path}\n")
+              f"next: {install_command(path)} && pytest {path}\n")
     return 0
 
 
@@ -145,9 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("match", help="explain which driver would bind given IDs/compatibles")
     p.add_argument("--id", metavar="VENDOR:DEVICE", help="numeric IDs in hex, e.g. 1af4:1041")
     p.add_argument("--subsystem", metavar="SUBVENDOR:SUBDEVICE", help="subsystem IDs in hex")
-    p.add_argument("--class", dest="class_", metavar="CLASS", help="24-bit class, e.g. 0x010601")
+    p.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="24-bit class in hex, e.g. 0x010601")
     p.add_argument("--compatible", action="append", metavar="STRING",
                    help="a compatible string; repeat, most specific first")
+    p.add_argument("--modalias", metavar="STRING",
+                   help="a device's modalias as Linux writes it (pci:v...d..., of:N...T...C...), "
+                        "e.g. \"$(cat /sys/bus/pci/devices/0000:00:03.0/modalias)\"")
     p.add_argument("--override", metavar="DRIVER", help="simulate a driver override")
     p.add_argument("--json", action="store_true", help="print data instead of text")
     p.set_defaults(func=cmd_match)

@@ -99,6 +99,12 @@ class Device:
         if self.transport is not None:
             self.transport.ack_irq(self)
 
+    @property
+    def modalias(self) -> str | None:
+        """The modalias as Linux writes it on this device's bus (from its transport), or
+        ``None`` for a bus without a Linux counterpart."""
+        return self.transport.modalias(self) if self.transport is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         """The device as data (``virtcore run --json``)."""
         ids: dict[str, Any] | None = None
@@ -115,6 +121,7 @@ class Device:
             "bus": self.bus,
             "ids": ids,
             "compatible": list(self.compatible),
+            "modalias": self.modalias,
             "irq": self.irq,
             "parent": self.parent.path if self.parent is not None else None,
             "driver": self.driver_name,

@@ -38,6 +38,8 @@ from ._manifest import API_VERSIONS, Manifest, read_manifest
 log = logging.getLogger("virtcore.discovery")
 
 GROUP: Final = "virtcore.manifest"
+CORE_PLUGIN: Final = "virtcore"
+"""The core's own plugin (built-in transport and model): loaded unless blocked by name."""
 ENV_NO_AUTOLOAD: Final = "VIRTCORE_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLE: Final = "VIRTCORE_DISABLE_PLUGINS"
 ENV_PLUGINS: Final = "VIRTCORE_PLUGINS"
@@ -242,7 +244,9 @@ def discover(
     records: list[PluginRecord] = []
     for item in _scan(path, use_cache):
         names = {_normalize(item.name), _normalize(item.distribution)}
-        if wanted is not None and not names & wanted:
+        # the core's own declarations (loopback, queue) load even with autoload off
+        builtin = item.name == CORE_PLUGIN and _normalize(item.distribution) == CORE_PLUGIN
+        if wanted is not None and not names & wanted and not builtin:
             continue
         record = PluginRecord(item.name, item.distribution, item.version, item.value,
                               manifest_path=item.manifest_path, location=item.location)

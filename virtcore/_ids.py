@@ -248,15 +248,19 @@ def entry_from_mapping(
         raise IdTableError(str(exc), path=path, key=key, plugin=plugin, entry=raw) from None
 
 
-def parse_id_pair(text: str) -> tuple[int, int]:
-    """Parse ``"1af4:1041"`` into ``(0x1af4, 0x1041)``."""
+def parse_id_pair(
+    text: str, option: str = "", names: tuple[str, str] = ("vendor", "device")
+) -> tuple[int, int]:
+    """Parse ``"1af4:1041"`` into ``(0x1af4, 0x1041)``; ``option`` (``--id``) and ``names``
+    name the source and the fields in errors."""
+    where = f"{option}: " if option else ""
     parts = text.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"expected VENDOR:DEVICE in hex, got {text!r}")
-    try:
-        vendor, device = int(parts[0], 16), int(parts[1], 16)
-    except ValueError:
-        raise ValueError(f"expected VENDOR:DEVICE in hex, got {text!r}") from None
-    check_id(vendor, "vendor")
-    check_id(device, "device")
-    return vendor, device
+    if len(parts) != 2 or not all(p and all(c in "0123456789abcdefABCDEF" for c in p)
+                                  for p in parts):
+        raise ValueError(f"{where}expected {names[0].upper()}:{names[1].upper()} as two hex "
+                         f"numbers (e.g. 1af4:1041), got {text!r}")
+    pair = int(parts[0], 16), int(parts[1], 16)
+    for name, value in zip(names, pair, strict=True):
+        if value > ID_MAX:
+            raise ValueError(f"{where}{name} {value:#x} is outside 16 bits (0 to 0xffff)")
+    return pair

@@ -88,6 +88,9 @@ class MatchReport:
     candidates: list[Match]
     override: str | None = None
     notes: list[str] = field(default_factory=list)
+    unusable: list[dict[str, str]] = field(default_factory=list)
+    """Drivers of broken or incompatible plugins whose table would match, when no usable
+    candidate does: ``plugin``, ``status``, ``reason``, ``driver``, ``match``."""
 
     @property
     def winner(self) -> Match | None:
@@ -99,6 +102,7 @@ class MatchReport:
             "override": self.override,
             "candidates": [m.to_dict() for m in self.candidates],
             "notes": list(self.notes),
+            "unusable": [dict(u) for u in self.unusable],
         }
 
 
@@ -330,8 +334,8 @@ class Machine:
             instance: Driver = instantiate(obj, Driver, plugin=slot.plugin,
                                            python_name=slot.python_name)
         except PluginLoadError as exc:
-            slot.error = str(exc)
-            self._plugin_broken(slot.plugin, f"driver {slot.name!r}: {exc}")
+            slot.error = exc.reason  # "module:attr: why"; the plugin is named by callers
+            self._plugin_broken(slot.plugin, f"driver {slot.name!r}: {exc.reason}")
             return None
         if instance.name != slot.name:
             slot.error = (f"{slot.python_name} is driver {instance.name!r}, but the manifest "
@@ -500,10 +504,45 @@ class Machine:
             for m in report.candidates:
                 slot = self._drivers.get(m.driver)
                 if slot is not None and slot.error:
-                    report.notes.append(f"{m.driver}: cannot be loaded: {slot.error}")
+                    report.notes.append(f"{m.driver} (plugin {m.plugin!r}) cannot be loaded: "
+                                        f"{slot.error}")
             if not report.candidates and not report.notes:
                 report.notes.append("no driver's ID table matches")
+            if not report.candidates or all(
+                    self._drivers[m.driver].error for m in report.candidates
+                    if m.driver in self._drivers):
+                report.unusable = self._unusable_matches(ids, compatible)
+                for u in report.unusable:
+                    report.notes.append(
+                        f"plugin {u['plugin']!r} is {u['status']} ({u['reason']}); its driver "
+                        f"{u['driver']!r} would match: {u['match']}")
             return report
+
+    def unusable_plugins(self) -> list[PluginRecord]:
+        """Plugins found but not usable: ``broken`` or ``incompatible`` (not ``blocked``)."""
+        with self._lock:
+            return [r for r in self.catalog.plugins.values()
+                    if r.status in (PluginStatus.BROKEN, PluginStatus.INCOMPATIBLE)]
+
+    def _unusable_matches(
+        self, ids: DeviceIds | None, compatible: Sequence[str]
+    ) -> list[dict[str, str]]:
+        """Drivers of broken or incompatible plugins whose ID table would match."""
+        found = []
+        for record in self.unusable_plugins():
+            if record.manifest is None:
+                continue  # nothing readable: counted, never matched
+            index = MatchIndex()
+            for decl in record.manifest.drivers:
+                index.add_driver(decl.name, record.name, decl.priority, decl.ids)
+            for m in index.candidates(ids, compatible):
+                if self._drivers.get(m.driver, None) is not None and \
+                        self._drivers[m.driver].plugin == record.name:
+                    continue  # registered here: already a candidate
+                found.append({"plugin": record.name, "status": record.status.value,
+                              "reason": record.reason or "", "driver": m.driver,
+                              "match": m.reason})
+        return found
 
     # -- binding internals (called with the lock held) -------------------------------------
 
@@ -521,7 +560,8 @@ class Machine:
             slot = self._drivers[match.driver]
             driver = self._load_driver(slot)
             if driver is None:
-                problems.append(f"{match.driver}: cannot be loaded: {slot.error}")
+                problems.append(f"{match.driver} (plugin {slot.plugin!r}) cannot be loaded: "
+                                f"{slot.error}")
                 self._call("virtcore_probe_failed", machine=self, device=device,
                            driver=match.driver, error=PluginError(slot.error or "not loaded",
                                                                   plugin=slot.plugin))

@@ -32,7 +32,10 @@ HOOK_NAMES: Final = frozenset({
     "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
 })
 
-NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+"""Plugin, driver, transport, model and machine-section names: letters, digits, ``_ . -``,
+not starting with ``.`` or ``-``.  A leading digit is allowed: Linux module names such as
+``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are real driver names."""
 _DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 PYTHON_NAME_RE: Final = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")

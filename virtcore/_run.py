@@ -11,7 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from ._device import Device
+from ._cli import unusable_summary, warn_unusable
+from ._device import Device, DeviceStatus
 from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
 from ._machine import Machine
 from ._model import DeviceModel, StreamModel
@@ -36,6 +37,10 @@ def describe(machine: Machine) -> dict[str, Any]:
         model = _model_of(device)
         item["model"] = getattr(model, "name", None) if model is not None else None
         item["misc"] = [m.name for m in machine.misc.items() if m.device is device]
+        if device.driver is None:
+            report = machine.explain(device)
+            item["notes"] = report.notes
+            item["unusable"] = report.unusable
         devices.append(item)
     return {
         "machine": machine.name,
@@ -141,6 +146,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     """Like ``lspci -k``: the host's PCI devices, read-only, and which installed driver
     would bind to each (no driver is imported or probed)."""
     machine = Machine("host")
+    warn_unusable(machine, "run")
     cls = machine.transport_class("pci-host")
     transport = cls()
     rows = []
@@ -154,6 +160,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
         item.update(_host_info(device))
         item["would_bind"] = report.winner.driver if report.winner else None
         item["candidates"] = [m.to_dict() for m in report.candidates]
+        item["notes"] = report.notes
         rows.append(item)
         if args.json:
             continue
@@ -175,10 +182,40 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+EXIT_FAILED_DEVICES = 3
+"""``virtcore run``'s exit status when the machine booted but a device ended ``failed``."""
+
+
+def check_run_options(args: argparse.Namespace) -> str | None:
+    """The first conflict between ``virtcore run`` options, as a one-line message."""
+    if args.cat and args.write:
+        return "--cat and --write cannot be combined: run once for each misc device"
+    if args.json and (args.cat or args.write):
+        return (f"--json cannot be combined with {'--cat' if args.cat else '--write'}: "
+                "standard output carries the misc device's bytes")
+    if args.input and not args.write:
+        return "--input needs --write MISC"
+    if args.host and (args.machine or args.cat or args.write):
+        return "--host shows the host's PCI devices: give it without a machine, --cat or --write"
+    if args.timeout is not None and not args.timeout > 0:
+        return f"--timeout must be a positive number of seconds, not {args.timeout}"
+    return None
+
+
+def failed_devices(machine: Machine) -> list[Device]:
+    return [d for d in machine.devices() if d.status is DeviceStatus.FAILED]
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    """``virtcore run``; see the exit statuses in the README."""
+    conflict = check_run_options(args)
+    if conflict is not None:
+        sys.stderr.write(f"virtcore run: error: {conflict}\n")
+        return 2
     if args.host:
         return _host(args, out)
     machine = Machine("run")
+    warn_unusable(machine, "run")
     source = args.machine
     demo = source is None
     if demo:
@@ -199,17 +236,22 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         machine.close()
         return 1
     try:
+        failed = failed_devices(machine)
+        for device in failed:
+            sys.stderr.write(f"virtcore run: device {device.path} failed: {device.error}\n")
         if args.cat or args.write:
-            return _stream(machine, args)
-        status = 0
+            status = _stream(machine, args)
+            return status if status or not failed else EXIT_FAILED_DEVICES
+        status = EXIT_FAILED_DEVICES if failed else 0
         data = describe(machine)
+        data["unusable_plugins"] = unusable_summary(machine)
         if demo:
             if not args.json:
                 print_tree(machine, out)
                 out.write("\ndemo: one driver, two transports\n")
             ok, results = run_demo(machine, out, as_json=args.json)
             data["demo"] = {"ok": ok, "results": results}
-            status = 0 if ok else 1
+            status = status if ok else 1
             if not args.json:
                 out.write("demo " + ("passed" if ok else "FAILED") + "\n")
         elif not args.json:

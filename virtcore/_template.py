@@ -7,6 +7,7 @@ driver that binds to a fake device and registers a misc device, and tests that u
 
 from __future__ import annotations
 
+import datetime
 import keyword
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 PYPROJECT = Template('''\
 [build-system]
-requires = ["hatchling>=1.18"]
+requires = ["hatchling>=1.27"]
 build-backend = "hatchling.build"
 
 [project]
@@ -27,6 +28,20 @@ version = "0.1.0"
 description = "A virtcore driver plugin"
 readme = "README.md"
 requires-python = ">=3.10"
+license = "MIT"
+license-files = ["LICENSE"]
+authors = [{ name = "The $dist developers" }]
+keywords = ["virtcore", "driver"]
+classifiers = [
+    "Development Status :: 3 - Alpha",
+    "Intended Audience :: Developers",
+    "License :: OSI Approved :: MIT License",
+    "Operating System :: OS Independent",
+    "Programming Language :: Python :: 3",
+    "Programming Language :: Python :: 3 :: Only",
+    "Topic :: System :: Hardware :: Hardware Drivers",
+    "Typing :: Typed",
+]
 dependencies = ["virtcore>=$core_version"]
 
 [project.optional-dependencies]
@@ -38,10 +53,37 @@ $name = "$name:virtcore.toml"
 [tool.hatch.build.targets.wheel]
 packages = ["$name"]
 
+[tool.hatch.build.targets.sdist]
+include = ["/$name", "/tests", "/README.md", "/LICENSE"]
+
 [tool.pytest.ini_options]
 addopts = ["-ra", "--strict-markers"]
 testpaths = ["tests"]
 pythonpath = ["."]
+''')
+
+LICENSE = Template('''\
+MIT License
+
+Copyright (c) $year The $dist developers
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
 ''')
 
 MANIFEST = Template('''\
@@ -78,11 +120,15 @@ __all__ = ["${cls}Driver"]
 ''')
 
 DRIVER = Template('''\
-"""The $name driver: binds to "example,$dashed" devices and offers an echo misc device."""
+"""The $name driver: offers an echo misc device on every device it binds.
+
+Which devices it binds is declared only in ``virtcore.toml`` (its ID table):
+virtcore reads the manifest without importing this module.
+"""
 
 from __future__ import annotations
 
-from virtcore import Device, Driver, FileOperations, IdEntry, Match, MiscFile
+from virtcore import Device, Driver, FileOperations, Match, MiscFile
 
 
 class Echo(FileOperations):
@@ -106,7 +152,6 @@ class ${cls}Driver(Driver):
     """Probe registers a misc device named "${name}0", "${name}1"..."""
 
     name = "$name"
-    id_table = [IdEntry(compatible="example,$dashed")]
 
     def probe(self, device: Device, match: Match) -> None:
         assert device.machine is not None
@@ -118,23 +163,28 @@ class ${cls}Driver(Driver):
 ''')
 
 TESTS = Template('''\
-"""Tests for the $name plugin, using the virtcore pytest plugin (installed with virtcore)."""
+"""Tests for the $name plugin, with the virtcore pytest plugin.
+
+The ID table lives only in the manifest; these tests read it, so editing the
+manifest alone keeps them meaningful.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
+from virtcore import read_manifest
 from virtcore.testing import DriverConformance, assert_bound, assert_unbound
 
 MANIFEST = Path(__file__).resolve().parents[1] / "$name" / "virtcore.toml"
+ENTRY = next(e for e in read_manifest(MANIFEST).drivers[0].ids if e.compatible)
 
 
 def test_binds_a_fake_device(virtcore_machine, virtcore_plugin, virtcore_device):
     virtcore_plugin(MANIFEST)  # registered from the source tree, no install needed
-    device = virtcore_device("dev0", compatible=["example,$dashed"])
-    assert_bound(device, "$name", kind="compatible", data="from the compatible entry")
+    device = virtcore_device("dev0", compatible=[ENTRY.compatible])
+    assert_bound(device, "$name", kind="compatible", data=ENTRY.data)
     with virtcore_machine.open("${name}0", "r+b", buffering=0) as f:
         f.write(b"ping")
         assert f.read(4) == b"ping"
@@ -148,13 +198,15 @@ def test_ignores_other_devices(virtcore_plugin, virtcore_device):
 class TestConformance(DriverConformance):
     @pytest.fixture
     def conformance_driver(self):
-        from $name import ${cls}Driver
+        return "$name"  # imported through the manifest's python-name, as users get it
 
-        return ${cls}Driver
+    @pytest.fixture
+    def conformance_manifest(self):
+        return MANIFEST  # the source tree's manifest, whether or not it is installed
 
     @pytest.fixture
     def conformance_device_spec(self):
-        return {"compatible": ["example,$dashed"]}
+        return {"compatible": [ENTRY.compatible]}
 ''')
 
 README = Template('''\
@@ -168,8 +220,16 @@ A virtcore driver plugin.
     virtcore match --compatible example,$dashed   # $name wins
     virtcore check .            # manifest schema and imports
 
-Edit `$name/virtcore.toml` to change the ID table, and `$name/_driver.py` for the driver.
+The ID table lives in one place, `$name/virtcore.toml`: edit it to choose the devices the
+driver binds (the tests read it too). The driver's code is in `$name/_driver.py`.
+The license is MIT (`LICENSE`); change it and `pyproject.toml` if you choose another.
 ''')
+
+
+def install_command(folder: str | Path = ".") -> str:
+    """The one install instruction for a plugin source tree: editable, with its test extras
+    (the same command the plugin's README and docs/writing-plugins.md give)."""
+    return f'pip install -e "{folder}[test]"'
 
 
 def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> Path:
@@ -192,10 +252,12 @@ def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> 
         "dashed": name.replace("_", "-"),
         "cls": "".join(part.capitalize() for part in name.split("_")),
         "core_version": __version__,
+        "year": str(datetime.date.today().year),
     }
     files = {
         "pyproject.toml": PYPROJECT,
         "README.md": README,
+        "LICENSE": LICENSE,
         f"{name}/__init__.py": INIT,
         f"{name}/_driver.py": DRIVER,
         f"{name}/virtcore.toml": MANIFEST,

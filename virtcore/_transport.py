@@ -66,6 +66,16 @@ class Transport(abc.ABC):
     def ack_irq(self, device: Device) -> None:
         """Acknowledge the device's interrupt (clear its latch); no-op by default."""
 
+    def modalias(self, device: Device) -> str | None:
+        """The device's modalias exactly as Linux writes it for this bus, or ``None`` when
+        the bus has no Linux counterpart (the default).
+
+        PCI transports return ``pci:v%08Xd%08X...`` and device-tree transports
+        ``of:N<name>T<type>C<compatible>...``; :mod:`virtcore._modalias` formats both (see
+        ``docs/matching.md``).  ``Device.modalias`` and ``virtcore run --json`` show it.
+        """
+        return None
+
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind ``device``, where the transport emulates one."""
         return None

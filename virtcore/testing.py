@@ -21,7 +21,10 @@ reason (:func:`override`), or the class fails to define.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,8 +33,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from . import _cache
 from ._device import Device, DeviceStatus
-from ._discovery import Catalog, PluginRecord, PluginStatus, discover
+from ._discovery import CORE_PLUGIN, Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
 from ._errors import TransferError
 from ._ids import DeviceIds, check_compatible
@@ -55,7 +59,17 @@ __all__ = [
 ]
 
 
+_SAVED_ENV = "_virtcore_saved_cache_env"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A test session writes nothing into the user's cache folder: machines built by tests
+    # keep their discovery cache in a temporary folder, removed when the session ends (unless
+    # the user chose a folder with VIRTCORE_CACHE_DIR).
+    if not os.environ.get(_cache.ENV_CACHE_DIR):
+        folder = tempfile.mkdtemp(prefix="virtcore-test-cache-")
+        setattr(config, _SAVED_ENV, folder)
+        os.environ[_cache.ENV_CACHE_DIR] = folder
     config.addinivalue_line(
         "markers",
         "virtcore_plugins(*names): load these installed virtcore plugins into "
@@ -63,14 +77,36 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, _SAVED_ENV, None)
+    if folder is not None:
+        if os.environ.get(_cache.ENV_CACHE_DIR) == folder:
+            del os.environ[_cache.ENV_CACHE_DIR]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- fixtures ----------------------------------------------------------------------------
+
+
+def _core_catalog() -> Catalog:
+    """Only the core's own declarations (the loopback transport, the queue model), read from
+    the core's manifest without scanning installed distributions."""
+    from . import __version__
+
+    path = Path(__file__).with_name("virtcore.toml")
+    manifest = read_manifest(path, plugin=CORE_PLUGIN)
+    catalog = Catalog()
+    catalog.add(PluginRecord(CORE_PLUGIN, CORE_PLUGIN, __version__, manifest_path=str(path),
+                             manifest=manifest))
+    return catalog
 
 
 @pytest.fixture
 def virtcore_machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
-    """A fresh machine with autoload off (closed after the test)."""
+    """A fresh machine with autoload off (closed after the test): the core's own
+    declarations only, plus the installed plugins a ``virtcore_plugins`` mark names."""
     marker = request.node.get_closest_marker("virtcore_plugins")
-    catalog = discover(only=marker.args) if marker and marker.args else Catalog()
+    catalog = discover(only=marker.args) if marker and marker.args else _core_catalog()
     machine = Machine(f"test:{request.node.name}", catalog=catalog)
     yield machine
     machine.close()
@@ -376,15 +412,100 @@ class TransportConformance(_Conformance):
             conformance_transport.transfer(device, bytearray(4), Op.READ)
 
 
+ManifestSource = Path | str | Mapping[str, Any]
+"""A manifest as the suites take it: a file (``Path``), TOML text (``str``) or the table."""
+
+
+def _driver_name(driver: Driver | type[Driver] | str | None) -> str | None:
+    if driver is None or isinstance(driver, str):
+        return driver
+    return driver.name
+
+
+def _installed_manifest(driver: str) -> Path | None:
+    """The manifest of the installed plugin that declares ``driver`` (``None`` if none does).
+
+    :raises AssertionError: if several installed plugins declare it.
+    """
+    found = [Path(r.manifest.path) for r in discover(autoload=True).plugins.values()
+             if r.manifest is not None and any(d.name == driver for d in r.manifest.drivers)]
+    if len(found) > 1:
+        raise AssertionError(f"several installed plugins declare driver {driver!r}: "
+                             f"{', '.join(map(str, found))}; return one from "
+                             "conformance_manifest")
+    return found[0] if found else None
+
+
+def _register_for_conformance(
+    machine: Machine,
+    driver: Driver | type[Driver] | str | None,
+    manifest: ManifestSource | None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> None:
+    """Register the driver under test the way a user's machine gets it.
+
+    With a manifest, the driver's ID table and priority come from the manifest (the table a
+    user installs): a name loads the whole plugin from it (the driver is imported through its
+    ``python-name`` when first probed), a class or instance is registered with the
+    manifest's table.  Without one, a class or instance is registered with its own
+    ``id_table``.  ``None`` registers nothing (drivers come from ``virtcore_plugins``).
+
+    :raises AssertionError: naming what to provide when the driver cannot be registered.
+    """
+    if driver is None:
+        return
+    name = _driver_name(driver)
+    if manifest is None:
+        if isinstance(driver, str):
+            raise AssertionError(
+                f"no installed plugin declares driver {driver!r}: return the plugin's manifest "
+                "(a Path to its virtcore.toml) from the conformance_manifest fixture")
+        if not driver.id_table:
+            raise AssertionError(
+                f"driver {name!r} has no id_table and no installed plugin declares it: return "
+                "the plugin's manifest (a Path to its virtcore.toml) from the "
+                "conformance_manifest fixture")
+        machine.register_driver(driver)
+        return
+    if isinstance(manifest, Path):
+        parsed = read_manifest(manifest)
+    elif isinstance(manifest, str):
+        parsed = parse_manifest(manifest, "<conformance manifest>")
+    else:
+        parsed = validate_manifest(dict(manifest), "<conformance manifest>")
+    decl = next((d for d in parsed.drivers if d.name == name), None)
+    if decl is None:
+        declared = ", ".join(d.name for d in parsed.drivers) or "none"
+        raise AssertionError(f"the manifest {parsed.path} declares no driver {name!r} "
+                             f"(it declares: {declared})")
+    if isinstance(driver, str):
+        make_plugin(machine, manifest, monkeypatch=monkeypatch)
+    else:
+        machine.register_driver(driver, id_table=decl.ids, priority=decl.priority,
+                                plugin=parsed.name)
+
+
 class DriverConformance(_Conformance):
     """Standard tests for a driver (probe, remove, probe again leaves no residue).
 
-    Provide ``conformance_driver`` (the driver class or instance) and
-    ``conformance_device_spec``: a dict of :class:`DeviceFactory` arguments (``ids``,
-    ``compatible``, ``model``...) for a device the driver binds.  Drivers from a manifest can
-    instead be loaded with ``virtcore_plugins`` and ``conformance_driver`` returning ``None``.
-    Optionally provide ``conformance_declined_spec``: a device the driver's table matches but
-    its probe declines.
+    Fixtures (``docs/writing-plugins.md`` has a complete example):
+
+    ``conformance_driver`` (required)
+        The driver under test: its name as the manifest declares it (``str``; the driver is
+        then imported through the manifest's ``python-name``, as a user's machine does), or
+        the ``Driver`` class or instance.  ``None`` registers nothing: drivers come from a
+        ``virtcore_plugins`` mark instead.
+    ``conformance_manifest`` (optional)
+        The plugin's manifest: a ``Path`` to its ``virtcore.toml``, TOML text or the table.
+        The driver is bound through **this manifest's ID table**, the one a user installs.
+        Default: the manifest of the installed plugin that declares the driver's name, or
+        ``None`` when no installed plugin does; return ``None`` explicitly to use the
+        driver's own ``id_table`` (drivers registered in code).
+    ``conformance_device_spec`` (required)
+        A dict of :class:`DeviceFactory` arguments (``ids``, ``compatible``, ``irq``,
+        ``model``) for a device the driver binds.
+    ``conformance_declined_spec`` (optional, default ``None``)
+        The same for a device the table matches but the probe declines.
     """
 
     @pytest.fixture
@@ -392,11 +513,20 @@ class DriverConformance(_Conformance):
         return None
 
     @pytest.fixture
+    def conformance_manifest(
+        self, conformance_driver: Driver | type[Driver] | str | None
+    ) -> ManifestSource | None:
+        name = _driver_name(conformance_driver)
+        return _installed_manifest(name) if name is not None else None
+
+    @pytest.fixture
     def driver_machine(
-        self, virtcore_machine: Machine, conformance_driver: Driver | type[Driver] | None,
+        self, virtcore_machine: Machine,
+        conformance_driver: Driver | type[Driver] | str | None,
+        conformance_manifest: ManifestSource | None, monkeypatch: pytest.MonkeyPatch,
     ) -> Machine:
-        if conformance_driver is not None:
-            virtcore_machine.register_driver(conformance_driver)
+        _register_for_conformance(virtcore_machine, conformance_driver, conformance_manifest,
+                                  monkeypatch)
         return virtcore_machine
 
     @pytest.fixture

@@ -15,7 +15,10 @@ from virtcore import DeviceModel
 
 from virt_devtree import DeviceTree, Node
 
-CACHE = Path(os.environ.get("VIRTCORE_TEST_CACHE", "~/.cache/virtcore-tests")).expanduser()
+# Real blobs fetched once are kept in a temporary folder (the tests write nothing into the
+# user's folders); VIRTCORE_TEST_CACHE chooses another place.
+CACHE = Path(os.environ.get("VIRTCORE_TEST_CACHE")
+             or Path(tempfile.gettempdir(), f"virtcore-tests-{os.getuid()}")).expanduser()
 
 
 # -- dtc and its decompiled output, the oracle ---------------------------------------------

@@ -200,3 +200,16 @@ def test_malformed_status_and_compatible_do_not_break_enumeration() -> None:
     paths = [d.path for d in DevtreeTransport(tree).devices]
     assert "/soc/pic@f000" not in paths and "/intc@8000000" not in paths
     assert "/soc/pipe@1000" in paths
+
+
+def test_modalias_is_linux_6_1_of_form(transport) -> None:
+    """``of:N<name>T<type>C<compatible>...``; a node without ``device_type`` prints
+    ``T(null)`` as Linux 6.1's of_device_get_modalias does."""
+    devices = {d.path: d for d in transport.enumerate()}
+    assert devices["/soc/pipe@1000"].modalias == "of:NpipeT(null)Cvirtcore,virt-dev"
+    assert devices["/soc/legacy@2000"].modalias == "of:NlegacyT(null)Cacme,widgetCvirt-dev"
+    assert devices["/soc/pipe@1000"].to_dict()["modalias"] == "of:NpipeT(null)Cvirtcore,virt-dev"
+    transport.tree["/soc/legacy@2000"].set("device_type", "serial")
+    assert devices["/soc/legacy@2000"].modalias == "of:NlegacyTserialCacme,widgetCvirt-dev"
+    legacy = devices["/soc/legacy@2000"]
+    assert virtcore.parse_modalias(legacy.modalias).compatible == legacy.compatible

@@ -13,7 +13,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from virtcore import Device, DeviceIds, DeviceModel, MachineContext, Op, TransferError, Transport
+from virtcore import (
+    Device,
+    DeviceIds,
+    DeviceModel,
+    MachineContext,
+    Op,
+    TransferError,
+    Transport,
+    of_modalias,
+)
 
 from ._dtb import parse_dtb
 from ._dts import load_tree
@@ -219,6 +228,22 @@ class DevtreeTransport(Transport):
         return node
 
     # -- Transport API ---------------------------------------------------------------------
+
+    def modalias(self, device: Device) -> str | None:
+        """``of:N<name>T<type>C<compatible>...`` as Linux 6.1's ``of_device_get_modalias``
+        writes it: ``T(null)`` for a node without ``device_type``."""
+        try:
+            node = self.node(device)
+        except TransferError:
+            return None
+        prop = node.get("device_type")
+        device_type: str | None = None
+        if prop is not None:
+            try:
+                device_type = prop.as_strings()[0]
+            except TreeError:
+                device_type = prop.value.partition(b"\0")[0].decode("utf-8", "replace")
+        return of_modalias(node.name, device_type, node.compatible)
 
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind ``device``'s handle, if any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,54 @@ def test_system_pci_ids_names_when_installed():
         pytest.skip("no pci.ids installed (names are simply absent)")
     assert ids.vendor_name(0x8086) == "Intel Corporation"
     assert ids.class_name(0x020000) == "Ethernet controller"
+
+
+def _sysfs_modaliases() -> dict[str, str]:
+    root = Path("/sys/bus/pci/devices")
+    if not root.is_dir():
+        pytest.skip("no /sys/bus/pci on this system")
+    found = {}
+    for entry in sorted(root.iterdir()):
+        try:
+            found[entry.name] = (entry / "modalias").read_text().rstrip("\n")
+        except OSError:
+            continue
+    if not found:
+        pytest.skip("no readable modalias under /sys/bus/pci/devices")
+    return found
+
+
+def test_device_modalias_is_the_kernels_own(capsys):
+    """Every host device's modalias (Transport.modalias, ``run --host --json``) equals the
+    kernel's sysfs ``modalias`` file byte for byte."""
+    kernel = _sysfs_modaliases()
+    devices = HostPciTransport().enumerate()
+    mine = {d.platform_data.address.slot: d.modalias for d in devices}
+    assert {slot: mine[slot] for slot in kernel} == kernel
+    from virtcore._cli import main
+
+    assert main(["run", "--host", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["devices"]
+    shown = {r["path"].removeprefix("pci"): r["modalias"] for r in rows}
+    assert {slot: shown[slot] for slot in kernel} == kernel
+
+
+def test_match_modalias_of_a_real_device_ranks_as_its_ids(capsys):
+    """``virtcore match --modalias "$(cat .../modalias)"`` equals the --id/--subsystem/--class
+    call for the same device."""
+    from virtcore._cli import main
+
+    kernel = _sysfs_modaliases()
+    for device in HostPciTransport().enumerate():
+        alias = kernel.get(device.platform_data.address.slot)
+        if alias is None:
+            continue
+        ids = device.ids
+        assert main(["match", "--modalias", alias + "\n", "--json"]) == 0
+        by_alias = json.loads(capsys.readouterr().out)
+        assert main(["match", "--id", f"{ids.vendor:04x}:{ids.device:04x}", "--subsystem",
+                     f"{ids.subvendor:04x}:{ids.subdevice:04x}", "--class",
+                     f"{ids.class_:06x}", "--json"]) == 0
+        by_ids = json.loads(capsys.readouterr().out)
+        assert by_alias["candidates"] == by_ids["candidates"]
+        assert by_alias["device"] == by_ids["device"]

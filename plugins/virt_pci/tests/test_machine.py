@@ -177,3 +177,16 @@ def test_readme_example_builds():
     (device,) = transport.enumerate()
     assert device.irq == 11 and device.platform_data.regs.bar == 4
     assert [b.index for b in device.platform_data.function.bars] == [0, 1, 4, 5]
+
+
+def test_emulated_functions_carry_linux_modalias():
+    from virtcore import parse_modalias
+
+    devices = {d.path: d for d in load(GOOD).enumerate()}
+    net = devices["pci0000:00:03.0"]
+    assert net.modalias == "pci:v00001AF4d00001041sv00001AF4sd00000001bc02sc00i00"
+    assert net.to_dict()["modalias"] == net.modalias
+    assert parse_modalias(net.modalias).ids == net.ids
+    # subsystem IDs default to vendor and device; class to 0xff0000
+    assert devices["pci0000:00:04.0"].modalias == (
+        "pci:v00008086d0000100Esv00008086sd0000100EbcFFsc00i00")

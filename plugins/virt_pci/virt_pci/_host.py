@@ -220,6 +220,11 @@ class HostPciTransport(Transport):
             for info in self.read_devices()
         ]
 
+    def modalias(self, device: Device) -> str | None:
+        """The modalias computed from the IDs read (identical to sysfs's ``modalias``)."""
+        info = device.platform_data
+        return info.modalias if isinstance(info, HostPciDevice) else None
+
     def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
         """Always refused: virtcore never touches real hardware."""
         raise TransferError(

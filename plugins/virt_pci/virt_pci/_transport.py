@@ -163,6 +163,11 @@ class PciTransport(Transport):
             return segment.mmio_write_string(base + REG_WRITE_PORT, view)
         raise TransferError(f"unknown transfer operation {op!r}", device=device)
 
+    def modalias(self, device: Device) -> str | None:
+        """``pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X``, as Linux's sysfs writes it."""
+        info = device.platform_data
+        return info.modalias if isinstance(info, PciDeviceInfo) else None
+
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind the function's register block, if it has one."""
         info = device.platform_data

@@ -1,0 +1,173 @@
+"""The documentation's code blocks run as written, so the docs cannot drift from the code.
+
+Every ```python and ```toml block of README.md and docs/*.md is extracted:
+
+* blocks whose first line is ``# file: PATH`` together make a plugin source tree (one per
+  document); ``virtcore check`` must find no problem in it and its tests must pass;
+* other Python blocks are executed in a temporary folder, and pyflakes' rules (ruff ``F``)
+  must find no undefined or unused name;
+* other TOML blocks must parse and are validated by what they are: a plugin manifest (a copy
+  of a shipped manifest must equal it), a ``pyproject.toml`` fragment (entry points), or a
+  machine description (sections read by installed transports; a complete one is booted).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+from virtcore import Machine
+from virtcore._check import check_path
+from virtcore._manifest import validate_manifest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```$", re.M | re.S)
+FILE_MARK = re.compile(r"^# file: (?P<path>\S+)\n")
+SHIPPED = {p.parent.name: p for p in ROOT.glob("plugins/*/*/virtcore.toml")}
+SHIPPED["virtcore"] = ROOT / "virtcore" / "virtcore.toml"
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: Path
+    line: int
+    lang: str
+    text: str
+
+    @property
+    def file(self) -> str | None:
+        m = FILE_MARK.match(self.text)
+        return m.group("path") if m else None
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+
+
+def _blocks() -> list[Block]:
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            if m.group("lang") in ("python", "toml"):
+                line = text.count("\n", 0, m.start()) + 1
+                found.append(Block(doc, line, m.group("lang"), m.group("body")))
+    return found
+
+
+BLOCKS = _blocks()
+STANDALONE_PY = [b for b in BLOCKS if b.lang == "python" and b.file is None]
+STANDALONE_TOML = [b for b in BLOCKS if b.lang == "toml" and b.file is None]
+TREES = sorted({b.doc for b in BLOCKS if b.file is not None})
+
+
+def test_the_docs_have_code_to_check() -> None:
+    assert len(STANDALONE_PY) >= 3 and len(STANDALONE_TOML) >= 4 and TREES
+    assert ROOT / "docs" / "writing-plugins.md" in TREES
+
+
+@pytest.mark.parametrize("block", STANDALONE_PY, ids=lambda b: b.id)
+def test_python_block_runs(block: Block, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = compile(block.text, block.id, "exec")
+    module = type(sys)("docs_block")
+    monkeypatch.setitem(sys.modules, "docs_block", module)
+    module.__dict__["__name__"] = "docs_block"
+    exec(code, module.__dict__)  # noqa: S102 - the documented example, run as a reader would
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "python"], ids=lambda b: b.id)
+def test_python_block_has_no_undefined_or_unused_names(block: Block) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "F",
+         "--output-format", "concise", "--stdin-filename", "block.py", "-"],
+        input=block.text, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{block.id}:\n{proc.stdout}{proc.stderr}"
+
+
+def _check_entry_points(table: dict[str, Any], where: str) -> None:
+    eps = table.get("project", {}).get("entry-points", {}).get("virtcore.manifest")
+    assert isinstance(eps, dict) and eps, f"{where}: no virtcore.manifest entry point"
+    for name, value in eps.items():
+        package, sep, resource = value.partition(":")
+        assert sep and package.isidentifier() and resource.endswith(".toml"), (where, name)
+
+
+def _installed(*names: str) -> bool:
+    return all(importlib.util.find_spec(n) is not None for n in names)
+
+
+def _check_machine(raw: dict[str, Any], block: Block, tmp_path: Path) -> None:
+    sections = {k: v for k, v in raw.items() if k not in ("name", "description")}
+    assert isinstance(raw.get("name"), str) and sections, block.id
+    with Machine("docs") as machine:
+        for section, table in sections.items():
+            assert isinstance(table, dict), f"{block.id}: [{section}] is not a table"
+            if machine.transport_for_section(section) is None:
+                pytest.skip(f"no installed transport reads [{section}]")
+        if not all(sections.values()):
+            return  # a sketch of the format: its sections are described further down
+        for args in (d.get("args", {}) for t in sections.values() for d in
+                     t.get("devices", []) + t.get("nodes", [])):
+            for key in ("input",):
+                if key in args:
+                    (tmp_path / args[key]).write_bytes(b"documented input\n")
+        path = tmp_path / "machine.toml"
+        path.write_text(block.text, encoding="utf-8")
+        devices = machine.load(path)
+        assert devices and all(d.status.value == "bound" for d in devices), [
+            (d.path, d.status.value, d.error) for d in devices]
+
+
+@pytest.mark.parametrize("block", STANDALONE_TOML, ids=lambda b: b.id)
+def test_toml_block_is_valid(block: Block, tmp_path: Path) -> None:
+    raw = tomllib.loads(block.text)
+    if "schema-version" in raw:
+        manifest = validate_manifest(raw, block.id)
+        shipped = SHIPPED.get(manifest.name)
+        if shipped is not None:
+            assert raw == tomllib.loads(shipped.read_text(encoding="utf-8")), (
+                f"{block.id} shows plugin {manifest.name!r}'s manifest, but it differs from "
+                f"{shipped.relative_to(ROOT)}")
+    elif "project" in raw or "build-system" in raw or "tool" in raw:
+        _check_entry_points(raw, block.id)
+    elif "name" in raw:
+        _check_machine(raw, block, tmp_path)
+    else:
+        pytest.fail(f"{block.id}: a TOML block that is neither a manifest, a pyproject.toml "
+                    "nor a machine description")
+
+
+@pytest.mark.parametrize("doc", TREES, ids=lambda d: str(d.relative_to(ROOT)))
+def test_documented_plugin_tree_checks_and_passes_its_tests(doc: Path, tmp_path: Path) -> None:
+    root = tmp_path / "plugin"
+    for block in (b for b in BLOCKS if b.doc == doc and b.file is not None):
+        target = root / block.file  # type: ignore[operator]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a", encoding="utf-8") as fh:
+            fh.write(FILE_MARK.sub("", block.text, count=1))
+    for folder in {p.parent for p in root.rglob("*.toml")} - {root}:
+        (folder / "__init__.py").touch()  # as `virtcore new-plugin` writes it
+    result = check_path(root)
+    assert result.ok, result.problems
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+                          cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]

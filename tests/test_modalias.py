@@ -1,0 +1,76 @@
+"""Modaliases: the forms Linux writes, parsed back by prefix; each transport supplies its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from virtcore import (
+    DeviceIds,
+    LoopbackTransport,
+    Machine,
+    ModaliasTarget,
+    of_modalias,
+    parse_modalias,
+    pci_modalias,
+    register_modalias_parser,
+)
+from virtcore._modalias import MODALIAS_PARSERS
+
+
+def test_pci_form_is_linux_sysfs_form() -> None:
+    ids = DeviceIds(0x1AF4, 0x1041, 0x1AF4, 0x1100, 0x020000)
+    assert pci_modalias(ids) == "pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00"
+    # what /sys/bus/pci/devices/*/modalias holds for a host bridge without subsystem IDs
+    assert pci_modalias(DeviceIds(0x8086, 0x0D57, 0, 0, 0x060000)) == (
+        "pci:v00008086d00000D57sv00000000sd00000000bc06sc00i00")
+    assert parse_modalias(pci_modalias(ids)) == ModaliasTarget(ids)
+    assert parse_modalias("pci:v00001af4d00001041sv00001af4sd00001100bc02sc00i00\n").ids == ids
+
+
+def test_of_form_is_linux_6_1_of_device_get_modalias() -> None:
+    # no device_type property: the kernel's %s of a NULL pointer, "(null)"
+    assert of_modalias("pipe@10000000", None, ["virtcore,virt-pipe", "virtcore,virt-dev"]) == (
+        "of:NpipeT(null)Cvirtcore,virt-pipeCvirtcore,virt-dev")
+    assert of_modalias("serial@9000000", "serial", ["arm,pl011", "arm,primecell"]) == (
+        "of:NserialTserialCarm,pl011Carm,primecell")
+    assert of_modalias("odd", "", ["has space"]) == "of:NoddTChas_space"
+    assert parse_modalias("of:NpipeT(null)Cvirtcore,virt-pipeCvirtcore,virt-dev") == (
+        ModaliasTarget(None, ("virtcore,virt-pipe", "virtcore,virt-dev")))
+    assert parse_modalias("of:NserialTserialCarm,pl011").compatible == ("arm,pl011",)
+
+
+def test_parsers_are_keyed_by_prefix_and_extensible() -> None:
+    def parse_demo(alias: str) -> ModaliasTarget:
+        return ModaliasTarget(DeviceIds(int(alias[6:10], 16), int(alias[11:15], 16)))
+
+    with pytest.raises(ValueError, match="no known prefix"):
+        parse_modalias("demo:v1234d0001")
+    register_modalias_parser("demo", parse_demo)
+    try:
+        assert parse_modalias("demo:v1234d0001").ids == DeviceIds(0x1234, 0x0001)
+        with pytest.raises(ValueError, match="already has a parser"):
+            register_modalias_parser("demo", parse_demo)
+    finally:
+        del MODALIAS_PARSERS["demo"]
+    with pytest.raises(ValueError, match="lower-case"):
+        register_modalias_parser("Bad:", parse_demo)
+
+
+def test_transport_supplies_the_modalias() -> None:
+    class PciLike(LoopbackTransport):
+        bus = "pci"
+
+        def modalias(self, device):
+            return pci_modalias(device.ids)
+
+    machine = Machine(autoload=False)
+    loop = LoopbackTransport()
+    machine.add_transport(loop)
+    plain = loop.add("plain", compatible=["acme,x"])
+    pci = PciLike()
+    machine.add_transport(pci)
+    dev = pci.add("pci0", ids=DeviceIds(0x1234, 0x5678, 0, 0, 0xFF0000))
+    assert plain.modalias is None and plain.to_dict()["modalias"] is None
+    assert dev.modalias == "pci:v00001234d00005678sv00000000sd00000000bcFFsc00i00"
+    assert dev.to_dict()["modalias"] == dev.modalias
+    machine.close()
