@@ -234,3 +234,11 @@ def test_memory_section_errors_name_the_key(
             machine.load(_description(section))
         assert info.value.section == "memory"
         assert info.value.key == key
+
+
+def test_alloc_without_zeroing_keeps_old_bytes(mem: GuestMemory) -> None:
+    gpa = mem.alloc(4)
+    mem.write(gpa, b"old!")
+    mem.free(gpa)
+    assert mem.alloc(4, zero=False) == gpa
+    assert mem.read(gpa, 4) == b"old!"

@@ -277,10 +277,11 @@ class GuestMemory:
 
     # -- DMA allocator ---------------------------------------------------------------------
 
-    def alloc(self, size: int, *, align: int = 16) -> int:
-        """Allocate ``size`` zeroed bytes aligned to ``align`` (a power of 2); return the GPA.
+    def alloc(self, size: int, *, align: int = 16, zero: bool = True) -> int:
+        """Allocate ``size`` bytes aligned to ``align`` (a power of 2); return the GPA.
 
-        First fit over the regions' free space.
+        First fit over the regions' free space.  The block is zero-filled unless ``zero`` is
+        false (for buffers the caller overwrites anyway).
 
         :raises GuestMemoryError: a size < 1, a bad alignment, or no free block large enough.
         """
@@ -305,8 +306,8 @@ class GuestMemory:
                 raise GuestMemoryError(
                     f"out of DMA memory: no free block of {size} byte(s) aligned to {align} "
                     f"({self._free_bytes()} byte(s) free)", length=size)
-        view = self.view(gpa, size)
-        view[:] = bytes(size)
+        if zero:
+            self.view(gpa, size)[:] = bytes(size)
         return gpa
 
     def free(self, gpa: int) -> None:

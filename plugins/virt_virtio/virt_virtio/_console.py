@@ -148,6 +148,3 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
 
     def reset_device(self) -> None:
         """A reset drops nothing on the host side: bytes not yet delivered stay queued."""
-
-    def status(self) -> int:
-        return super().status()

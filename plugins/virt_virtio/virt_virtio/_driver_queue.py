@@ -145,7 +145,9 @@ class DriverQueue:
                 raise QueueFullError(self.index, f"{need} descriptor(s) needed, "
                                      f"{len(self._free)} free")
             try:
-                block = self.memory.alloc(table_bytes + sum(sizes), align=DESC_ALIGN)
+                block = self.memory.alloc(table_bytes + sum(sizes), align=DESC_ALIGN,
+                                          zero=False)  # every byte is written, or is the
+                # device's to fill: the driver never reads past the used length
             except Exception as exc:
                 raise QueueFullError(self.index, f"no DMA memory: {exc}") from None
             view = self.memory.view(block, table_bytes + sum(sizes))
