@@ -242,3 +242,11 @@ def test_alloc_without_zeroing_keeps_old_bytes(mem: GuestMemory) -> None:
     mem.free(gpa)
     assert mem.alloc(4, zero=False) == gpa
     assert mem.read(gpa, 4) == b"old!"
+
+
+def test_docs_example_runs() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "guest-memory.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/guest-memory.md", "exec"), {})
