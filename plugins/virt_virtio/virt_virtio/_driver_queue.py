@@ -161,13 +161,14 @@ class DriverQueue:
             for length in sizes[len(outs):]:
                 addrs.append((block + pos, length, VIRTQ_DESC_F_WRITE))
                 pos += length
-            view.release()
             if use_indirect:
+                last = n - 1
                 for i, (addr, length, flags) in enumerate(addrs):
-                    more = VIRTQ_DESC_F_NEXT if i + 1 < n else 0
-                    self.memory.write(block + DESC_SIZE * i,
-                                      DESC.pack(addr, length, flags | more, i + 1 if more else 0))
+                    DESC.pack_into(view, DESC_SIZE * i, addr, length,
+                                   flags if i == last else flags | VIRTQ_DESC_F_NEXT,
+                                   0 if i == last else i + 1)
                 addrs = [(block, table_bytes, VIRTQ_DESC_F_INDIRECT)]
+            view.release()
             descriptors = [self._free.pop() for _ in addrs]
             for i, (addr, length, flags) in enumerate(addrs):
                 more = i + 1 < len(addrs)
