@@ -1,6 +1,6 @@
 """Split virtqueue round trips (virt_virtio), as ratios to a plain Python buffer copy.
 
-    python benchmarks/bench_virtqueue.py [--mib 32] [--rounds 7]
+    python benchmarks/bench_virtqueue.py [--mib 32] [--rounds 7] [--chunk-kib 64]
 
 No transport: a ``DriverQueue`` and a ``DeviceQueue`` share one ``GuestMemory``, as the
 virtio transports and a vhost-user back-end arrange it.  Three workloads:
@@ -37,7 +37,7 @@ from virt_virtio import features as feat
 
 from virtcore import GuestMemory
 
-CHUNK = 65536
+CHUNK = 65536  # bytes per chain; --chunk-kib changes it
 
 
 class Host:
@@ -87,7 +87,7 @@ def plain_copy(payload: bytes, chunk: int) -> Callable[[], None]:
 
 def console_receive(payload: bytes) -> Callable[[], None]:
     """Set up (the host side holds the payload: not timed), then the timed receive loop."""
-    memory = GuestMemory(1 << 20)
+    memory = GuestMemory(2 * CHUNK + (1 << 20))
     model = VirtioConsole(capacity=len(payload))
     host = Host(model, memory, 4)
     assert model.host_write(payload) == len(payload)
@@ -106,7 +106,7 @@ def console_receive(payload: bytes) -> Callable[[], None]:
 
 
 def blk_read(image: Path, size: int) -> Callable[[], None]:
-    memory = GuestMemory(1 << 20)
+    memory = GuestMemory(2 * CHUNK + (1 << 20))
     model = VirtioBlk(image, readonly=True)
     host = Host(model, memory, 4)
 
@@ -123,7 +123,7 @@ def blk_read(image: Path, size: int) -> Callable[[], None]:
 
 
 def ring_only(count: int) -> Callable[[], None]:
-    memory = GuestMemory(1 << 20)
+    memory = GuestMemory(2 * CHUNK + (1 << 20))
     drv = DriverQueue(memory, 0, 256, event_idx=True, indirect=True)
     dev = DeviceQueue(memory, 0, 256, drv.desc_addr, drv.avail_addr, drv.used_addr,
                       event_idx=True, indirect=True)
@@ -162,7 +162,10 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--chunk-kib", type=int, default=64)
     args = parser.parse_args()
+    global CHUNK
+    CHUNK = args.chunk_kib << 10
     size = args.mib << 20
     payload = os.urandom(size)
     chains = size // CHUNK
@@ -173,6 +176,7 @@ def main() -> int:
                 lambda: console_receive(payload), args.rounds, size, chains)
         compare("blk read", plain_copy(payload, CHUNK), lambda: blk_read(image, size),
                 args.rounds, size, chains)
+    print(f"(chains of {CHUNK >> 10} KiB)")
     small = 20000
     compare("ring only (1 B)", plain_copy(payload[:small], 1), lambda: ring_only(small),
             args.rounds, small, small)
