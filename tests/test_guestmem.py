@@ -180,13 +180,14 @@ def test_closed_memory_refuses_access(mem: GuestMemory) -> None:
 
 @pytest.mark.parametrize("text, value", [
     (4096, 4096), ("4096", 4096), ("64M", 64 << 20), ("1G", 1 << 30), ("16 KiB", 16 << 10),
-    ("0x1000", 0x1000), ("2m", 2 << 20),
+    ("0x1000", 0x1000), ("2m", 2 << 20), ("0xAB", 0xAB), ("0x10 MiB", 16 << 20), ("512B", 512),
+    ("1gb", 1 << 30), ("010", 10),
 ])
 def test_parse_size(text: object, value: int) -> None:
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("bad", ["", "M", "12Q", True, 1.5, None])
+@pytest.mark.parametrize("bad", ["", "M", "12Q", "1.5G", "-4", "4 MM", True, 1.5, None])
 def test_parse_size_refuses(bad: object) -> None:
     with pytest.raises(ValueError, match="expected a size"):
         parse_size(bad)
