@@ -10,15 +10,16 @@ def test_public_names_are_pinned() -> None:
     assert set(virtcore.__all__) == {
         "ANY", "API_VERSION", "Catalog", "DeclineProbe", "DeferProbe", "Device",
         "DeviceError", "DeviceIds", "DeviceModel", "DeviceRemovedError", "DeviceStatus",
-        "Driver", "DriverError", "DriverSlot", "FileOperations", "IdEntry", "IdTableError",
+        "Driver", "DriverError", "DriverSlot", "FileOperations", "GuestMemory", "GuestMemoryError",
+        "IdEntry", "IdTableError",
         "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
-        "MatchReport", "MiscDevice", "ModaliasTarget", "MiscDeviceError", "MiscFile", "Op",
-        "PluginError",
-        "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel", "StreamModel",
-        "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError", "__version__",
-        "discover", "hookimpl", "of_modalias", "parse_manifest", "parse_modalias",
-        "pci_modalias", "read_manifest", "register_modalias_parser",
+        "MatchReport", "MemoryRegion", "MiscDevice", "MiscDeviceError", "MiscFile",
+        "ModaliasTarget", "Op", "PluginError", "PluginLoadError", "PluginRecord",
+        "PluginStatus", "QueueModel", "StreamModel", "TransferError", "TransferTimeoutError",
+        "Transport", "VirtcoreError", "__version__", "discover", "hookimpl", "of_modalias",
+        "parse_manifest", "parse_modalias", "pci_modalias", "read_manifest",
+        "register_modalias_parser",
     }
     for name in virtcore.__all__:
         assert hasattr(virtcore, name), name
@@ -26,6 +27,6 @@ def test_public_names_are_pinned() -> None:
 
 def test_errors_form_one_hierarchy() -> None:
     for name in ("ManifestError", "PluginError", "DriverError", "DeviceError", "TransferError",
-                 "MiscDeviceError", "MachineFileError"):
+                 "MiscDeviceError", "MachineFileError", "GuestMemoryError"):
         assert issubclass(getattr(virtcore, name), virtcore.VirtcoreError)
     assert issubclass(virtcore.TransferTimeoutError, TimeoutError)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._device import Device
 from ._errors import MachineFileError, PluginError
+from ._guestmem import GuestMemoryError, memory_from_section
 from ._machine_file import MachineContext
 from ._transport import Transport
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from ._machine import Machine
 
 TOP_KEYS = ("name", "description")
+MEMORY_SECTION = "memory"
+"""The core's own section: the machine's guest memory (``size``, ``base``)."""
 
 
 def read_description(path: str | Path) -> dict[str, Any]:
@@ -98,10 +101,15 @@ def _load_mapping(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise MachineFileError("'description' must be a string", path=path, key="description")
+    if MEMORY_SECTION in data:  # before the transports, which may allocate in it
+        try:
+            machine.memory = memory_from_section(data[MEMORY_SECTION], path, MEMORY_SECTION)
+        except GuestMemoryError as exc:
+            raise MachineFileError(exc.reason, path=path, section=MEMORY_SECTION) from None
     transports: list[Transport] = []
     first_model = len(machine.models)
     for section, table in data.items():
-        if section in TOP_KEYS:
+        if section in TOP_KEYS or section == MEMORY_SECTION:
             continue
         decl = machine.transport_for_section(section)
         if decl is None and not isinstance(table, Mapping):
@@ -116,7 +124,8 @@ def _load_mapping(
                            if d.machine_section)
             raise MachineFileError(
                 f"no installed transport reads this section (sections known: "
-                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)})",
+                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)}; "
+                f"core section: {MEMORY_SECTION})",
                 path=path, section=section)
         if not isinstance(table, Mapping):
             raise MachineFileError("expected a table", path=path, section=section)
