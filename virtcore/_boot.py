@@ -7,7 +7,6 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ._device import Device
 from ._errors import MachineFileError, PluginError
 from ._machine_file import MachineContext
+from ._toml import TOMLError, loads
 from ._transport import Transport
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -35,8 +30,8 @@ def read_description(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise MachineFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, TOMLError) as exc:
         raise MachineFileError(f"invalid TOML: {exc}", path=path) from None
 
 
