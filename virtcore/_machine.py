@@ -269,6 +269,8 @@ class Machine:
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise DriverError(f"invalid driver name {name!r}", driver=str(name))
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise DriverError(f"priority must be an integer, not {priority!r}", driver=name)
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table
         for i, raw in enumerate(raw_table):
