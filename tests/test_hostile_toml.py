@@ -201,7 +201,8 @@ def test_quotes_in_strings_do_not_hide_real_nesting() -> None:
 
 
 def test_every_problem_is_a_toml_error() -> None:
-    for text in ["a = ", "a = 1\na = 2", "x = " + "1" * 5000, "x = -0x1", "x = 9223372036854775808"]:
+    for text in ["a = ", "a = 1\na = 2", "x = " + "1" * 5000, "x = -0x1",
+                 "x = 9223372036854775808"]:
         with pytest.raises(TOMLError):
             loads(text)
     assert loads("x = -9223372036854775808\ny = 9223372036854775807") == {

@@ -34,7 +34,6 @@ from virtcore import (
     DeviceError,
     DeviceIds,
     Driver,
-    DriverError,
     FileOperations,
     IdEntry,
     Machine,

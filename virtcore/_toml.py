@@ -115,13 +115,19 @@ def _check_brackets(text: str, max_depth: int) -> None:
             newline = text.find("\n", pos)
             pos = end if newline < 0 else newline + 1
         elif text.startswith('"""', pos):
-            pos = _close_multiline(text, _ML_BASIC.match(text, pos + 3).end(), '"')
+            pos = _close_multiline(text, _skip(_ML_BASIC, text, pos + 3), '"')
         elif text.startswith("'''", pos):
-            pos = _close_multiline(text, _ML_LITERAL.match(text, pos + 3).end(), "'")
+            pos = _close_multiline(text, _skip(_ML_LITERAL, text, pos + 3), "'")
         elif char == '"':
-            pos = _BASIC.match(text, pos + 1).end() + 1
+            pos = _skip(_BASIC, text, pos + 1) + 1
         else:
-            pos = _LITERAL.match(text, pos + 1).end() + 1
+            pos = _skip(_LITERAL, text, pos + 1) + 1
+
+
+def _skip(body: re.Pattern[str], text: str, pos: int) -> int:
+    """Where a string body starting at ``pos`` ends (the patterns match the empty string)."""
+    found = body.match(text, pos)
+    return found.end() if found is not None else pos
 
 
 def _close_multiline(text: str, pos: int, quote: str) -> int:
