@@ -5,7 +5,7 @@
 The parser recurses once per nested array or inline table, so a few hundred levels
 (``a = [[[[...]]]]``) exhaust the interpreter's stack.  Before parsing, a linear scan counts
 bracket and brace depth outside strings and comments and refuses text nested deeper than
-:data:`MAX_DEPTH`.  After parsing, one iterative walk of the result refuses nesting built with
+:data:`MAX_DEPTH`, and unquoted keys or values longer than :data:`MAX_BARE` characters.  After parsing, one iterative walk of the result refuses nesting built with
 dotted keys or table headers (``a.b.c.d = 1``, which the parser builds without recursing) and
 integers outside TOML's 64-bit range (the parser accepts them; they break JSON output and
 every consumer that assumes TOML's range).
@@ -28,10 +28,16 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 MAX_DEPTH: Final = 64
 """Deepest nesting of tables and arrays accepted (the document itself is depth 0)."""
 
+MAX_BARE: Final = 256
+"""Longest run of unquoted key or value characters (between dots): the parser's number
+regular expression needs about 130 bytes of memory per digit, and no integer TOML allows is
+longer than a few dozen characters (quote long keys)."""
+
 INT_MIN: Final = -(1 << 63)
 INT_MAX: Final = (1 << 63) - 1
 
 _SPECIAL: Final = re.compile(r"[\[\]{}\"'#]")
+_LONG_BARE: Final = re.compile(rf"[^\s\[\]{{}}\"'#=,.]{{{MAX_BARE + 1}}}")
 # the bodies of the four kinds of strings, as "unrolled loops" (no per-character alternation)
 _BASIC: Final = re.compile(r'[^"\\\n]*(?:\\[^\n][^"\\\n]*)*')
 _ML_BASIC: Final = re.compile(r'[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*', re.DOTALL)
@@ -97,19 +103,31 @@ def _check_brackets(text: str, max_depth: int) -> None:
     pos = 0
     end = len(text)
     search = _SPECIAL.search
+    long_bare = _LONG_BARE.search
+    dots = 0  # dots since the last ',', bracket or newline: a dotted key's (and a float's)
     while True:
         found = search(text, pos)
+        stop = end if found is None else found.start()
+        bare = long_bare(text, pos, stop)
+        if bare is not None:
+            raise TOMLError(f"unquoted key or value of more than {MAX_BARE} characters "
+                            f"({_position(text, bare.start())})")
+        # the parser builds a dotted key's parts in quadratic time: refuse far too many
+        # (the walk after parsing checks the depth they make exactly)
+        dots = _count_dots(text, pos, stop, dots, 2 * max_depth)
         if found is None:
             return
         pos = found.start()
         char = text[pos]
         if char in "[{":
             depth += 1
+            dots = 0
             if depth > max_depth:
                 raise TOMLNestingError(max_depth, _position(text, pos))
             pos += 1
         elif char in "]}":
             depth = max(depth - 1, 0)
+            dots = 0
             pos += 1
         elif char == "#":
             newline = text.find("\n", pos)
@@ -122,6 +140,27 @@ def _check_brackets(text: str, max_depth: int) -> None:
             pos = _skip(_BASIC, text, pos + 1) + 1
         else:
             pos = _skip(_LITERAL, text, pos + 1) + 1
+
+
+def _count_dots(text: str, start: int, stop: int, dots: int, limit: int) -> int:
+    """Count the dots of ``text[start:stop]`` onto ``dots``, starting again at each ',' or
+    newline (where a new key starts); refuse a count over ``limit``.  Returns the count at
+    ``stop``."""
+    total = text.count(".", start, stop)
+    if dots + total <= limit:  # the common case: nothing to split
+        reset = max(text.rfind(",", start, stop), text.rfind("\n", start, stop))
+        return dots + total if reset < 0 else text.count(".", reset, stop)
+    pos = start
+    while True:
+        comma, newline = text.find(",", pos, stop), text.find("\n", pos, stop)
+        reset = newline if comma < 0 else comma if newline < 0 else min(comma, newline)
+        piece_end = stop if reset < 0 else reset
+        dots += text.count(".", pos, piece_end)
+        if dots > limit:
+            raise TOMLNestingError(limit // 2, _position(text, piece_end))
+        if reset < 0:
+            return dots
+        dots, pos = 0, reset + 1
 
 
 def _skip(body: re.Pattern[str], text: str, pos: int) -> int:
