@@ -101,3 +101,15 @@ def test_models_built_before_an_error_are_closed(tmp_path) -> None:
         _load(tmp_path, [{"path": "/p", "dev-id": [1, 2], "model": "fifo"},
                          {"path": "/q", "props": {"phandle": 0}}], built)
     assert built and all(model.closed for model in built)
+
+
+@pytest.mark.parametrize(("entry", "key"), [
+    ({"compatible": ["acme\x00,x"]}, "compatible"),
+    ({"status": "ok\x00ay"}, "status"),
+    ({"props": {"label": "a\x00b"}}, "props.label"),
+    ({"props": {"reg": [1 << 32]}}, "props.reg"),
+])
+def test_values_the_tree_refuses_name_their_key(tmp_path, entry, key) -> None:
+    # found by benchmarks/fuzz_toml.py: a NUL in a compatible string escaped as ValueError
+    message = _error(tmp_path, [{"path": "/n", **entry}])
+    assert f"key 'nodes[0].{key}': " in message

@@ -213,7 +213,7 @@ def _node_props(node: Node, entry: Mapping[str, Any], context: MachineContext, k
         if (not isinstance(compatible, list) or not compatible
                 or not all(isinstance(c, str) and c for c in compatible)):
             context.fail("expected a string or a non-empty list of strings", f"{key}.compatible")
-        node.set("compatible", compatible)
+        _put(node, "compatible", compatible, context, f"{key}.compatible")
     if dev_id is not None:
         if (not isinstance(dev_id, list) or len(dev_id) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF
@@ -227,7 +227,7 @@ def _node_props(node: Node, entry: Mapping[str, Any], context: MachineContext, k
     if "status" in entry:
         if not isinstance(entry["status"], str):
             context.fail("expected a string such as 'okay' or 'disabled'", f"{key}.status")
-        node.set("status", entry["status"])
+        _put(node, "status", entry["status"], context, f"{key}.status")
     props = entry.get("props", {})
     if not isinstance(props, Mapping):
         context.fail("expected a table of property = value", f"{key}.props")
@@ -252,6 +252,12 @@ def _set(node: Node, name: str, value: object, context: MachineContext, key: str
     if not ok:
         context.fail("expected a cell, a list of cells" + ("" if cells else
                      ", a string, a list of strings or true"), key)
+    _put(node, name, value, context, key)
+
+
+def _put(node: Node, name: str, value: object, context: MachineContext, key: str) -> None:
+    """``node.set`` with its ValueError (a NUL in a string, a cell over 32 bits, a bad
+    property name) reported against ``key``."""
     try:
         node.set(name, value)  # type: ignore[arg-type]
     except ValueError as exc:
