@@ -18,7 +18,6 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
 FLOOR = 4096
 
 

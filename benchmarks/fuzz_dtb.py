@@ -27,7 +27,6 @@ import traceback
 from pathlib import Path
 
 from _campaign import MutationStats, family_table, run_one
-
 from virt_devtree import DeviceTree, DevtreeTransport, DtbError, TreeError, parse_dtb, write_dtb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "virt_devtree" /
