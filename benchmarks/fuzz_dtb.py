@@ -19,6 +19,7 @@ seconds, printing the seed and iteration to reproduce it.  The families phase (s
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import struct
 import sys
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[64_000, 256_000, 1_024_000],
                         help="blob sizes of the families phase (none: skip it)")
     args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # the transports' warnings about mutated inputs
     status = run(args.iterations, args.seed, args.corpus, args.slow, args.trace_every)
     if status == 0 and args.sizes:
         families(args.sizes)

@@ -17,6 +17,7 @@ first escape or on an input slower than ``--slow`` seconds, with the seed and it
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import sys
 import tempfile
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[64_000, 256_000, 1_024_000],
                         help="input sizes of the families phase (none: skip it)")
     args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # the transports' warnings about mutated inputs
     with tempfile.TemporaryDirectory() as folder:
         status = run(args.iterations, args.seed, args.slow, args.trace_every, Path(folder))
     if status == 0 and args.sizes:
