@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from virtcore import IdEntry, IdTableError, Machine, ManifestError
+from virtcore import IdEntry, IdTableError, Machine, MachineFileError, ManifestError
 from virtcore._cli import main
 from virtcore._manifest import parse_manifest
 from virtcore._toml import MAX_DEPTH, TOMLError, TOMLNestingError, loads
@@ -207,3 +207,21 @@ def test_every_problem_is_a_toml_error() -> None:
             loads(text)
     assert loads("x = -9223372036854775808\ny = 9223372036854775807") == {
         "x": -(1 << 63), "y": (1 << 63) - 1}
+
+
+def test_a_device_path_clash_at_boot_names_the_file_and_undoes_the_load(tmp_path: Path,
+                                                                        ) -> None:
+    # passes every per-section check, fails only when the devices are added
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\n[loopback]\n[[loopback.devices]]\npath = "d0"\n'
+                    '[[loopback.devices]]\npath = "d1"\nmodel = "queue"\n')
+    machine = Machine("m", plugins=["virtcore"])
+    first = machine.load(path)
+    models = list(machine.models)
+    with pytest.raises(MachineFileError) as info:
+        machine.load(path)
+    assert str(info.value) == (f"{path} [loopback]: device d0: a device with this path "
+                               "already exists")
+    assert machine.devices() == first and machine.models == models
+    assert len(machine.transports) == 1
+    machine.close()

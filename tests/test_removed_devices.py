@@ -161,3 +161,17 @@ def test_concurrent_removal_never_leaves_a_removed_device_bound() -> None:
     machine.close()
     assert driver.bound == set()
     assert len(driver.probed) == len(driver.removed)
+
+
+def test_unplugging_a_loopback_device_twice_is_a_device_error() -> None:
+    from virtcore import LoopbackTransport
+
+    machine, driver = _machine()
+    bus = LoopbackTransport()
+    machine.add_transport(bus)
+    device = bus.add("d0", ids=(0x1234, 1))
+    bus.remove(device)
+    with pytest.raises(DeviceError, match="loopback:d0: not a device of this transport"):
+        bus.remove(device)
+    assert driver.probed == driver.removed == ["loopback:d0"]
+    machine.close()
