@@ -8,21 +8,16 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 from __future__ import annotations
 
 import difflib
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
-from ._errors import MachineFileError, PluginError
+from ._errors import DeviceError, MachineFileError, PluginError
 from ._guestmem import GuestMemoryError, memory_from_section
 from ._machine_file import MachineContext
+from ._toml import TOMLError, loads
 from ._transport import Transport
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     from ._machine import Machine
@@ -39,8 +34,8 @@ def read_description(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise MachineFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, TOMLError) as exc:
         raise MachineFileError(f"invalid TOML: {exc}", path=path) from None
 
 
@@ -73,8 +68,8 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
             first_model = len(machine.models)
             transport = from_file(path, context)
             machine.name = path.stem
-            return _boot(machine, [transport], {"name": path.stem, "source": str(path)},
-                         first_model)
+            return _boot(machine, [(context.section, transport)],
+                         {"name": path.stem, "source": str(path)}, first_model, path)
     known = sorted({".toml", *(t for d in machine.transport_decls().values()
                                for t in d.file_types)})
     raise MachineFileError(
@@ -106,7 +101,7 @@ def _load_mapping(
             machine.memory = memory_from_section(data[MEMORY_SECTION], path, MEMORY_SECTION)
         except GuestMemoryError as exc:
             raise MachineFileError(exc.reason, path=path, section=MEMORY_SECTION) from None
-    transports: list[Transport] = []
+    transports: list[tuple[str, Transport]] = []
     first_model = len(machine.models)
     for section, table in data.items():
         if section in TOP_KEYS or section == MEMORY_SECTION:
@@ -131,20 +126,39 @@ def _load_mapping(
             raise MachineFileError("expected a table", path=path, section=section)
         cls = _transport_class(machine, decl.name, path, section)
         context = MachineContext(path, section, machine.create_model)
-        transports.append(cls.from_machine(table, context))
+        transports.append((section, cls.from_machine(table, context)))
     if not transports:
         raise MachineFileError("the machine has no transport section", path=path)
     machine.name = name
-    return _boot(machine, transports, data, first_model)
+    return _boot(machine, transports, data, first_model, path)
 
 
 def _boot(
-    machine: Machine, transports: list[Transport], description: Any, first_model: int
+    machine: Machine, transports: list[tuple[str, Transport]], description: Any,
+    first_model: int, path: Path | None,
 ) -> list[Device]:
     devices: list[Device] = []
-    for transport in transports:
-        devices.extend(machine.add_transport(transport))
+    for done, (section, transport) in enumerate(transports, 1):
+        try:
+            devices.extend(machine.add_transport(transport))
+        except DeviceError as exc:  # a path another section (or an earlier load) has
+            _undo(machine, [t for _, t in transports[:done]], first_model)
+            raise MachineFileError(str(exc), path=path, section=section) from None
     for model in machine.models[first_model:]:  # those this description created
         model.start()
     machine._call("virtcore_machine_loaded", machine=machine, description=description)
     return devices
+
+
+def _undo(machine: Machine, transports: list[Transport], first_model: int) -> None:
+    """Take back what a failed load added: its devices, transports and models."""
+    for transport in transports:
+        for device in reversed(machine.devices()):
+            if device.transport is transport:
+                machine.remove_device(device)
+        if transport in machine.transports:
+            machine.transports.remove(transport)
+        transport.close()
+    models, machine.models[first_model:] = machine.models[first_model:], []
+    for model in models:
+        model.close()

@@ -17,12 +17,10 @@ from ._errors import ManifestError, PluginLoadError
 from ._loader import check_kind, import_python_name
 from ._manifest import Manifest, read_manifest
 from ._model import DeviceModel
+from ._toml import TOMLError, loads
 from ._transport import Transport
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+_EP_KEY = 'project.entry-points."virtcore.manifest"'
 
 
 @dataclass(slots=True)
@@ -120,17 +118,28 @@ def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
             "not a plugin source tree: no pyproject.toml here (give the folder holding the "
             "plugin's pyproject.toml, or its virtcore.toml manifest)", path=root)
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        data = loads(pyproject.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ManifestError(f"cannot read: {exc.strerror or exc}", path=pyproject) from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8: {exc}", path=pyproject) from None
+    except TOMLError as exc:
         raise ManifestError(f"invalid TOML: {exc}", path=pyproject) from None
-    eps = data.get("project", {}).get("entry-points", {}).get("virtcore.manifest")
+    eps: object = data
+    for part in ("project", "entry-points", "virtcore.manifest"):
+        eps = eps.get(part) if isinstance(eps, dict) else None
     if not isinstance(eps, dict) or not eps:
-        raise ManifestError("no [project.entry-points.\"virtcore.manifest\"] table",
-                            path=pyproject, key="project.entry-points")
+        raise ManifestError(f"no [{_EP_KEY}] table", path=pyproject, key=_EP_KEY)
     for name, value in eps.items():
-        package, _, resource = str(value).partition(":")
+        if not isinstance(value, str):
+            raise ManifestError(f"expected a string 'package:manifest.toml', not {value!r}",
+                                path=pyproject, key=f"{_EP_KEY}.{name}")
+        package, _, resource = value.partition(":")
+        if (not package or not resource or "." in package or "/" in resource
+                or "\\" in resource or resource in (".", "..")):
+            raise ManifestError(f"expected 'package:manifest.toml' (a top-level package and "
+                                f"a file in it), not {value!r}",
+                                path=pyproject, key=f"{_EP_KEY}.{name}")
         for import_root in (root / "src", root):
             candidate = import_root / package / resource
             if candidate.is_file():
@@ -139,7 +148,7 @@ def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
         else:
             raise ManifestError(f"entry point {name} = {value!r}: no file {package}/{resource}"
                                 " under the tree or its src/", path=pyproject,
-                                key=f"project.entry-points.\"virtcore.manifest\".{name}")
+                                key=f"{_EP_KEY}.{name}")
 
 
 def check_path(path: str | Path) -> CheckResult:

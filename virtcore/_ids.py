@@ -26,6 +26,20 @@ CLASS_MAX: Final = 0xFFFFFF
 _COMPATIBLE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9,._+\-/]*$")
 
 
+class _Unset(int):
+    """The type of :data:`_MASK_NOT_GIVEN`: an ``int`` no caller can pass by accident."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<class-mask not given>"
+
+
+_MASK_NOT_GIVEN: Final = _Unset(-1)
+"""``IdEntry.class_mask``'s default, told apart by identity: a caller's ``-1`` is an ordinary
+``int`` and is rejected like any other value outside 24 bits."""
+
+
 def check_id(value: object, what: str) -> int | None:
     """Validate one 16-bit ID field (``None`` is the wildcard).
 
@@ -110,13 +124,13 @@ class IdEntry:
     subvendor: int | None = None
     subdevice: int | None = None
     class_: int | None = None
-    class_mask: int = -1
+    class_mask: int = _MASK_NOT_GIVEN
     compatible: str | None = None
     data: Any = field(default=None, compare=False)
     override_only: bool = False
 
     def __post_init__(self) -> None:
-        if self.class_mask == -1:  # not given: a class means the exact class
+        if self.class_mask is _MASK_NOT_GIVEN:  # not given: a class means the exact class
             object.__setattr__(self, "class_mask", CLASS_MAX if self.class_ is not None else 0)
         for name in ("vendor", "device", "subvendor", "subdevice"):
             check_id(getattr(self, name), name)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
-from ._errors import TransferError
+from ._errors import DeviceError, TransferError
 from ._ids import DeviceIds
 from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
@@ -204,7 +204,13 @@ class LoopbackTransport(Transport):
         return transport
 
     def remove(self, device: Device) -> None:
-        """Hot-unplug ``device``."""
+        """Hot-unplug ``device``.
+
+        :raises DeviceError: it is not (or no longer) a device of this transport.
+        """
+        if device not in self._devices:
+            raise DeviceError("not a device of this transport (removed already?)",
+                              device=device)
         self._devices.remove(device)
         if self.machine is not None and device.machine is self.machine:
             self.machine.remove_device(device)

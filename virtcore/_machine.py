@@ -275,6 +275,8 @@ class Machine:
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise DriverError(f"invalid driver name {name!r}", driver=str(name))
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise DriverError(f"priority must be an integer, not {priority!r}", driver=name)
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table
         for i, raw in enumerate(raw_table):
@@ -356,6 +358,8 @@ class Machine:
                 raise DeviceError("a device with this path already exists", device=device)
             if device.machine is not None and device.machine is not self:
                 raise DeviceError("the device belongs to another machine", device=device)
+            if device.driver is not None:
+                raise DeviceError(f"still bound to {device.driver_name!r}", device=device)
             device.machine = self
             self._devices[device.path] = device
             self._call("virtcore_device_added", machine=self, device=device)
@@ -366,15 +370,25 @@ class Machine:
     def remove_device(self, device: Device | str) -> Device:
         """Unbind and remove a device (hot-unplug)."""
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
-            if self._devices.get(dev.path) is not dev:
-                raise DeviceError("not in this machine", device=dev)
+            dev = self._member(device)
             self._unbind(dev)
             del self._devices[dev.path]
             self._deferred.pop(dev.path, None)
             self._call("virtcore_device_removed", machine=self, device=dev)
             dev.machine = None
         return dev
+
+    def _member(self, device: Device | str) -> Device:
+        """``device`` (or the device at that path) if it is in this machine now.
+
+        Every lifecycle call resolves its device through this with the lock held, so a
+        device removed by another thread is refused rather than probed, atomically.
+        """
+        if isinstance(device, str):
+            return self.device(device)
+        if self._devices.get(device.path) is not device:
+            raise DeviceError("not in this machine (removed, or never added)", device=device)
+        return device
 
     def device(self, path: str) -> Device:
         with self._lock:
@@ -402,7 +416,7 @@ class Machine:
             declines or fails (a deferral returns with the device deferred).
         """
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             if dev.driver is not None:
                 raise DeviceError(f"already bound to {dev.driver_name!r}", device=dev)
             if dev.status is DeviceStatus.DISABLED:
@@ -441,14 +455,14 @@ class Machine:
     def unbind(self, device: Device | str) -> Device:
         """Remove the bound driver from a device (sysfs ``unbind``); it stays unbound."""
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             self._unbind(dev)
             return dev
 
     def reprobe(self, device: Device | str) -> Device:
         """Unbind, then match and probe again (``drivers_probe``)."""
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             self._unbind(dev)
             self._deferred.pop(dev.path, None)
             self._attach(dev)
@@ -461,7 +475,7 @@ class Machine:
         driver until it is unbound or reprobed.
         """
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             dev.override = driver
             if dev.driver is None and dev.status is not DeviceStatus.DISABLED:
                 self._deferred.pop(dev.path, None)
@@ -471,7 +485,7 @@ class Machine:
     def disable(self, device: Device | str) -> Device:
         """Unbind a device and keep it from binding until :meth:`enable`."""
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             self._unbind(dev)
             self._deferred.pop(dev.path, None)
             dev.status = DeviceStatus.DISABLED
@@ -481,7 +495,7 @@ class Machine:
     def enable(self, device: Device | str) -> Device:
         """Allow a disabled device to bind again, and try."""
         with self._lock:
-            dev = self.device(device) if isinstance(device, str) else device
+            dev = self._member(device)
             if dev.status is DeviceStatus.DISABLED:
                 dev.status = DeviceStatus.UNBOUND
                 self._attach(dev)
@@ -559,6 +573,8 @@ class Machine:
         problems: list[str] = []
         failed = False
         for match in candidates:
+            if self._devices.get(device.path) is not device:
+                return False  # removed by a driver's probe or a hook on this thread
             slot = self._drivers[match.driver]
             driver = self._load_driver(slot)
             if driver is None:
@@ -612,6 +628,10 @@ class Machine:
             self._call("virtcore_probe_failed", machine=self, device=device,
                        driver=driver.name, error=exc)
             return _Probe.FAILED
+        if device.driver is not driver or self._devices.get(device.path) is not device:
+            # removed or unbound from inside its own probe (on this thread, the lock being
+            # re-entrant): that already called remove() and released its resources
+            return _Probe.DECLINED
         device.status = DeviceStatus.BOUND
         device.error = None
         self._deferred.pop(device.path, None)

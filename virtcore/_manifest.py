@@ -7,18 +7,13 @@ wrong types, invalid IDs and duplicate names are errors that name the file and t
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from ._errors import IdTableError, ManifestError
 from ._ids import IdEntry, entry_from_mapping
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from ._toml import TOMLError, loads
 
 SCHEMA_VERSIONS: Final = frozenset({1})
 """Manifest schema versions this core reads."""
@@ -188,10 +183,10 @@ def parse_manifest(
     spath = str(path)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = tomllib.loads(text)
+        raw = loads(text)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
-    except tomllib.TOMLDecodeError as exc:
+    except TOMLError as exc:
         raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
     return validate_manifest(raw, spath, plugin=plugin)
 

@@ -95,4 +95,4 @@ def test_deep_tree_written_without_recursion(tree) -> None:
     for index in range(2000):
         node = node.add_child(f"d{index}")
     blob = write_dtb(tree)
-    assert parse_dtb(blob, max_depth=3000) == tree
+    assert parse_dtb(blob, max_depth=3000, max_path=20_000) == tree

@@ -31,7 +31,7 @@ from ._transport import (
     DevtreeTransport,
     node_ids,
 )
-from ._tree import DeviceTree, Node, Property, Range, RegEntry, encode_value
+from ._tree import NAME_MAX, PATH_MAX, DeviceTree, Node, Property, Range, RegEntry, encode_value
 from ._writer import write_dtb
 
 __all__ = [
@@ -54,7 +54,9 @@ __all__ = [
     "HypercallResult",
     "Hypervisor",
     "LEGACY_DEV_ID_PROPERTY",
+    "NAME_MAX",
     "Node",
+    "PATH_MAX",
     "Property",
     "Range",
     "RegEntry",

@@ -14,7 +14,10 @@ The format is small: a 40-byte header, a reservation map, a token stream and a s
 This reader checks every offset and length against the blob before using it, bounds the
 nesting depth, and raises :class:`~virt_devtree.DtbError` (with the byte offset) for every
 malformed input, never anything else.  Work and memory are linear in the blob's size: each
-loop step consumes at least four bytes and every allocation is a slice of the blob.
+loop step consumes at least four bytes, every allocation is a slice of the blob, a property
+keeps its node by reference (not a copy of its path), and a name is at most
+:data:`~virt_devtree._tree.NAME_MAX` bytes, so property names pointing into one long string
+cost at most that much each (``tests/test_dtb_memory.py`` measures the peak).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from ._errors import DtbError
-from ._tree import DeviceTree, Node, Reservation
+from ._tree import NAME_MAX, PATH_MAX, DeviceTree, Node, Reservation
 
 FDT_MAGIC: Final = 0xD00DFEED
 FDT_BEGIN_NODE: Final = 0x1
@@ -50,19 +53,21 @@ def _align4(value: int) -> int:
     return (value + 3) & ~3
 
 
-def read_dtb(path: str | Path, *, max_depth: int = DEFAULT_MAX_DEPTH) -> DeviceTree:
+def read_dtb(
+    path: str | Path, *, max_depth: int = DEFAULT_MAX_DEPTH, max_path: int = PATH_MAX,
+) -> DeviceTree:
     """Read a ``.dtb`` file; errors name the file.
 
     :raises DtbError: the file is not a valid blob.
     :raises OSError: the file cannot be read.
     """
     data = Path(path).read_bytes()
-    return parse_dtb(data, path=path, max_depth=max_depth)
+    return parse_dtb(data, path=path, max_depth=max_depth, max_path=max_path)
 
 
 def parse_dtb(
     data: bytes | bytearray | memoryview, *, path: str | Path | None = None,
-    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_depth: int = DEFAULT_MAX_DEPTH, max_path: int = PATH_MAX,
 ) -> DeviceTree:
     """Parse a flattened device tree blob (versions 16 and 17, and later versions that
     declare themselves compatible with them).
@@ -71,18 +76,22 @@ def parse_dtb(
 
     :param path: the file the blob came from, named in errors.
     :param max_depth: the deepest node nesting accepted (root = 1).
+    :param max_path: the longest node path accepted, in bytes.
     :raises DtbError: for any malformed blob, with ``.offset`` set.
     """
-    return _Reader(bytes(data), path, max_depth).read()
+    return _Reader(bytes(data), path, max_depth, max_path).read()
 
 
 class _Reader:
-    __slots__ = ("buf", "path", "max_depth", "total")
+    __slots__ = ("buf", "path", "max_depth", "max_path", "total")
 
-    def __init__(self, buf: bytes, path: str | Path | None, max_depth: int) -> None:
+    def __init__(
+        self, buf: bytes, path: str | Path | None, max_depth: int, max_path: int,
+    ) -> None:
         self.buf = buf
         self.path = path
         self.max_depth = max_depth
+        self.max_path = max_path
         self.total = 0
 
     def fail(self, offset: int, message: str) -> DtbError:
@@ -160,6 +169,7 @@ class _Reader:
         stack: list[Node] = []
         # per open node: whether a subnode was seen (properties must come first)
         had_child: list[bool] = []
+        path_len: list[int] = []  # per open node: the length of its path ("/" is 0)
         names: dict[int, str] = {}  # string-table offset -> decoded name
         pos = start
         while True:
@@ -185,7 +195,7 @@ class _Reader:
                     raise self.fail(pos, f"property {name!r} of {node.path} follows a subnode")
                 if name in node:
                     raise self.fail(pos, f"duplicate property {name!r} in {node.path}")
-                node._add_raw(name, buf[value_at:value_at + length], node.path)
+                node._add_raw(name, buf[value_at:value_at + length])
                 pos = _align4(value_at + length)
             elif token == FDT_BEGIN_NODE:
                 name_at = pos + 4
@@ -193,6 +203,9 @@ class _Reader:
                 if nul < 0:
                     raise self.fail(name_at, "node name is not terminated inside the "
                                              "structure block")
+                if nul - name_at > NAME_MAX:
+                    raise self.fail(name_at, f"node name of {nul - name_at} bytes is longer "
+                                             f"than {NAME_MAX}")
                 raw = buf[name_at:nul]
                 try:
                     name = raw.decode("utf-8")
@@ -214,16 +227,23 @@ class _Reader:
                                                  f"{parent.path}")
                     if name in parent._children:
                         raise self.fail(pos, f"duplicate node {name!r} in {parent.path}")
+                    length = path_len[-1] + 1 + (nul - name_at)
+                    if length > self.max_path:
+                        raise self.fail(name_at, f"the path of node {name[:40]!r} in "
+                                                 f"{parent.path[:60]}... is longer than "
+                                                 f"{self.max_path} bytes")
                     had_child[-1] = True
                     node = parent.add_child(name)
                 stack.append(node)
                 had_child.append(False)
+                path_len.append(0 if len(stack) == 1 else length)
                 pos = _align4(nul + 1)
             elif token == FDT_END_NODE:
                 if not stack:
                     raise self.fail(pos, "FDT_END_NODE without a matching FDT_BEGIN_NODE")
                 stack.pop()
                 had_child.pop()
+                path_len.pop()
                 pos += 4
             elif token == FDT_NOP:
                 pos += 4
@@ -243,10 +263,15 @@ class _Reader:
         if nameoff >= len(strings):
             raise self.fail(field, f"property name offset {nameoff:#x} is outside the strings "
                                    f"block ({len(strings):#x} bytes)")
-        nul = strings.find(b"\0", nameoff)
+        # bounded: name offsets may point anywhere inside one long string (dtc shares
+        # suffixes), and each must cost at most NAME_MAX bytes of scanning and of memory
+        nul = strings.find(b"\0", nameoff, nameoff + NAME_MAX + 1)
         if nul < 0:
-            raise self.fail(strings_offset + nameoff, "property name is not terminated inside "
-                                                      "the strings block")
+            if strings.find(b"\0", nameoff) < 0:
+                raise self.fail(strings_offset + nameoff, "property name is not terminated "
+                                                          "inside the strings block")
+            raise self.fail(strings_offset + nameoff, f"property name is longer than "
+                                                      f"{NAME_MAX} bytes")
         raw = strings[nameoff:nul]
         if not raw:
             raise self.fail(strings_offset + nameoff, "empty property name")

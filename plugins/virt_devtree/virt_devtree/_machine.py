@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from virtcore import DeviceModel, MachineContext
 
+from ._dtb import DEFAULT_MAX_DEPTH
 from ._dts import load_tree
 from ._errors import DtbError, DtsError, TreeError
 from ._transport import DEV_ID_PROPERTY, VIRT_DEV_COMPATIBLE
-from ._tree import DeviceTree, Node
+from ._tree import PATH_MAX, DeviceTree, Node
 
 if TYPE_CHECKING:
     from ._transport import DevtreeTransport
@@ -47,21 +48,27 @@ def transport_from_section(
                      + (f" (found {', '.join(sources)})" if sources else ""),
                      sources[1] if len(sources) > 1 else None)
     models: dict[str, DeviceModel] = {}
-    keys: dict[str, str] = {}  # node path -> key, to name the culprit in errors
+    # node path (and property) -> the key that declared it, to name the culprit in errors
+    keys: dict[str, str] = {}
+    prop_keys: dict[tuple[str, str], str] = {}
     try:
-        if "nodes" in section:
-            if "models" in section:
-                context.fail("inline nodes name their model themselves; 'models' is for dtb "
-                             "and dts", "models")
-            tree = _inline_tree(section["nodes"], context, models, keys)
-        else:
-            tree = _load(section, sources[0], context)
-            _model_list(section.get("models", []), context, models, keys)
         try:
+            if "nodes" in section:
+                if "models" in section:
+                    context.fail("inline nodes name their model themselves; 'models' is for "
+                                 "dtb and dts", "models")
+                tree = _inline_tree(section["nodes"], context, models, keys, prop_keys)
+            else:
+                tree = _load(section, sources[0], context)
+                _model_list(section.get("models", []), context, models, keys)
             return cls(tree, models)
-        except TreeError as exc:
-            context.fail(exc.reason if exc.node in keys else str(exc),
-                         keys.get(exc.node, sources[0]))
+        except TreeError as exc:  # a node's contents, found while building: name its key
+            if exc.prop is not None and (exc.node, exc.prop) in prop_keys:
+                context.fail(exc.reason, prop_keys[exc.node, exc.prop])
+            if exc.node in keys:
+                context.fail(f"{exc.prop}: {exc.reason}" if exc.prop else exc.reason,
+                             keys[exc.node])
+            context.fail(str(exc), sources[0])
     except BaseException:
         for model in models.values():
             model.close()
@@ -106,7 +113,7 @@ def _model_list(
 
 def _inline_tree(
     entries: object, context: MachineContext, models: dict[str, DeviceModel],
-    keys: dict[str, str],
+    keys: dict[str, str], prop_keys: dict[tuple[str, str], str],
 ) -> DeviceTree:
     if not isinstance(entries, list) or not entries:
         context.fail("expected a non-empty array of tables ([[devtree.nodes]])", "nodes")
@@ -114,27 +121,38 @@ def _inline_tree(
     tree.root.set("#address-cells", 1)
     tree.root.set("#size-cells", 1)
     needs_intc = False
+    phandles: dict[int, str] = {}  # -> the key of the node that has it
     for index, entry in enumerate(entries):
         key = f"nodes[{index}]"
         entry = context.check_keys(entry, NODE_KEYS, key, required=("path",))
         path = entry["path"]
         if not isinstance(path, str) or not path.startswith("/"):
             context.fail("expected an absolute node path such as '/soc/dev@1000'", f"{key}.path")
+        _check_path(path, context, f"{key}.path")
         normal = "/" + path.strip("/")
         if normal in keys:
             context.fail(f"node {normal} is declared twice (first as {keys[normal]})",
                          f"{key}.path")
         node = _make_path(tree, path, context, f"{key}.path")
-        keys[node.path] = key
+        keys[normal] = key
         _node_props(node, entry, context, key)
+        for name in node._props:
+            prop_keys[normal, name] = _prop_key(key, name, entry)
+        for name in ("phandle", "linux,phandle"):
+            if name in node:
+                value = node[name].as_u32()
+                if value in phandles:
+                    context.fail(f"phandle {value:#x} is also given to {phandles[value]}",
+                                 prop_keys[normal, name])
+                phandles[value] = key
         needs_intc = needs_intc or "interrupts" in node
         if "model" in entry:
             models[node.path] = context.model(entry["model"], entry.get("args"), f"{key}.model")
         elif "args" in entry:
             context.fail("'args' without 'model'", f"{key}.args")
     if needs_intc and "interrupt-parent" not in tree.root:
-        phandles = [n.phandle for n in tree.walk() if n.phandle is not None]
-        phandle = max(phandles, default=0) + 1
+        used = {n.phandle for n in tree.walk()}
+        phandle = next(i for i in range(1, len(used) + 2) if i not in used)
         if tree.root.child(INTC_NAME) is not None:
             context.fail(f"node /{INTC_NAME} exists: give the root an interrupt-parent", "nodes")
         intc = tree.root.add_child(INTC_NAME)
@@ -144,6 +162,28 @@ def _inline_tree(
         intc.set("phandle", phandle)
         tree.root.set("interrupt-parent", phandle)
     return tree
+
+
+def _check_path(path: str, context: MachineContext, key: str) -> None:
+    """Bound a node path before building anything: as deep and as long as the DTB reader
+    accepts, so building is linear in the path's length."""
+    if len(path) > PATH_MAX:
+        context.fail(f"node path of {len(path)} characters is longer than {PATH_MAX}", key)
+    depth = path.strip("/").count("/") + 1
+    if depth >= DEFAULT_MAX_DEPTH:
+        context.fail(f"node path is {depth} levels deep; at most {DEFAULT_MAX_DEPTH - 1} "
+                     "below the root", key)
+
+
+def _prop_key(key: str, name: str, entry: Mapping[str, Any]) -> str:
+    """The key of an inline node's entry that set property ``name``."""
+    own = {"compatible": "compatible", DEV_ID_PROPERTY: "dev-id", "interrupts": "interrupts",
+           "status": "status"}
+    if name in own and own[name] in entry:
+        return f"{key}.{own[name]}"
+    if isinstance(entry.get("props"), Mapping) and name in entry["props"]:
+        return f"{key}.props.{name}"
+    return f"{key}.path"  # set on a node created for the path
 
 
 def _make_path(tree: DeviceTree, path: str, context: MachineContext, key: str) -> Node:
@@ -173,7 +213,7 @@ def _node_props(node: Node, entry: Mapping[str, Any], context: MachineContext, k
         if (not isinstance(compatible, list) or not compatible
                 or not all(isinstance(c, str) and c for c in compatible)):
             context.fail("expected a string or a non-empty list of strings", f"{key}.compatible")
-        node.set("compatible", compatible)
+        _put(node, "compatible", compatible, context, f"{key}.compatible")
     if dev_id is not None:
         if (not isinstance(dev_id, list) or len(dev_id) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF
@@ -187,7 +227,7 @@ def _node_props(node: Node, entry: Mapping[str, Any], context: MachineContext, k
     if "status" in entry:
         if not isinstance(entry["status"], str):
             context.fail("expected a string such as 'okay' or 'disabled'", f"{key}.status")
-        node.set("status", entry["status"])
+        _put(node, "status", entry["status"], context, f"{key}.status")
     props = entry.get("props", {})
     if not isinstance(props, Mapping):
         context.fail("expected a table of property = value", f"{key}.props")
@@ -195,6 +235,10 @@ def _node_props(node: Node, entry: Mapping[str, Any], context: MachineContext, k
         if name in ("compatible", "interrupts", "status", DEV_ID_PROPERTY) and name in node:
             context.fail(f"{name!r} is already given by the node's own key", f"{key}.props.{name}")
         _set(node, name, value, context, f"{key}.props.{name}")
+        if name in ("phandle", "linux,phandle"):
+            cells = node[name].value
+            if len(cells) != 4 or cells in (bytes(4), b"\xff" * 4):
+                context.fail("a phandle is one cell from 1 to 0xfffffffe", f"{key}.props.{name}")
 
 
 def _set(node: Node, name: str, value: object, context: MachineContext, key: str,
@@ -208,6 +252,12 @@ def _set(node: Node, name: str, value: object, context: MachineContext, key: str
     if not ok:
         context.fail("expected a cell, a list of cells" + ("" if cells else
                      ", a string, a list of strings or true"), key)
+    _put(node, name, value, context, key)
+
+
+def _put(node: Node, name: str, value: object, context: MachineContext, key: str) -> None:
+    """``node.set`` with its ValueError (a NUL in a string, a cell over 32 bits, a bad
+    property name) reported against ``key``."""
     try:
         node.set(name, value)  # type: ignore[arg-type]
     except ValueError as exc:

@@ -26,6 +26,12 @@ DEFAULT_ADDRESS_CELLS: Final = 2
 DEFAULT_SIZE_CELLS: Final = 1
 MAX_CELLS: Final = 4
 """Largest ``#address-cells``/``#size-cells`` accepted (Linux's ``OF_MAX_ADDR_CELLS``)."""
+NAME_MAX: Final = 255
+"""Longest node or property name in bytes (UTF-8): Linux shows every node as a folder and
+every property as a file under ``/proc/device-tree``, so longer names cannot exist there."""
+PATH_MAX: Final = 4096
+"""Longest node path in bytes (``/a/b``), Linux's ``PATH_MAX``: with :data:`NAME_MAX` it
+keeps what each node costs (its path is a device's name) bounded by the bytes it takes."""
 
 PropertyValue = bytes | bytearray | memoryview | str | Sequence[str] | int | Sequence[int] | bool
 """What :meth:`Node.set` accepts; see :func:`encode_value`."""
@@ -93,29 +99,38 @@ def _encode_cells(items: Sequence[int]) -> bytes:
 
 
 def check_node_name(name: str) -> str:
-    """Validate a non-root node name (``name@unit``): non-empty, without ``/`` or NUL."""
+    """Validate a non-root node name (``name@unit``): non-empty, without ``/`` or NUL, at
+    most :data:`NAME_MAX` bytes."""
     if not isinstance(name, str) or not name or "/" in name or "\0" in name:
         raise ValueError(f"invalid node name {name!r}: non-empty, without '/' or NUL")
+    _check_length(name, "node")
     return name
 
 
 def check_property_name(name: str) -> str:
-    """Validate a property name: non-empty, without NUL."""
+    """Validate a property name: non-empty, without NUL, at most :data:`NAME_MAX` bytes."""
     if not isinstance(name, str) or not name or "\0" in name:
         raise ValueError(f"invalid property name {name!r}: non-empty, without NUL")
+    _check_length(name, "property")
     return name
+
+
+def _check_length(name: str, what: str) -> None:
+    if len(name) > NAME_MAX // 4 and len(name.encode("utf-8")) > NAME_MAX:
+        raise ValueError(f"{what} name {name[:40]!r}... is longer than {NAME_MAX} bytes")
 
 
 @final
 class Property:
     """A property: a name and its raw value bytes, with typed accessors.
 
-    :param node: the owning node's path, used in error messages.
+    :param node: the owning node (or its path), named in error messages.  A node is kept by
+        reference, so a property costs the same however deep its node is.
     """
 
     __slots__ = ("name", "value", "_node")
 
-    def __init__(self, name: str, value: bytes, node: str = "?") -> None:
+    def __init__(self, name: str, value: bytes, node: Node | str = "?") -> None:
         self.name = name
         self.value = value
         self._node = node
@@ -135,7 +150,9 @@ class Property:
         return len(self.value)
 
     def _fail(self, message: str) -> TreeError:
-        return TreeError(message, node=self._node, prop=self.name)
+        node = self._node
+        return TreeError(message, node=node if isinstance(node, str) else node.path,
+                         prop=self.name)
 
     @property
     def is_empty(self) -> bool:
@@ -299,7 +316,7 @@ class Node:
         """Set property ``name`` (replacing in place, keeping its position); see
         :func:`encode_value` for the accepted values."""
         check_property_name(name)
-        prop = Property(name, encode_value(value), self.path)
+        prop = Property(name, encode_value(value), self)
         self._props[name] = prop
         if name in ("phandle", "linux,phandle"):
             self._changed()
@@ -309,9 +326,9 @@ class Node:
         del self._props[name]
         self._changed()
 
-    def _add_raw(self, name: str, value: bytes, path: str) -> None:
+    def _add_raw(self, name: str, value: bytes) -> None:
         """Reader fast path: no validation, the reader has done it."""
-        self._props[name] = Property(name, value, path)
+        self._props[name] = Property(name, value, self)
 
     # -- common bindings --------------------------------------------------------------------
 

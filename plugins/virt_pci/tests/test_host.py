@@ -208,3 +208,18 @@ def test_match_modalias_of_a_real_device_ranks_as_its_ids(capsys):
         by_ids = json.loads(capsys.readouterr().out)
         assert by_alias["candidates"] == by_ids["candidates"]
         assert by_alias["device"] == by_ids["device"]
+@pytest.mark.parametrize(("name", "text"), [
+    ("vendor", "0x10000"), ("device", "0x1ffff"), ("subsystem_vendor", "0x10000"),
+    ("subsystem_device", "0xfffff"), ("class", "0x1000000"), ("revision", "0x100"),
+    ("irq", "-1"), ("irq", "4294967296"),
+])
+def test_an_attribute_out_of_range_skips_only_that_device(tmp_path, ids, caplog, name, text):
+    root = build_fake_sysfs(tmp_path)
+    bad = root / "bus" / "pci" / "devices" / "0000:00:03.0"
+    (bad / name).write_text(text + "\n")
+    transport = HostPciTransport(root, pci_ids=ids)
+    with caplog.at_level("WARNING", logger="virt_pci.host"):
+        devices = transport.enumerate()
+    assert sorted(d.path for d in devices) == [f"pci0000:00:0{i}.0" for i in range(6) if i != 3]
+    assert f"skipping {bad}: {bad / name}: " in caplog.text and "is outside 0.." in caplog.text
+    assert len(transport.read_devices()) == 5

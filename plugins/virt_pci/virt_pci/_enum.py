@@ -16,12 +16,14 @@ Bridges (type-1 headers) are reported but not descended into.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from . import _config as c
 from ._bars import NUM_BARS, BarInfo, BarKind, bar_size, decode_bar
 from ._caps import CapEntry, walk_capabilities, walk_ext_capabilities
+from ._errors import PciError
 from ._naming import MAX_DEVICE, MAX_FUNCTION, PciAddress, modalias, of_compatible
 
 MEM32_WINDOW: Final = (0xC000_0000, 0xFEBF_FFFF)
@@ -72,19 +74,38 @@ class EnumeratedFunction:
         return modalias(self.vendor, self.device, self.subvendor, self.subdevice, self.class_)
 
 
-class AllocationError(Exception):
-    """A window has no room left for a BAR."""
+class AllocationError(PciError, ValueError):
+    """A window has no room left for a BAR.
+
+    :ivar address: the function whose BAR did not fit.
+    :ivar index: that BAR's slot (0-5).
+    :ivar size: its size in bytes.
+    """
+
+    def __init__(self, message: str, *, address: PciAddress, index: int, size: int) -> None:
+        self.address = address
+        self.index = index
+        self.size = size
+        self.reason = message
+        super().__init__(f"{address}: {message}")
 
 
 class _Window:
-    def __init__(self, base: int, limit: int) -> None:
+    def __init__(self, kind: BarKind, base: int, limit: int) -> None:
+        self.kind = kind
+        self.base = base
         self.next = base
         self.limit = limit
 
-    def alloc(self, size: int) -> int:
+    def alloc(self, size: int, address: PciAddress, index: int) -> int:
         start = (self.next + size - 1) & ~(size - 1)
         if start + size - 1 > self.limit:
-            raise AllocationError(f"no room for a BAR of {size:#x} bytes below {self.limit:#x}")
+            used = self.next - self.base
+            raise AllocationError(
+                f"BAR{index} ({self.kind.value}, {size:#x} bytes) does not fit in the "
+                f"{self.kind.value} window {self.base:#x}-{self.limit:#x} "
+                f"({self.limit - self.base + 1:#x} bytes, {used:#x} already assigned)",
+                address=address, index=index, size=size)
         self.next = start + size
         return start
 
@@ -189,19 +210,40 @@ def enumerate_segment(
     return [_read_function(cfg, a, sized[a]) for a in addresses]
 
 
-def _assign(
-    cfg: ConfigBus, sized: dict[PciAddress, list[BarInfo]], mem32_window: tuple[int, int],
-    mem64_window: tuple[int, int], io_window: tuple[int, int],
-) -> None:
+def plan_addresses(
+    sized: Mapping[PciAddress, Sequence[BarInfo]], *,
+    mem32_window: tuple[int, int] = MEM32_WINDOW,
+    mem64_window: tuple[int, int] = MEM64_WINDOW,
+    io_window: tuple[int, int] = IO_WINDOW,
+) -> dict[tuple[PciAddress, int], int]:
+    """Where enumeration places each BAR: per window, largest first, each aligned to its
+    size.  Pure: a machine description checks its layout with this before building
+    anything, and :func:`enumerate_segment` programs what it returns.
+
+    :returns: ``{(function, position in its list): address}``.
+    :raises AllocationError: naming the first BAR (in placement order) that does not fit.
+    """
     windows = {
-        BarKind.MEM32: _Window(*mem32_window), BarKind.MEM64: _Window(*mem64_window),
-        BarKind.IO: _Window(*io_window),
+        BarKind.MEM32: _Window(BarKind.MEM32, *mem32_window),
+        BarKind.MEM64: _Window(BarKind.MEM64, *mem64_window),
+        BarKind.IO: _Window(BarKind.IO, *io_window),
     }
     requests = [(bar.size or 0, address, i, bar) for address, bars in sized.items()
                 for i, bar in enumerate(bars)]
     requests.sort(key=lambda r: (-r[0], r[1], r[3].index))
-    for size, address, i, bar in requests:
-        start = windows[bar.kind].alloc(size)
+    return {(address, i): windows[bar.kind].alloc(size, address, bar.index)
+            for size, address, i, bar in requests}
+
+
+def _assign(
+    cfg: ConfigBus, sized: dict[PciAddress, list[BarInfo]], mem32_window: tuple[int, int],
+    mem64_window: tuple[int, int], io_window: tuple[int, int],
+) -> None:
+    plan = plan_addresses(sized, mem32_window=mem32_window, mem64_window=mem64_window,
+                          io_window=io_window)
+    for (address, i), start in plan.items():
+        bar = sized[address][i]
+        size = bar.size or 0
         b, d, f = address.bus, address.device, address.function
         off = c.BASE_ADDRESS_0 + 4 * bar.index
         flags = cfg.config_read(b, d, f, off, 4) & (0x3 if bar.kind is BarKind.IO else 0xF)

@@ -65,6 +65,10 @@ class PciFunctionSpec:
                 raise ValueError(f"{name.rstrip('_')} {value!r} is outside 0..{top:#x}")
         if self.vendor == 0xFFFF:
             raise ValueError("vendor 0xffff means 'no device' and cannot be used")
+        for name, value in (("revision", self.revision), ("pin", self.pin), ("irq", self.irq)):
+            if (value is not None or name != "irq") and (
+                    isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
         if not 0 <= self.revision <= 0xFF:
             raise ValueError(f"revision {self.revision:#x} is outside 8 bits")
         if not 0 <= self.pin <= 4:

@@ -111,17 +111,31 @@ def read_resources(path: Path) -> tuple[BarInfo, ...]:
     return tuple(bars)
 
 
+_RANGES = {"vendor": 0xFFFF, "device": 0xFFFF, "subsystem_vendor": 0xFFFF,
+           "subsystem_device": 0xFFFF, "class": 0xFFFFFF, "revision": 0xFF,
+           "irq": 0xFFFFFFFF}
+"""The largest value each attribute file may hold (the kernel prints them from these
+widths; ``irq`` is an ``unsigned int``)."""
+
+
+def _in_range(path: Path, name: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= _RANGES[name]:
+        raise ValueError(f"{path / name}: {value:#x} is outside 0..{_RANGES[name]:#x}")
+    return value
+
+
 def read_host_device(path: Path, pci_ids: PciIds | None = None) -> HostPciDevice:
     """Read one sysfs PCI device directory.
 
-    :raises ValueError: when neither the attribute files nor ``config`` give the IDs.
+    :raises ValueError: when neither the attribute files nor ``config`` give the IDs, or an
+        attribute file holds a value outside its field's width (naming the file).
     """
     address = PciAddress.parse(path.name)
     config = _read_bytes(path / "config") or b""
     header = ConfigHeader.parse(config) if len(config) >= HEADER_SIZE else None
 
     def attr(name: str, fallback: int | None) -> int | None:
-        value = _read_int(path / name)
+        value = _in_range(path, name, _read_int(path / name))
         return fallback if value is None else value
 
     vendor = attr("vendor", header.vendor if header else None)
@@ -132,7 +146,7 @@ def read_host_device(path: Path, pci_ids: PciIds | None = None) -> HostPciDevice
     subvendor = attr("subsystem_vendor", header.subvendor if header else None)
     subdevice = attr("subsystem_device", header.subdevice if header else None)
     revision = attr("revision", header.revision if header else 0) or 0
-    irq = _read_int(path / "irq", 10)
+    irq = _in_range(path, "irq", _read_int(path / "irq", 10))
     if irq is None and header is not None and header.interrupt_pin:
         irq = header.interrupt_line
     driver = path / "driver"
@@ -205,20 +219,25 @@ class HostPciTransport(Transport):
         return found
 
     def enumerate(self) -> list[Device]:
-        return [
-            Device(
-                info.address.path,
-                bus=self.bus,
-                ids=DeviceIds(info.vendor, info.device, info.subvendor, info.subdevice,
-                              info.class_),
-                compatible=of_compatible(info.vendor, info.device, info.subvendor,
-                                         info.subdevice, info.revision, info.class_),
-                irq=info.irq,
-                transport=self,
-                platform_data=info,
-            )
-            for info in self.read_devices()
-        ]
+        """One device per readable sysfs entry; an entry that cannot become a device is
+        skipped with a warning saying why, like an unreadable one."""
+        devices: list[Device] = []
+        for info in self.read_devices():
+            try:
+                devices.append(Device(
+                    info.address.path,
+                    bus=self.bus,
+                    ids=DeviceIds(info.vendor, info.device, info.subvendor, info.subdevice,
+                                  info.class_),
+                    compatible=of_compatible(info.vendor, info.device, info.subvendor,
+                                             info.subdevice, info.revision, info.class_),
+                    irq=info.irq,
+                    transport=self,
+                    platform_data=info,
+                ))
+            except ValueError as exc:
+                log.warning("skipping %s: %s", info.sysfs_path, exc)
+        return devices
 
     def modalias(self, device: Device) -> str | None:
         """The modalias computed from the IDs read (identical to sysfs's ``modalias``)."""

@@ -7,7 +7,7 @@
     irq-base = 16           # optional, lines INTA-INTD are swizzled onto irq-base + 0..3
 
     [[pci.devices]]
-    slot = "00:03.0"        # BB:DD.F, hex
+    slot = "00:03.0"        # BB:DD.F, hex (bus 00; DDDD:BB:DD.F with the section's domain)
     vendor = 0x1af4         # required, 16 bits
     device = 0x1041         # required, 16 bits
     subvendor = 0x1af4      # default: vendor  (0 = no subsystem)
@@ -32,7 +32,8 @@ from typing import Any, Final
 
 from virtcore import DeviceModel, MachineContext
 
-from ._bars import BarKind, BarSpec
+from ._bars import BarInfo, BarKind, BarSpec, layout_bars
+from ._enum import AllocationError, plan_addresses
 from ._function import PciFunctionSpec
 from ._naming import PciAddress
 
@@ -103,6 +104,7 @@ def parse_pci_section(
         context.fail("devices must be an array of tables ([[pci.devices]])", "devices")
     parsed: list[tuple[dict[str, Any], str]] = []
     slots: dict[tuple[int, int, int], str] = {}
+    layouts: dict[PciAddress, tuple[PciFunctionSpec, str]] = {}
     for i, raw in enumerate(devices):
         key = f"devices[{i}]"
         table = context.check_keys(raw, DEVICE_KEYS, key, required=("slot", "vendor", "device"))
@@ -112,7 +114,14 @@ def parse_pci_section(
         try:
             address = PciAddress.parse(slot, domain)
         except ValueError as exc:
-            context.fail(f"{exc} (bus 00-ff, device 00-1f, function 0-7)", f"{key}.slot")
+            context.fail(f"{exc} (bus 00, device 00-1f, function 0-7)", f"{key}.slot")
+        if address.domain != domain:
+            context.fail(f"slot {slot} is in domain {address.domain:04x}, but this section is "
+                         f"domain {domain:04x} (set 'domain' in [pci], or leave the domain "
+                         "out of the slot)", f"{key}.slot")
+        if address.bus != 0:
+            context.fail(f"slot {slot} is on bus {address.bus:02x}: only bus 00 is enumerated "
+                         "(bridges to other buses are not modelled)", f"{key}.slot")
         bdf = (address.bus, address.device, address.function)
         if bdf in slots:
             context.fail(f"slot {slot} is already used by {slots[bdf]}", f"{key}.slot")
@@ -148,21 +157,48 @@ def parse_pci_section(
             kwargs["regs_bar"] = _int(context, table["regs-bar"], f"{key}.regs-bar", 5,
                                       "regs-bar")
         try:  # validate the BAR layout and the rest before any model is built
-            PciFunctionSpec(**kwargs, model=None if "model" not in table else _Probe())
+            probe = PciFunctionSpec(**kwargs, model=None if "model" not in table else _Probe())
         except ValueError as exc:
             context.fail(str(exc), f"{key}.bars" if "BAR" in str(exc) else key)
         parsed.append((kwargs, key))
+        layouts[probe.address] = (probe, key)
     for (bus, dev, fn), key in slots.items():
         if fn and (bus, dev, 0) not in slots:
             context.fail(
                 f"function {fn} of {bus:02x}:{dev:02x} has no function 0: functions 1-7 are "
                 "found only through function 0", f"{key}.slot")
+    _check_placement(layouts, context)
     specs: list[PciFunctionSpec] = []
     for (kwargs, key), raw in zip(parsed, devices, strict=True):
         if "model" in raw:
             kwargs["model"] = context.model(raw["model"], raw.get("args"), f"{key}.model")
         specs.append(PciFunctionSpec(**kwargs))
     return specs, domain, irq_base
+
+
+def _check_placement(
+    layouts: Mapping[PciAddress, tuple[PciFunctionSpec, str]], context: MachineContext,
+) -> None:
+    """Refuse BARs that enumeration could not place in its address windows, naming the
+    entry, with the very placement :func:`~virt_pci._enum.enumerate_segment` uses."""
+    sized: dict[PciAddress, list[BarInfo]] = {}
+    regs: dict[PciAddress, int] = {}
+    for address, (spec, _) in layouts.items():
+        bars = spec.all_bars()
+        sized[address] = []
+        for index, bar in enumerate(layout_bars(bars)):
+            if bar is None:
+                continue
+            sized[address].append(BarInfo(index, bar.kind, bar.prefetchable, 0, bar.size))
+            if spec.model is not None and bar is bars[-1]:
+                regs[address] = index
+    try:
+        plan_addresses(sized)
+    except AllocationError as exc:
+        key = layouts[exc.address][1]
+        what = " (the register block BAR)" if regs.get(exc.address) == exc.index else ""
+        context.fail(f"{exc.reason}{what}; the BARs of all functions together must fit",
+                     f"{key}.bars")
 
 
 class _Probe(DeviceModel):

@@ -52,13 +52,16 @@ class PciSegment:
     def add(self, spec: PciFunctionSpec) -> PciFunction:
         """Install a function at ``spec.slot``.
 
-        :raises ValueError: when the slot is taken or in another domain.
+        :raises ValueError: when the slot is taken, in another domain or not on bus 0.
         """
         address = spec.address
         if isinstance(spec.slot, str) and spec.slot.count(":") == 1:
             address = PciAddress(self.domain, address.bus, address.device, address.function)
         if address.domain != self.domain:
             raise ValueError(f"slot {address} is not in domain {self.domain:04x}")
+        if address.bus != 0:
+            raise ValueError(f"slot {address} is on bus {address.bus:02x}: only bus 00 is "
+                             "enumerated (bridges to other buses are not modelled)")
         key = (address.bus, address.device, address.function)
         if key in self._functions:
             raise ValueError(f"slot {address} is already taken")
