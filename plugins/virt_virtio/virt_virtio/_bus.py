@@ -32,6 +32,7 @@ from virtcore import Device, DeviceModel, Op, TransferError, Transport
 from ._console_port import ConsolePort
 from ._driver_ops import VirtioOps
 from ._errors import VirtioError
+from ._features import BLK_F_BLK_SIZE, BLK_F_FLUSH, BLK_F_RO, BLK_F_SEG_MAX, bit
 from ._virtio_device import VirtioDevice
 
 log = logging.getLogger("virt_virtio")
@@ -43,10 +44,6 @@ ID_BLOCK: Final = 2
 ID_CONSOLE: Final = 3
 ID_ENTROPY: Final = 4
 
-BLK_F_SEG_MAX: Final = 1 << 2
-BLK_F_RO: Final = 1 << 5
-BLK_F_BLK_SIZE: Final = 1 << 6
-BLK_F_FLUSH: Final = 1 << 9
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,8 @@ class DeviceType:
 
 
 DEVICE_TYPES: Final = {
-    ID_BLOCK: DeviceType("block", (0,), BLK_F_RO | BLK_F_BLK_SIZE | BLK_F_FLUSH | BLK_F_SEG_MAX),
+    ID_BLOCK: DeviceType("block", (0,), bit(BLK_F_RO) | bit(BLK_F_BLK_SIZE) | bit(BLK_F_FLUSH)
+                         | bit(BLK_F_SEG_MAX)),
     ID_CONSOLE: DeviceType("console", (0, 1)),
     ID_ENTROPY: DeviceType("entropy", (0,)),
 }

@@ -33,8 +33,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from ._device_queue import DeviceQueue, VirtqueueError
-from ._features import EVENT_IDX, INDIRECT_DESC, VERSION_1
+from ._device_queue import DeviceQueue
+from ._errors import VirtqueueError
+from ._features import EVENT_IDX, INDIRECT_DESC, VERSION_1, has
 from ._status import DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK
 
 if TYPE_CHECKING:
@@ -54,8 +55,8 @@ MAX_QUEUE_SIZE: Final = 32768
 
 
 def offered_features(model: VirtioDeviceModel) -> int:
-    """Every feature bit ``model`` offers: its own plus the ring features every model has."""
-    return model.device_features() | VERSION_1 | INDIRECT_DESC | EVENT_IDX
+    """Every feature bit ``model`` offers (its own plus the ring features)."""
+    return model.device_features()
 
 
 def valid_queue_size(size: int, maximum: int) -> bool:
@@ -183,7 +184,7 @@ class VirtioDeviceState:
         extra = features & ~self.offered
         if extra:
             return f"the driver accepted features {extra:#x} that were not offered"
-        if not features & VERSION_1:
+        if not has(features, VERSION_1):
             return "the driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not served)"
         if not self.model.negotiate(features):
             return f"the device model refuses features {features:#x}"
@@ -195,8 +196,8 @@ class VirtioDeviceState:
         except Exception as exc:  # no machine, no memory: the device cannot run
             self.needs_reset(f"no guest memory: {exc}")
             return
-        event_idx = bool(self.features & EVENT_IDX)
-        indirect = bool(self.features & INDIRECT_DESC)
+        event_idx = has(self.features, EVENT_IDX)
+        indirect = has(self.features, INDIRECT_DESC)
         with self._lock:
             self._memory = memory
             for q in self.queues:
@@ -211,10 +212,7 @@ class VirtioDeviceState:
                     return
             self.active = True
             features = self.features
-        self.model.activate(self, features)
-        for q in self.queues:  # buffers made available before DRIVER_OK (a spurious
-            if q.queue is not None:  # notification is always allowed, §2.7.10.2)
-                self.kick(q.index)
+        self.model.activate(self, features)  # serves buffers made available before
 
     def reset(self) -> None:
         """Device reset (status written 0, §2.4): the model is reset, every register
@@ -290,8 +288,8 @@ class VirtioDeviceState:
                 try:
                     q.queue = DeviceQueue(
                         self._memory, q.index, q.size, q.desc, q.driver, q.device,
-                        event_idx=bool(self.features & EVENT_IDX),
-                        indirect=bool(self.features & INDIRECT_DESC))
+                        event_idx=has(self.features, EVENT_IDX),
+                        indirect=has(self.features, INDIRECT_DESC))
                 except VirtqueueError as exc:
                     q.ready = False
                     log.warning("%s: queue %d refused: %s", self.name, q.index, exc)

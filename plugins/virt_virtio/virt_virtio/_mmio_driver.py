@@ -141,7 +141,7 @@ class VirtioMmioDriver(Driver):
     id_table: ClassVar[tuple[IdEntry, ...]] = (IdEntry(compatible=COMPATIBLE),)
 
     def probe(self, device: Device, match: Match) -> None:
-        bus = device.transport
+        bus: Any = device.transport
         node_of = getattr(bus, "node", None)
         if node_of is None or not hasattr(bus, "mmio_read"):
             raise DeclineProbe("not a device-tree node with memory-mapped registers")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._driver_queue import DriverQueue
 from ._errors import VirtioError
-from ._features import EVENT_IDX, INDIRECT_DESC, VERSION_1
+from ._features import EVENT_IDX, INDIRECT_DESC, RING_FEATURES, VERSION_1, has
 from ._status import (
     ACKNOWLEDGE,
     DEVICE_NEEDS_RESET,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("virt_virtio")
 
-RING_FEATURES: Final = VERSION_1 | INDIRECT_DESC | EVENT_IDX
 RESET_POLLS: Final = 1000
 """How many status reads a reset may take to read back 0 before the device is given up."""
 DEFAULT_QUEUE_SIZE: Final = 256
@@ -111,7 +110,7 @@ class VirtioDevice:
             self.add_status(ACKNOWLEDGE)
             self.add_status(DRIVER)
             offered = self.ops.get_features()
-            if not offered & VERSION_1:
+            if not has(offered, VERSION_1):
                 raise VirtioError(f"{self.name}: the device does not offer VIRTIO_F_VERSION_1 "
                                   "(legacy devices are not supported)")
             self.features = offered & (wanted | RING_FEATURES)
@@ -138,8 +137,8 @@ class VirtioDevice:
             raise VirtioError(f"{self.name}: queue {index} does not exist")
         size = min(maximum, self.queue_sizes.get(index, wanted_size))
         size = 1 << (size.bit_length() - 1)  # the largest power of two that fits
-        queue = DriverQueue(self.memory, index, size, event_idx=bool(self.features & EVENT_IDX),
-                            indirect=bool(self.features & INDIRECT_DESC))
+        queue = DriverQueue(self.memory, index, size, event_idx=has(self.features, EVENT_IDX),
+                            indirect=has(self.features, INDIRECT_DESC))
         self.queues[index] = queue
         self.ops.setup_queue(index, size, queue.desc_addr, queue.avail_addr, queue.used_addr)
 
