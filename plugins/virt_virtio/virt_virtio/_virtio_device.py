@@ -45,6 +45,12 @@ RESET_POLLS: Final = 1000
 """How many status reads a reset may take to read back 0 before the device is given up."""
 DEFAULT_QUEUE_SIZE: Final = 256
 
+
+
+class RequestTimeoutError(VirtioError, TimeoutError):
+    """:meth:`VirtioDevice.request` got no answer in time (the request stays posted)."""
+
+
 INT_VRING: Final = 0x1
 INT_CONFIG: Final = 0x2
 
@@ -73,6 +79,8 @@ class VirtioDevice:
         self.broken: str | None = None
         self.config_callbacks: list[Callable[[], None]] = []
         self.interrupts = 0
+        self._abandoned: set[object] = set()
+        """Tokens of requests given up (timed out): their buffers are dropped on return."""
 
     def __repr__(self) -> str:
         return f"<VirtioDevice {self.name} id={self.device_id} features={self.features:#x}>"
@@ -162,6 +170,19 @@ class VirtioDevice:
             log.warning("%s: reset at shutdown failed", self.name, exc_info=True)
         self._close_queues()
 
+    def read_config(self, offset: int, size: int) -> int:
+        """A device-configuration field of 1, 2, 4 or 8 bytes; an 8-byte field is read as
+        two 32-bit halves, again until the configuration generation is unchanged across the
+        read (§2.5.1, §4.2.2)."""
+        if size != 8:
+            return self.ops.config_read(offset, size)
+        for _ in range(RESET_POLLS):
+            before = self.ops.generation()
+            value = self.ops.config_read(offset, 4) | self.ops.config_read(offset + 4, 4) << 32
+            if self.ops.generation() == before:
+                return value
+        raise VirtioError(f"{self.name}: the configuration never stopped changing")
+
     # -- data path ------------------------------------------------------------------------------
 
     def queue(self, index: int) -> DriverQueue:
@@ -234,13 +255,17 @@ class VirtioDevice:
         while True:
             used = queue.get_used()
             if used is not None:
-                if used[0] is not token:
-                    raise VirtioError(f"{self.name}: queue {index} returned a buffer that was "
-                                      "not outstanding")
-                return used[1]
+                if used[0] is token:
+                    return used[1]
+                if used[0] in self._abandoned:
+                    self._abandoned.discard(used[0])
+                    continue
+                raise VirtioError(f"{self.name}: queue {index} returned a buffer that was "
+                                  "not outstanding")
             if self.broken is not None:
                 raise VirtioError(f"{self.name}: {self.broken}")
             if not self.wait(generation, deadline):
-                raise VirtioError(f"{self.name}: no answer on queue {index} within "
-                                  f"{timeout:g}s")
+                self._abandoned.add(token)
+                raise RequestTimeoutError(f"{self.name}: no answer on queue {index} within "
+                                     f"{timeout:g}s")
             generation = self.generation
