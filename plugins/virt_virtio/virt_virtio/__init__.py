@@ -18,6 +18,7 @@ from ._entropy import VirtioEntropy
 from ._errors import QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
 
+# isort: split
 # -- transports, the virtio bus and its drivers (branch i9b) -----------------------------------
 from ._blk_driver import BlkDisk, VirtioBlkDriver
 from ._bus import (
