@@ -46,6 +46,8 @@ def describe(machine: Machine) -> dict[str, Any]:
         model = _model_of(device)
         item["model"] = getattr(model, "name", None) if model is not None else None
         item["misc"] = [m.name for m in machine.misc.items() if m.device is device]
+        if device.transport is not None:
+            item.update(device.transport.device_info(device))
         devices.append(item)
     return {
         "machine": machine.name,

@@ -175,6 +175,14 @@ class PciTransport(Transport):
         emulator = info.emulated.spec.emulator
         return emulator if isinstance(emulator, DeviceModel) else None
 
+    def device_info(self, device: Device) -> dict[str, Any]:
+        """``config``: the function's configuration space as lower-case hex (256 bytes, or
+        4096 with ``pcie``), what ``lspci -F`` decodes after :func:`config_hexdump`."""
+        info = device.platform_data
+        if device.transport is not self or not isinstance(info, PciDeviceInfo):
+            return {}
+        return {"config": info.emulated.config.dump().hex()}
+
     # -- the CPU's view, for drivers that program a function themselves ---------------------
 
     def _address(self, device: Device) -> PciAddress:

@@ -106,9 +106,9 @@ def pci_device_id(virtio_id: int) -> int:
 
 
 def vendor_cap(cfg_type: int, offset: int, length: int, extra: bytes = b"",
-               wmask: bytes = b"") -> Capability:
-    """A ``struct virtio_pci_cap`` (+ ``extra``) in BAR :data:`BAR_INDEX`."""
-    body = struct.pack("<BBBBxxII", 16 + len(extra), cfg_type, BAR_INDEX, 0, offset, length)
+               wmask: bytes = b"", bar: int = BAR_INDEX) -> Capability:
+    """A ``struct virtio_pci_cap`` (+ ``extra``) in BAR ``bar``."""
+    body = struct.pack("<BBBBxxII", 16 + len(extra), cfg_type, bar, 0, offset, length)
     return Capability(0x09, body + extra, wmask)
 
 
@@ -159,7 +159,7 @@ class VirtioPciDevice:
         self._pci_cfg = len(caps)
         # bar (byte 4), offset and length (bytes 8-15) are writable; pci_cfg_data is hooked
         caps.append(vendor_cap(CAP_PCI_CFG, 0, 0, bytes(4),
-                               wmask=bytes([0, 0, 0xFF, 0, 0, 0]) + b"\xff" * 8))
+                               wmask=bytes([0, 0, 0xFF, 0, 0, 0]) + b"\xff" * 8, bar=0))
         return PciFunctionSpec(
             slot, vendor=VIRTIO_PCI_VENDOR, device=pci_device_id(virtio_id),
             subvendor=VIRTIO_PCI_VENDOR, subdevice=VIRTIO_PCI_SUBDEVICE,
