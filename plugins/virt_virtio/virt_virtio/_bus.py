@@ -124,12 +124,15 @@ class VirtioBusDevice(Device):
         kind = DEVICE_TYPES.get(self.device_id)
         if kind is None:
             return
+
+        def reinitialize() -> None:
+            self.virtio.broken = None
+            self.virtio.initialize(kind.features, kind.queues)
+
         if self.port is not None:
-            self.port.suspend()
-        self.virtio.initialize(kind.features, kind.queues)
-        self.virtio.broken = None
-        if self.port is not None:
-            self.port.resume()
+            self.port.reset(reinitialize)
+        else:
+            reinitialize()
 
 
 class VirtioBus(Transport):

@@ -11,16 +11,18 @@ virtio bus's ``transfer`` for console devices.
   count is returned.  Buffers the device used are reclaimed first; when transmitq is full
   the write returns 0 and the device interrupts when it uses a buffer (back-pressure).
 
-Across a reset (:meth:`ConsolePort.suspend` / :meth:`~ConsolePort.resume`, used by
-:meth:`VirtioBusDevice.reset_device`) no byte is lost or duplicated: bytes the device had
-put in receive buffers are kept, and transmit buffers the device had not used are posted
-again, in order.
+Across a reset (:meth:`ConsolePort.reset`, used by :meth:`VirtioBusDevice.reset_device`)
+no byte is lost or duplicated: with both directions locked, the device is reset first (it
+then stops touching the rings), bytes it had put in receive buffers are kept and served
+first, transmit buffers it had used are reclaimed, and those it had not used are posted
+again, in order, once the device is initialised again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from virtcore import Op, TransferError
@@ -140,9 +142,11 @@ class ConsolePort:
 
     # -- reset ----------------------------------------------------------------------------------
 
-    def suspend(self) -> None:
-        """Before a reset: keep what the device already delivered."""
-        with self._rx_lock:
+    def reset(self, reinitialize: Callable[[], None]) -> None:
+        """Reset the device and initialise it again with ``reinitialize`` (which resets it,
+        sets up fresh queues and sets DRIVER_OK), keeping every byte (module docstring)."""
+        with self._rx_lock, self._tx_lock:
+            self.vdev.reset()  # from here on the device leaves the rings alone
             if self._pending_off < len(self._pending):
                 self._kept.append(self._pending[self._pending_off:])
             self._pending, self._pending_off = b"", 0
@@ -150,14 +154,12 @@ class ConsolePort:
             while (used := rx.get_used()) is not None:
                 if used[1]:
                     self._kept.append(used[1])
-        with self._tx_lock:
             self._reclaim()
-
-    def resume(self) -> None:
-        """After the device is initialised again: re-post the receive buffers and the
-        transmit buffers the device had not used."""
-        self.start()
-        with self._tx_lock:
+            reinitialize()
+            rx = self.vdev.queue(RECEIVEQ)
+            for _ in range(min(RX_BUFFERS, rx.num_free)):
+                rx.add((), (RX_BUFFER_SIZE,), None)
+            self.vdev.kick(RECEIVEQ)
             tx = self.vdev.queue(TRANSMITQ)
             for token, chunk in self._unsent.items():
                 tx.add((chunk,), (), token)

@@ -115,6 +115,7 @@ class VirtioDevice:
         """
         try:
             self.reset()
+            self._close_queues()  # a second initialisation: the old rings are gone
             self.add_status(ACKNOWLEDGE)
             self.add_status(DRIVER)
             offered = self.ops.get_features()
