@@ -58,7 +58,9 @@ def describe(machine: Machine) -> dict[str, Any]:
 
 
 def _bus_path(device: Device) -> str:
-    buses, current, hops = [], device, 0
+    buses: list[str] = []
+    current: Device | None = device
+    hops = 0
     while current is not None and hops < 32:
         if not buses or buses[-1] != current.bus:
             buses.append(current.bus)
