@@ -429,3 +429,18 @@ def test_2_7_10_avail_event_with_event_idx(ring):
     assert ring.used_flags() == 0  # flags stay 0 with EVENT_IDX
     assert q.enable_kicks() is False
     assert ring.avail_event() == 2
+
+
+def test_resuming_queue_takes_used_idx_from_the_ring(ring):
+    """vhost-user SET_VRING_BASE gives only last_avail_idx; the used idx is what the ring
+    holds (as libvhost-user does after a reconnection)."""
+    ring.memory.write_u16(ring.used + 2, 41)
+    ring.set_avail_idx(41)
+    q = ring.device(last_avail_idx=41)
+    assert (q.last_avail_idx, q.used_idx) == (41, 41)
+    ring.set_desc(0, buf(ring.memory, b"x"), 1)
+    ring.offer(0)
+    chain = q.pop()
+    assert chain is not None
+    q.push(chain, 0)
+    assert ring.used_idx() == 42 and ring.used_elem(41) == (0, 0)

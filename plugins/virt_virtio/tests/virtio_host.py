@@ -89,7 +89,7 @@ class RawRing:
         self.avail_idx = 0
 
     def device(self, *, event_idx: bool = False, indirect: bool = True,
-               last_avail_idx: int = 0, used_idx: int = 0) -> DeviceQueue:
+               last_avail_idx: int = 0, used_idx: int | None = None) -> DeviceQueue:
         return DeviceQueue(self.memory, self.index, self.size, self.desc, self.avail,
                            self.used, event_idx=event_idx, indirect=indirect,
                            last_avail_idx=last_avail_idx, used_idx=used_idx)

@@ -140,13 +140,16 @@ class DeviceQueue:
     :param indirect: VIRTIO_F_INDIRECT_DESC was negotiated.
     :param last_avail_idx: where to resume reading the available ring (vhost-user
         SET_VRING_BASE); 0 for a fresh queue.
-    :param used_idx: the used index to resume from (normally equal to ``last_avail_idx``).
+    :param used_idx: the used index to resume from; by default the ``idx`` the used ring
+        holds now (0 in a fresh ring; what the device left there before a vhost-user
+        reconnection, as libvhost-user does).
     :raises VirtqueueError: a bad size, misaligned areas, or areas outside guest memory.
     """
 
     def __init__(
         self, memory: GuestMemory, index: int, size: int, desc: int, avail: int, used: int,
-        *, event_idx: bool, indirect: bool, last_avail_idx: int = 0, used_idx: int = 0,
+        *, event_idx: bool, indirect: bool, last_avail_idx: int = 0,
+        used_idx: int | None = None,
     ) -> None:
         self.memory = memory
         self.index = index
@@ -161,6 +164,8 @@ class DeviceQueue:
         self._avail = self._area("available ring", avail, avail_size(size), AVAIL_ALIGN)
         self._used = self._area("used ring", used, used_size(size), USED_ALIGN)
         self.last_avail_idx = last_avail_idx & 0xFFFF
+        if used_idx is None:
+            used_idx = int(U16.unpack_from(self._used, 2)[0])
         self.used_idx = used_idx & 0xFFFF
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
