@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 RECEIVEQ: Final = 0
 TRANSMITQ: Final = 1
-RX_BUFFERS: Final = 16
-RX_BUFFER_SIZE: Final = 65536
+RX_BUFFERS: Final = 8
+RX_BUFFER_SIZE: Final = 512 * 1024
 TX_CHUNK: Final = 65536
 
 
@@ -48,8 +48,8 @@ class ConsolePort:
         self.vdev = vdev
         self._rx_lock = threading.Lock()
         self._tx_lock = threading.Lock()
-        self._pending = b""
-        """Bytes of a used receive buffer not read yet."""
+        self._pending = memoryview(b"")
+        """Bytes of a used receive buffer not read yet (from ``_pending_off``)."""
         self._pending_off = 0
         self._kept: deque[bytes] = deque()
         """Received bytes saved across a reset, served before the ring."""
@@ -109,7 +109,7 @@ class ConsolePort:
                         break
                     rx.add((), (RX_BUFFER_SIZE,), None)  # the drained buffer goes back
                     self.vdev.kick(RECEIVEQ)
-                    self._pending, self._pending_off = used[1], 0
+                    self._pending, self._pending_off = memoryview(used[1]), 0
                     continue
                 n = min(size - done, len(self._pending) - self._pending_off)
                 view[done:done + n] = self._pending[self._pending_off:self._pending_off + n]
@@ -148,8 +148,8 @@ class ConsolePort:
         with self._rx_lock, self._tx_lock:
             self.vdev.reset()  # from here on the device leaves the rings alone
             if self._pending_off < len(self._pending):
-                self._kept.append(self._pending[self._pending_off:])
-            self._pending, self._pending_off = b"", 0
+                self._kept.append(bytes(self._pending[self._pending_off:]))
+            self._pending, self._pending_off = memoryview(b""), 0
             rx = self.vdev.queue(RECEIVEQ)
             while (used := rx.get_used()) is not None:
                 if used[1]:
