@@ -74,7 +74,7 @@ class BlkDisk(FileOperations):
         return self.capacity * SECTOR
 
     def _request(self, kind: int, sector: int, out: bytes | memoryview, in_size: int,
-                 timeout: float | None) -> bytes:
+                 timeout: float | None) -> memoryview:
         header = _HEADER.pack(kind, 0, sector)
         try:
             with self.lock:
@@ -95,7 +95,7 @@ class BlkDisk(FileOperations):
             raise OSError(errno.EOPNOTSUPP, f"{self.name}: request type {kind} not supported")
         if status != S_OK:
             raise OSError(errno.EIO, f"{self.name}: I/O error at sector {sector}")
-        return reply[:-1]
+        return memoryview(reply)[:-1]  # no copy of the data
 
     def _span(self, file: MiscFile, length: int) -> int:
         if file.pos % SECTOR or length % SECTOR:
@@ -140,7 +140,7 @@ class BlkDisk(FileOperations):
 
     def serial(self, timeout: float | None = None) -> str:
         """The disk's ID string (``VIRTIO_BLK_T_GET_ID``, at most 20 bytes)."""
-        data = self._request(T_GET_ID, 0, b"", 20, timeout)
+        data = bytes(self._request(T_GET_ID, 0, b"", 20, timeout))
         return data.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
