@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rigs import MMIO_BASE, machine_section, rig_factory, transport  # noqa: F401 - fixtures
@@ -157,22 +159,68 @@ def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
     assert noisy == []
 
 
-def test_a_qemu_virt_device_tree_lists_its_empty_transports(tmp_path):
-    """The device tree QEMU's virt machine generates (qemu-system-aarch64 -M
-    virt,dumpdtb=), when QEMU is installed: 32 virtio,mmio nodes listed, none bound, quiet."""
-    qemu = "/usr/bin/qemu-system-aarch64"
-    if not os.path.exists(qemu):
-        pytest.skip("qemu-system-aarch64 is not installed (Debian qemu-system-arm)")
-    blob = tmp_path / "virt.dtb"
-    subprocess.run([qemu, "-M", f"virt,dumpdtb={blob}"], capture_output=True, timeout=60,
-                   check=True)
-    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", str(blob), "--json"],
-                          capture_output=True, text=True, timeout=120, check=False)
+QEMU_VIRT_DTB = Path(__file__).parent / "data" / "qemu-7.2-virt.dtb"
+
+
+def run_json(*args: str) -> tuple[dict, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTCORE_")}
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", *args, "--json"],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    nodes = [d for d in json.loads(proc.stdout)["devices"]
-             if d["compatible"] == ["virtio,mmio"]]
-    assert len(nodes) == 32 and all(d["driver"] is None for d in nodes)
-    assert "WARNING" not in proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_qemu_virt_device_tree_lists_its_empty_transports_quietly():
+    """QEMU 7.2's virt machine tree (data/README.md): 32 virtio,mmio nodes, listed with
+    their GIC SPIs (16-47 -> IRQ 48-79), none bound, and not a word on stderr."""
+    data, stderr = run_json(str(QEMU_VIRT_DTB))
+    nodes = [d for d in data["devices"] if d["compatible"] == ["virtio,mmio"]]
+    assert [d["path"] for d in nodes] == [f"/virtio_mmio@a{0x200 * i:06x}" for i in range(32)]
+    assert [d["irq"] for d in nodes] == list(range(48, 80))
+    assert all(d["driver"] is None and d["status"] == "unbound" for d in nodes)
+    assert all(d["error"].startswith("virtio_mmio declined") for d in nodes)
+    assert stderr == ""
+
+
+def test_a_model_behind_one_of_qemus_virt_transports(tmp_path):
+    """The same tree with a console behind the last transport (a [devtree] dtb plus
+    [[devtree.models]]): that one binds, with its 2+2-cell reg and GIC interrupt."""
+    machine = tmp_path / "virt.toml"
+    machine.write_text(f"""name = "virt"
+[devtree]
+dtb = "{QEMU_VIRT_DTB}"
+[[devtree.models]]
+path = "/virtio_mmio@a003e00"
+model = "virtio-console"
+""")
+    data, stderr = run_json(str(machine))
+    bound = [d for d in data["devices"] if d["driver"] == "virtio_mmio"]
+    assert [d["path"] for d in bound] == ["/virtio_mmio@a003e00"]
+    (child,) = [d for d in data["devices"] if d["bus"] == "virtio"]
+    assert child["parent"] == "/virtio_mmio@a003e00" and child["irq"] == 79
+    assert child["driver"] == "virt_pipe"
+    assert child["modalias"] == "virtio:d00000003v554D4551"
+    assert stderr == ""
+
+
+def test_live_qemu_virt_dump_matches_the_recorded_one(tmp_path):
+    """When QEMU is installed, its dump today has the same virtio,mmio nodes."""
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        reason = "qemu-system-aarch64 is not installed (Debian qemu-system-arm)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    blob = tmp_path / "virt.dtb"
+    subprocess.run([qemu, "-M", f"virt,dumpdtb={blob}", "-nodefaults"], capture_output=True,
+                   timeout=60, check=True)
+    live, _ = run_json(str(blob))
+    recorded, _ = run_json(str(QEMU_VIRT_DTB))
+
+    def mmio(data: dict) -> list:
+        return [(d["path"], d["irq"]) for d in data["devices"]
+                if d["compatible"] == ["virtio,mmio"]]
+
+    assert mmio(live) == mmio(recorded)
 
 
 def test_virtio_rng_reads_the_devices_bytes(rig_factory, transport, tmp_path):  # noqa: F811
