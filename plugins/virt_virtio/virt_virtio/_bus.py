@@ -142,6 +142,8 @@ class VirtioBus(Transport):
 
     def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
         port = getattr(device, "port", None)
+        if type(port) is ConsolePort:
+            return port.transfer(device, buffer, op)
         if not isinstance(port, ConsolePort):
             raise TransferError("this virtio device type has no byte stream (only consoles "
                                 "transfer bytes)", device=device)
