@@ -202,3 +202,20 @@ def test_ring_indexes_wrap_past_65535(rig_factory, transport):  # noqa: F811
     memory = rig.machine.memory
     assert memory.read_u16(queue.avail_addr + 2) == count % 65536  # avail idx wrapped
     assert memory.read_u16(queue.used_addr + 2) == count % 65536  # used idx too
+
+
+def test_a_device_that_needs_a_reset(rig_factory, transport):  # noqa: F811
+    """2.1.2: the device sets DEVICE_NEEDS_RESET and sends a configuration interrupt; the
+    driver stops using it (transfers fail, naming the device) until it resets it (2.4)."""
+    from virtcore import TransferError
+
+    rig = console(rig_factory, transport)
+    rig.model.host.needs_reset("a test asked for it")
+    assert rig.child.virtio.broken is not None
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=1) as f, pytest.raises(
+            TransferError, match=rig.child.path):
+        f.read(10)
+    rig.child.reset_device()
+    rig.model.host_write(b"again")
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f:
+        assert f.read(10) == b"again"
