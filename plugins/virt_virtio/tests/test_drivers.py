@@ -84,6 +84,7 @@ def test_bus_device_identity(rig_factory, transport):  # noqa: F811
     vendor = 0x1AF4 if transport == "virtio-pci" else 0x554D4551
     assert child.vendor_id == vendor and child.device_id == 4
     assert child.modalias == f"virtio:d00000004v{vendor:08X}"
+    assert child.transport.modalias(child) == child.modalias
     assert child.features >> 32 & 1 and child.features == rig.model.features
     data = child.to_dict()
     assert data["modalias"] == child.modalias and data["parent"] == rig.transport.path

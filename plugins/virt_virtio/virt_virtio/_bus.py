@@ -149,6 +149,11 @@ class VirtioBus(Transport):
                                 "transfer bytes)", device=device)
         return port.transfer(device, buffer, op)
 
+    def modalias(self, device: Device) -> str | None:
+        """Linux's ``virtio:d%08Xv%08X`` for a virtio bus device (for a per-transport
+        modalias mechanism of the core)."""
+        return device.modalias if isinstance(device, VirtioBusDevice) else None
+
     def model_of(self, device: Device) -> DeviceModel | None:
         """The model behind the transport device (host-side introspection only)."""
         parent = device.parent
