@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,37 @@ def test_virtio_rng_reads_the_devices_bytes(rig_factory, transport, tmp_path):  
     with seeded.machine.open(seeded.misc, "rb", buffering=0) as f:
         first = f.read(64)
     assert len(first) == 64 and first != bytes(64)
+
+
+def test_removal_while_an_entropy_reader_is_blocked(rig_factory, transport, tmp_path):  # noqa: F811
+    """A reader waiting for a device that holds its buffer (an exhausted source, 5.4.6)
+    gets DeviceRemovedError when the transport device is removed; hwrng is gone."""
+    import threading
+
+    from virtcore import DeviceRemovedError
+
+    source = tmp_path / "short.bin"
+    source.write_bytes(b"x")
+    rig = rig_factory(transport, "virtio-entropy", source=str(source))
+    name = rig.misc
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def read() -> None:
+        with rig.machine.open(name, "rb", buffering=0) as f:
+            assert f.read(1) == b"x"
+            started.set()
+            try:
+                f.read(1)  # the source is exhausted: no answer, the reader waits
+            except BaseException as exc:
+                errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert started.wait(10)
+    time.sleep(0.05)
+    rig.machine.remove_device(rig.transport)
+    reader.join(10)
+    assert not reader.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DeviceRemovedError)
+    assert name not in rig.machine.misc.names()

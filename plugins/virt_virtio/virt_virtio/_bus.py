@@ -33,6 +33,7 @@ from ._console_port import ConsolePort
 from ._driver_ops import VirtioOps
 from ._errors import VirtioError
 from ._features import BLK_F_BLK_SIZE, BLK_F_FLUSH, BLK_F_RO, BLK_F_SEG_MAX, bit
+from ._status import ACKNOWLEDGE
 from ._virtio_device import VirtioDevice
 
 log = logging.getLogger("virt_virtio")
@@ -177,7 +178,7 @@ def add_virtio_device(parent: Device, ops: VirtioOps) -> VirtioBusDevice:
     port: ConsolePort | None = None
     if kind is None:
         vdev.reset()
-        vdev.add_status(1)  # ACKNOWLEDGE: found; the bus has no setup for this type
+        vdev.add_status(ACKNOWLEDGE)  # found; the bus has no setup for this type
         log.info("%s: virtio device type %d is not set up by the virtio bus", parent.path,
                  vdev.device_id)
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from virt_devtree import DevtreeTransport
 from virtcore import DeclineProbe, Device, Driver, IdEntry, Match, TransferError
 
 from ._bus import VirtioBusDevice, add_virtio_device, remove_virtio_device
@@ -141,11 +142,10 @@ class VirtioMmioDriver(Driver):
     id_table: ClassVar[tuple[IdEntry, ...]] = (IdEntry(compatible=COMPATIBLE),)
 
     def probe(self, device: Device, match: Match) -> None:
-        bus: Any = device.transport
-        node_of = getattr(bus, "node", None)
-        if node_of is None or not hasattr(bus, "mmio_read"):
+        bus = device.transport
+        if not isinstance(bus, DevtreeTransport):
             raise DeclineProbe("not a device-tree node with memory-mapped registers")
-        node = node_of(device)
+        node = bus.node(device)
         base = node.cpu_address(0) if node.reg else None
         if base is None:
             raise VirtioError(f"virtio_mmio: {device.path} has no 'reg' that translates to a "

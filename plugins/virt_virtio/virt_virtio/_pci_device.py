@@ -274,6 +274,8 @@ class VirtioPciDevice:
         elif size == 4 and offset == GF:
             st.write_driver_feature_word(value)
         elif size == 1 and offset == STATUS:
+            if value == 0:  # reset: no interrupt stays pending (2.4)
+                self.read_isr()
             st.set_status(value)
         elif size == 2 and offset == Q_SELECT:
             st.queue_select = value

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from virt_pci import PciDeviceInfo, PciTransport
 from virtcore import DeclineProbe, Device, Driver, IdEntry, Match
 
 from ._bus import VirtioBusDevice, add_virtio_device, remove_virtio_device
@@ -217,8 +218,8 @@ class VirtioPciDriver(Driver):
     def probe(self, device: Device, match: Match) -> None:
         transport = device.transport
         info = device.platform_data
-        if device.ids is None or not hasattr(transport, "config_read") or not hasattr(
-                info, "function"):
+        if device.ids is None or not isinstance(transport, PciTransport) or not isinstance(
+                info, PciDeviceInfo):
             raise DeclineProbe("not a function of an emulated PCI segment")
         pci_device = device.ids.device
         if not 0x1000 <= pci_device <= 0x107F:
