@@ -142,10 +142,8 @@ class VirtioBus(Transport):
     bus: ClassVar[str] = VIRTIO_BUS
 
     def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
-        port = getattr(device, "port", None)
-        if type(port) is ConsolePort:
-            return port.transfer(device, buffer, op)
-        if not isinstance(port, ConsolePort):
+        port = device.port if isinstance(device, VirtioBusDevice) else None
+        if port is None:
             raise TransferError("this virtio device type has no byte stream (only consoles "
                                 "transfer bytes)", device=device)
         return port.transfer(device, buffer, op)

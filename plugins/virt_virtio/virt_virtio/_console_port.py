@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ._virtio_device import VirtioDevice
 
+_READ: Final = Op.READ
 RECEIVEQ: Final = 0
 TRANSMITQ: Final = 1
 RX_BUFFERS: Final = 8
@@ -68,18 +69,19 @@ class ConsolePort:
     # -- transfer -------------------------------------------------------------------------------
 
     def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
-        if self.vdev.broken is not None:
-            raise TransferError(f"virtio console: {self.vdev.broken}", device=device)
-        if op is Op.READ and type(buffer) is memoryview and buffer.format == "B" and (
-                buffer.ndim == 1 and not buffer.readonly):
-            # the hot path (virt_pipe's reads): a served slice of the pending used buffer
-            rx_lock = self._rx_lock
-            with rx_lock:
-                pending, off, size = self._pending, self._pending_off, len(buffer)
-                if not self._kept and len(pending) - off >= size > 0:
+        if op is _READ and type(buffer) is memoryview:
+            # the hot path (virt_pipe's reads): a slice of the pending used buffer
+            with self._rx_lock:
+                off, size = self._pending_off, len(buffer)
+                pending = self._pending
+                if len(pending) - off >= size > 0 and not self._kept and (
+                        self.vdev.broken is None and buffer.format == "B"
+                        and not buffer.readonly):
                     buffer[:] = pending[off:off + size]
                     self._pending_off = off + size
                     return size
+        if self.vdev.broken is not None:
+            raise TransferError(f"virtio console: {self.vdev.broken}", device=device)
         try:
             view = memoryview(buffer)
         except TypeError:
