@@ -219,3 +219,18 @@ def test_a_device_that_needs_a_reset(rig_factory, transport):  # noqa: F811
     rig.model.host_write(b"again")
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f:
         assert f.read(10) == b"again"
+
+
+def test_a_hostile_device_moving_the_used_index_is_an_error_not_a_hang(
+        rig_factory, transport):  # noqa: F811
+    """2.7.8 and Linux's BAD_RING: a used index moved past the buffers outstanding is
+    refused; the read fails with a TransferError naming the device, at once."""
+    from virtcore import TransferError
+
+    rig = console(rig_factory, transport)
+    rx = rig.child.virtio.queue(0)
+    memory = rig.machine.memory
+    memory.write_u16(rx.used_addr + 2, memory.read_u16(rx.used_addr + 2) + 200)
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f, pytest.raises(
+            TransferError, match=f"{rig.child.path}.*used index"):
+        f.read(10)

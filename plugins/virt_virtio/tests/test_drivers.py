@@ -280,3 +280,24 @@ def test_removal_while_an_entropy_reader_is_blocked(rig_factory, transport, tmp_
     assert not reader.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DeviceRemovedError)
     assert name not in rig.machine.misc.names()
+
+
+def test_virtio_pci_functions_sharing_an_intx_line():
+    """PCI INTx lines are shared (00:04.0 and 00:08.0 swizzle onto one line): each
+    virtio_pci handler reads its own ISR, both consoles work."""
+    machine = Machine("shared")
+    try:
+        machine.load({"name": "shared", "pci": {"devices": [
+            {"slot": "00:04.0", "model": "virtio-console"},
+            {"slot": "00:08.0", "model": "virtio-console"}]}})
+        children = [d for d in machine.devices() if isinstance(d, VirtioBusDevice)]
+        assert len(children) == 2 and children[0].irq == children[1].irq
+        for i, child in enumerate(children):
+            model = child.parent.transport.model_of(child.parent)
+            model.host_write(f"console {i}".encode())
+        for i, child in enumerate(children):
+            (name,) = [m.name for m in machine.misc.items() if m.device is child]
+            with machine.open(name, "rb", buffering=0, timeout=5) as f:
+                assert f.read(20) == f"console {i}".encode()
+    finally:
+        machine.close()
