@@ -301,3 +301,21 @@ def test_virtio_pci_functions_sharing_an_intx_line():
                 assert f.read(20) == f"console {i}".encode()
     finally:
         machine.close()
+
+
+@pytest.mark.parametrize("model", ["virtio-console", "virtio-entropy"])
+def test_probe_remove_probe_leaves_nothing_behind(rig_factory, transport, model):  # noqa: F811
+    """Unbinding the transport driver resets the device (2.4), removes the bus device and
+    its misc device, and frees every ring and DMA buffer; binding again works."""
+    rig = rig_factory(transport, model)
+    machine, parent = rig.machine, rig.transport
+    driver = parent.driver_name
+    assert machine.memory.allocated > 0
+    for _ in range(2):
+        machine.unbind(parent)
+        assert machine.memory.allocated == 0
+        assert [d for d in machine.devices() if d.bus == "virtio"] == []
+        assert machine.misc.names() == [] and rig.model.host is None
+        machine.bind(parent, driver)
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.driver is not None and rig.model.host is not None
