@@ -1,5 +1,5 @@
 """The main job end to end: ``virtcore run`` on the embedded demo and on TOML machines with
-the three plugins installed, checked as a user reads the output; streaming through pipes."""
+the four plugins installed, checked as a user reads the output; streaming through pipes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 
 from virtcore import discover
 
-PLUGINS = ("virt_pci", "virt_devtree", "virt_pipe")
+PLUGINS = ("virt_pci", "virt_devtree", "virt_pipe", "virt_virtio")
 _found = discover(only=PLUGINS).plugins
 pytestmark = pytest.mark.skipif(
     any(p not in _found or _found[p].status.value != "ok" for p in PLUGINS),
-    reason="the demo needs virt_pci, virt_devtree and virt_pipe installed "
+    reason="the demo needs virt_pci, virt_devtree, virt_pipe and virt_virtio installed "
            "(README: bash scripts/test installs them)")
 
 
@@ -30,23 +30,38 @@ def run(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
                           input=stdin, timeout=120, env=env, cwd=cwd)
 
 
-def test_demo_shows_one_driver_over_two_transports() -> None:
+def test_demo_shows_one_driver_over_four_transports() -> None:
     proc = run("run")
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()
     lines = out.splitlines()
-    assert lines[0] == "machine demo: 2 device(s), 2 bound"
+    assert lines[0] == "machine demo: 6 device(s), 6 bound"
     assert "pci" in lines and "devtree" in lines
+    assert "virtio" not in lines  # virtio devices are listed under their transport device
     assert "  pci0000:00:03.0 [7663:3456 sub 7663:3456 class ff0000] irq 19" in lines
     assert any(line.startswith("      driver in use: virt_pipe (ID entry 7663:3456")
                for line in lines)
     assert any("driver in use: virt_pipe (compatible 'virtcore,virt-pipe'" in line
                for line in lines)
+    # the virtio-pci function, and its virtio device one level below it
+    at = lines.index("  pci0000:00:04.0 [1af4:1043 sub 1af4:1100 class 078000] irq 16")
+    assert lines[at + 3] == ("      driver in use: virtio_pci (ID entry 1af4:*: 1 fixed ID "
+                             "field(s), 0 class-mask bit(s))")
+    assert lines[at + 4] == "    pci0000:00:04.0/virtio0 (virtio) irq 16"
+    assert lines[at + 5] == "        modalias: virtio:d00000003v00001AF4"
+    at = lines.index("  /soc/virtio_mmio@10001000 irq 6")
+    assert lines[at + 4] == "    /soc/virtio_mmio@10001000/virtio0 (virtio) irq 6"
+    assert lines[at + 5] == "        modalias: virtio:d00000003v554D4551"
+    assert lines[at + 8] == ("        driver in use: virt_pipe (compatible 'virtio,device3' is "
+                             "string 0 of the device's list)")
     assert "  virt_pipe0 -> pci0000:00:03.0 (driver virt_pipe)" in lines
-    assert "  virt_pipe1 -> /soc/pipe@10000000 (driver virt_pipe)" in lines
-    assert ("    read from the host side: 'Hello from the host side, carried over PCI MMIO "
-            "ports!'") in lines
-    assert out.count("the host side got them intact") == 2
+    assert "  virt_pipe1 -> pci0000:00:04.0/virtio0 (driver virt_pipe)" in lines
+    assert "  virt_pipe2 -> /soc/pipe@10000000 (driver virt_pipe)" in lines
+    assert "  virt_pipe3 -> /soc/virtio_mmio@10001000/virtio0 (driver virt_pipe)" in lines
+    for route in ("PCI MMIO ports", "device-tree hypercalls", "virtio-pci", "virtio-mmio"):
+        assert (f"    read from the host side: 'Hello from the host side, carried over "
+                f"{route}!'") in lines
+    assert out.count("the host side got them intact") == 4
     assert lines[-1] == "demo passed"
 
 
@@ -55,17 +70,26 @@ def test_demo_json() -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     data = json.loads(proc.stdout)
     assert data["machine"] == "demo"
-    by_bus = {d["bus"]: d for d in data["devices"]}
-    assert set(by_bus) == {"pci", "devtree"}
-    for dev in by_bus.values():
+    pipes = {d["bus"]: d for d in data["devices"] if d["model"] == "virt_pipe"}
+    assert set(pipes) == {"pci", "devtree"}
+    for dev in pipes.values():
         assert dev["driver"] == "virt_pipe" and dev["status"] == "bound"
         assert dev["error"] is None
         assert dev["ids"]["vendor"] == 0x7663 and dev["ids"]["device"] == 0x3456
-    assert by_bus["devtree"]["compatible"][0] == "virtcore,virt-pipe"
-    assert by_bus["pci"]["compatible"][-1] == "pciclass,ff00"
+    assert pipes["devtree"]["compatible"][0] == "virtcore,virt-pipe"
+    assert pipes["pci"]["compatible"][-1] == "pciclass,ff00"
+    virtio = {d["parent"]: d for d in data["devices"] if d["bus"] == "virtio"}
+    assert set(virtio) == {"pci0000:00:04.0", "/soc/virtio_mmio@10001000"}
+    for parent, dev in virtio.items():
+        assert dev["driver"] == "virt_pipe" and dev["ids"] is None
+        assert dev["compatible"] == ["virtio,device3"]
+        vendor = "00001AF4" if parent.startswith("pci") else "554D4551"
+        assert dev["modalias"] == f"virtio:d00000003v{vendor}"
+        features = int(dev["features"], 16)
+        assert features >> 32 & 1  # VIRTIO_F_VERSION_1 negotiated
     assert data["demo"]["ok"] is True
-    assert {r["bus"]: r["checked"] for r in data["demo"]["results"]} == {
-        "pci": True, "devtree": True}
+    assert {r["route"]: r["checked"] for r in data["demo"]["results"]} == {
+        "pci": True, "devtree": True, "virtio/pci": True, "virtio/devtree": True}
 
 
 MACHINE = """\

@@ -161,3 +161,55 @@ def test_refused_open_gets_no_release(virtcore_machine: Machine, virtcore_device
     assert Exclusive.users == 1
     first.close()
     assert Exclusive.users == 0
+
+
+class Disk(FileOperations):
+    """A seekable misc device: 16 bytes read and written at ``file.pos``."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(b"0123456789abcdef")
+
+    def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
+        chunk = self.data[file.pos:file.pos + len(buffer)]
+        buffer[:len(chunk)] = chunk
+        file.pos += len(chunk)
+        return len(chunk)
+
+    def write(self, file: MiscFile, data: memoryview) -> int | None:
+        self.data[file.pos:file.pos + len(data)] = data
+        file.pos += len(data)
+        return len(data)
+
+    def llseek(self, file: MiscFile, offset: int, whence: int) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: file.pos, io.SEEK_END: len(self.data)}[whence]
+        if base + offset < 0:
+            raise OSError(22, "negative position")
+        return base + offset
+
+
+class DiskDriver(Driver):
+    name = "disk"
+    id_table = [IdEntry(compatible="test,disk")]
+
+    def probe(self, device: Device, match: Match) -> None:
+        assert device.machine is not None
+        device.machine.register_misc(device, "disk", Disk())
+
+
+def test_a_driver_with_llseek_gives_seekable_files(virtcore_machine: Machine,
+                                                   virtcore_device) -> None:
+    virtcore_machine.register_driver(DiskDriver)
+    virtcore_device("d", compatible=["test,disk"])
+    with virtcore_machine.open("disk0", "r+b", buffering=0) as raw:
+        assert raw.seekable()
+        assert raw.seek(10) == 10 and raw.tell() == 10
+        assert raw.read(3) == b"abc"
+        assert raw.seek(-2, io.SEEK_END) == 14 and raw.read() == b"ef"
+        raw.seek(0)
+        raw.write(b"XY")
+        assert raw.seek(-2, io.SEEK_CUR) == 0 and raw.read(4) == b"XY23"
+        with pytest.raises(OSError):
+            raw.seek(-1)
+    with virtcore_machine.open("disk0", "rb") as buffered:  # io.BufferedReader seeks too
+        buffered.seek(4)
+        assert buffered.read(2) == b"45"

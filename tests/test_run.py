@@ -114,3 +114,33 @@ def test_load_mapping_and_hotplug(tmp_path: Path) -> None:
     transport.remove(late)
     assert [d.path for d in machine.devices()] == ["a"]
     machine.close()
+
+
+def test_describe_adds_what_the_transport_tells_and_nests_children(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``Transport.device_info`` lands in ``--json``; a child on another bus is listed under
+    its parent, tagged with its bus."""
+    from virtcore import Device, LoopbackTransport, QueueModel
+    from virtcore._run import describe, print_tree
+
+    class Informative(LoopbackTransport):
+        def device_info(self, device: Device) -> dict[str, object]:
+            return {"config": "00ff"}
+
+    with Machine("m", autoload=False) as machine:
+        bus = Informative()
+        machine.add_transport(bus)
+        parent = bus.add("dev0", ids=(0x1AF4, 0x1043), model=QueueModel())
+        machine.add_device(Device("loopback:dev0/child0", bus="virtio", parent=parent,
+                                  compatible=["virtio,device3"]))
+        data = describe(machine)
+        by_path = {d["path"]: d for d in data["devices"]}
+        assert by_path["loopback:dev0"]["config"] == "00ff"
+        assert "config" not in by_path["loopback:dev0/child0"]
+        import io
+        out = io.StringIO()
+        print_tree(machine, out)
+        lines = out.getvalue().splitlines()
+        assert "virtio" not in lines  # no section of its own: it sits under its parent
+        at = next(i for i, line in enumerate(lines) if line.startswith("  loopback:dev0 "))
+        assert "    loopback:dev0/child0 (virtio)" in lines[at + 1:]

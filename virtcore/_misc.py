@@ -3,7 +3,9 @@ user opens the name and gets a real Python binary file object (like ``misc_regis
 
 Names are unique per machine.  A driver registers a base name (``virt_pipe``) and gets the
 lowest free numbered name (``virt_pipe0``, ``virt_pipe1``...), as an IDA hands out minors.
-Files are not seekable, like ``nonseekable_open``.
+Files are not seekable, like ``nonseekable_open``, unless the driver implements
+:meth:`FileOperations.llseek` (a block device does): then ``seek``/``tell`` work and the
+driver reads and writes at ``file.pos``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ class FileOperations:
     def flush(self, file: MiscFile) -> None:
         """Called by ``flush()``: wait until written data has reached the device."""
 
+    def llseek(self, file: MiscFile, offset: int, whence: int) -> int:
+        """Move ``file.pos`` (``whence`` as :func:`os.lseek`) and return the new position.
+
+        Implementing it makes the device's files seekable; ``readinto``/``write`` then read
+        and write at ``file.pos`` and advance it.  The default refuses.
+        """
+        raise io.UnsupportedOperation(f"{file.name} is not seekable")
+
     def release(self, file: MiscFile) -> None:
         """Called when the file is closed."""
 
@@ -67,6 +77,8 @@ class MiscFile(io.RawIOBase):
         self.timeout = timeout
         self.nonblocking = nonblocking
         self.private_data: Any = None
+        self.pos = 0
+        """The file position, for drivers that implement ``llseek``."""
         self._fops = misc.fops
         self._readable = "r" in mode or "+" in mode
         self._writable = "w" in mode or "a" in mode or "+" in mode
@@ -89,7 +101,20 @@ class MiscFile(io.RawIOBase):
         return self._writable
 
     def seekable(self) -> bool:
-        return False
+        return type(self._fops).llseek is not FileOperations.llseek
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if not self.seekable():
+            raise io.UnsupportedOperation(f"{self.name} is not seekable")
+        self.pos = self._fops.llseek(self, offset, whence)
+        return self.pos
+
+    def tell(self) -> int:
+        if not self.seekable():
+            raise io.UnsupportedOperation(f"{self.name} is not seekable")
+        return self.pos
 
     def readinto(self, buffer: Any) -> int | None:
         if self.closed:

@@ -7,6 +7,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -17,7 +18,16 @@ from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
 from ._machine import Machine
 from ._model import DeviceModel, StreamModel
 
-DEMO_PLUGINS = ("virt_pci", "virt_devtree", "virt_pipe")
+DEMO_PLUGINS = ("virt_pci", "virt_devtree", "virt_pipe", "virt_virtio")
+
+DEMO_ROUTES = {
+    "pci": "PCI MMIO ports",
+    "devtree": "device-tree hypercalls",
+    "virtio/pci": "virtio-pci",
+    "virtio/devtree": "virtio-mmio",
+}
+"""How the demo names the way bytes travel, by the bus path of the device (its bus, then
+its parents' buses)."""
 
 
 def demo_path() -> Path:
@@ -41,6 +51,8 @@ def describe(machine: Machine) -> dict[str, Any]:
             report = machine.explain(device)
             item["notes"] = report.notes
             item["unusable"] = report.unusable
+        if device.transport is not None:
+            item.update(device.transport.device_info(device))
         devices.append(item)
     return {
         "machine": machine.name,
@@ -50,27 +62,45 @@ def describe(machine: Machine) -> dict[str, Any]:
     }
 
 
-def _depth(device: Device) -> int:
-    depth, parent = 0, device.parent
-    while parent is not None and depth < 32:
-        depth, parent = depth + 1, parent.parent
-    return depth
+def _bus_path(device: Device) -> str:
+    buses: list[str] = []
+    current: Device | None = device
+    hops = 0
+    while current is not None and hops < 32:
+        if not buses or buses[-1] != current.bus:
+            buses.append(current.bus)
+        current, hops = current.parent, hops + 1
+    return "/".join(buses)
 
 
 def print_tree(machine: Machine, out: TextIO) -> None:
+    """Every device under its bus, children under their parent (``lspci -k`` style); a
+    child on another bus (a virtio device under its PCI function) is tagged with its bus."""
     devices = machine.devices()
     bound = sum(d.driver is not None for d in devices)
     out.write(f"machine {machine.name}: {len(devices)} device(s), {bound} bound\n")
+    present = {id(d) for d in devices}
+    children: dict[int, list[Device]] = {}
     buses: dict[str, list[Device]] = {}
     for d in devices:
-        buses.setdefault(d.bus, []).append(d)
+        if d.parent is not None and id(d.parent) in present:
+            children.setdefault(id(d.parent), []).append(d)
+        else:
+            buses.setdefault(d.bus, []).append(d)
     for bus, members in buses.items():
         out.write(f"{bus}\n")
-        for d in members:
-            pad = "  " * (_depth(d) + 1)
+        stack = [(d, 1) for d in reversed(members)]
+        while stack:
+            d, depth = stack.pop()
+            stack.extend((c, depth + 1) for c in reversed(children.get(id(d), [])))
+            pad = "  " * depth
             ids = f" [{d.ids}]" if d.ids is not None else ""
             irq = f" irq {d.irq}" if d.irq is not None else ""
-            out.write(f"{pad}{d.path}{ids}{irq}\n")
+            tag = f" ({d.bus})" if d.bus != bus else ""
+            out.write(f"{pad}{d.path}{tag}{ids}{irq}\n")
+            modalias = getattr(d, "modalias", None)
+            if isinstance(modalias, str):
+                out.write(f"{pad}    modalias: {modalias}\n")
             if d.compatible:
                 shown = ", ".join(d.compatible[:3])
                 more = f" (+{len(d.compatible) - 3} more)" if len(d.compatible) > 3 else ""
@@ -91,30 +121,49 @@ def print_tree(machine: Machine, out: TextIO) -> None:
             out.write(f"  {m.name} -> {m.device.path} (driver {m.device.driver_name})\n")
 
 
-def _read_all(machine: Machine, name: str, timeout: float) -> bytes:
-    chunks = []
+def _read_exactly(machine: Machine, name: str, size: int, timeout: float) -> bytes:
+    chunks, got = [], 0
     with machine.open(name, "rb", buffering=0, timeout=timeout) as f:
-        while True:
-            chunk = f.read(65536)
+        while got < size:
+            chunk = f.read(size - got)
             if not chunk:
                 break
             chunks.append(chunk)
+            got += len(chunk)
     return b"".join(chunks)
 
 
+def _host_read_exactly(model: StreamModel, size: int, timeout: float) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while len(data) < size:
+        data += model.host_read(size - len(data))
+        if len(data) < size:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+    return data
+
+
 def run_demo(machine: Machine, out: TextIO, *, as_json: bool) -> tuple[bool, list[Any]]:
-    """Push bytes through every misc device's driver and back; returns (ok, results)."""
+    """Push a greeting from the host side of every stream device bound to a misc device,
+    read it through the driver, write it back and check the host side gets it intact;
+    returns (ok, results)."""
     results: list[dict[str, Any]] = []
     ok = True
     for misc in machine.misc.items():
         model = _model_of(misc.device)
         if not isinstance(model, StreamModel):
             continue
+        route = _bus_path(misc.device)
+        greeting = (f"Hello from the host side, carried over "
+                    f"{DEMO_ROUTES.get(route, route)}!").encode()
         try:
-            received = _read_all(machine, misc.name, timeout=5.0)
+            if model.host_write(greeting) != len(greeting):
+                raise VirtcoreError(f"{misc.name}: the host side did not take the greeting")
+            received = _read_exactly(machine, misc.name, len(greeting), timeout=5.0)
             with machine.open(misc.name, "wb", timeout=5.0) as f:
                 f.write(received)
-            echoed = model.host_read()
+            echoed = _host_read_exactly(model, len(received), timeout=5.0)
         except VirtcoreError as exc:
             results.append({"misc": misc.name, "error": str(exc)})
             ok = False
@@ -122,10 +171,10 @@ def run_demo(machine: Machine, out: TextIO, *, as_json: bool) -> tuple[bool, lis
         good = bool(received) and echoed == received
         ok = ok and good
         results.append({"misc": misc.name, "device": misc.device.path, "bus": misc.device.bus,
-                        "received": received.decode("utf-8", "replace"),
+                        "route": route, "received": received.decode("utf-8", "replace"),
                         "written_back": len(received), "checked": good})
         if not as_json:
-            out.write(f"{misc.name} over {misc.device.bus} ({misc.device.path}):\n"
+            out.write(f"{misc.name} over {route} ({misc.device.path}):\n"
                       f"    read from the host side: {received.decode('utf-8', 'replace')!r}\n"
                       f"    written back {len(received)} bytes: "
                       f"{'the host side got them intact' if good else 'MISMATCH'}\n")
@@ -226,7 +275,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 "virtcore run: the demo machine needs the plugins "
                 f"{', '.join(DEMO_PLUGINS)}; missing or not loadable: {', '.join(missing)}\n"
                 "install them with: pip install ./plugins/virt_pci ./plugins/virt_devtree "
-                "./plugins/virt_pipe (from the virtcore source tree)\n")
+                "./plugins/virt_pipe ./plugins/virt_virtio (from the virtcore source tree)\n")
             return 1
         source = str(demo_path())
     try:
@@ -248,7 +297,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if demo:
             if not args.json:
                 print_tree(machine, out)
-                out.write("\ndemo: one driver, two transports\n")
+                out.write("\ndemo: one driver, four transports\n")
             ok, results = run_demo(machine, out, as_json=args.json)
             data["demo"] = {"ok": ok, "results": results}
             status = status if ok else 1

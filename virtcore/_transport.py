@@ -80,6 +80,11 @@ class Transport(abc.ABC):
         """The device model behind ``device``, where the transport emulates one."""
         return None
 
+    def device_info(self, device: Device) -> dict[str, Any]:
+        """Transport-specific facts about ``device`` added to its entry in
+        ``virtcore run --json`` (a PCI function's ``config`` space, say); none by default."""
+        return {}
+
     def close(self) -> None:
         """Release every resource the transport holds; safe to call twice."""
 

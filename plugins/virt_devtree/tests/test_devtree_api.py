@@ -17,8 +17,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "DEFAULT_MAX_DEPTH", "DEV_ID_PROPERTY", "DeviceTree", "DevtreeTransport", "DtbError",
         "DtsError", "FDT_MAGIC", "HV_EAGAIN", "HV_EINVAL", "HV_EIO", "HV_ENOENT", "HV_ENOSYS",
         "HV_OK", "HV_READ", "HV_STATUS", "HV_WRITE", "HypercallResult", "Hypervisor",
-        "LEGACY_DEV_ID_PROPERTY", "NAME_MAX", "Node", "PATH_MAX", "Property", "Range",
-        "RegEntry", "TreeError",
+        "LEGACY_DEV_ID_PROPERTY", "MmioError", "MmioPersonality", "MmioRegion", "MmioWindow",
+        "NAME_MAX", "Node", "PATH_MAX", "Property", "Range", "RegEntry", "TreeError",
         "VIRT_DEV_COMPATIBLE", "compile_dts", "encode_value", "find_dtc", "load_tree",
         "node_ids", "parse_dtb", "read_dtb", "write_dtb",
     ]

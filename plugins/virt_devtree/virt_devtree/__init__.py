@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._dtb import DEFAULT_MAX_DEPTH, FDT_MAGIC, parse_dtb, read_dtb
 from ._dts import compile_dts, find_dtc, load_tree
-from ._errors import DtbError, DtsError, TreeError
+from ._errors import DtbError, DtsError, MmioError, TreeError
 from ._hypervisor import (
     HV_EAGAIN,
     HV_EINVAL,
@@ -24,6 +24,7 @@ from ._hypervisor import (
     HypercallResult,
     Hypervisor,
 )
+from ._mmio import MmioPersonality, MmioRegion, MmioWindow
 from ._transport import (
     DEV_ID_PROPERTY,
     LEGACY_DEV_ID_PROPERTY,
@@ -54,6 +55,10 @@ __all__ = [
     "HypercallResult",
     "Hypervisor",
     "LEGACY_DEV_ID_PROPERTY",
+    "MmioError",
+    "MmioPersonality",
+    "MmioRegion",
+    "MmioWindow",
     "NAME_MAX",
     "Node",
     "PATH_MAX",

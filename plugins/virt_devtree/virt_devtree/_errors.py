@@ -7,8 +7,11 @@ Every one derives from :class:`virtcore.VirtcoreError` and carries the thing at 
     ├── TreeError  (also ValueError)  .node .prop     a well-formed tree whose contents do not
     │                                                 fit a binding (bad ``reg`` length, a
     │                                                 dev-id over 16 bits, a dangling phandle)
-    └── DtsError                      .path .stderr   a ``.dts`` file that could not be compiled
-                                                      (``dtc`` missing or rejecting it)
+    ├── DtsError                      .path .stderr   a ``.dts`` file that could not be compiled
+    │                                                 (``dtc`` missing or rejecting it)
+    └── TransferError (core)
+        └── MmioError                 .address .size  a memory access no register window
+                                                      decodes (or one its window refused)
 
 Transfers fail with :class:`virtcore.TransferError`, machine descriptions with
 :class:`virtcore.MachineFileError`; both belong to the core.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from virtcore import VirtcoreError
+from virtcore import TransferError, VirtcoreError
 
 
 class DtbError(VirtcoreError, ValueError):
@@ -79,3 +82,16 @@ class DtsError(VirtcoreError):
         self.stderr = stderr
         self.reason = message
         super().__init__(f"{self.path}: {message}")
+
+
+class MmioError(TransferError):
+    """A memory access at ``address`` of ``size`` bytes that no register window decodes.
+
+    :param device: the device whose window was accessed, ``None`` when nothing claims it.
+    """
+
+    def __init__(self, message: str, *, address: int, size: int,
+                 device: object = None) -> None:
+        self.address = address
+        self.size = size
+        super().__init__(message, device=device)

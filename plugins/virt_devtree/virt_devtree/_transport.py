@@ -26,8 +26,9 @@ from virtcore import (
 
 from ._dtb import parse_dtb
 from ._dts import load_tree
-from ._errors import DtbError, DtsError, TreeError
+from ._errors import DtbError, DtsError, MmioError, TreeError
 from ._hypervisor import CALL_NAMES, HV_EAGAIN, HV_OK, HV_READ, HV_WRITE, Hypervisor
+from ._mmio import MmioPersonality, MmioRegion, MmioWindow
 from ._tree import DeviceTree, Node
 
 log = logging.getLogger("virt_devtree")
@@ -77,7 +78,8 @@ class DevtreeTransport(Transport):
     """Devices from a device tree; transfers are hypercalls to a :class:`Hypervisor`.
 
     :param tree: the device tree.
-    :param models: device models by node path; each is put behind that node's handle.
+    :param models: device models by node path; each is put behind that node's handle, or
+        (an :class:`MmioPersonality`) mapped as a register window at the node's ``reg``.
         The transport owns them from then on: :meth:`close` closes them.
     :raises TreeError: a model names a path that is not a device, or a virt-dev node is
         malformed (missing or oversized dev-id, unresolvable interrupts).
@@ -91,6 +93,8 @@ class DevtreeTransport(Transport):
         self._devices: list[Device] = []
         self._by_path: dict[str, Device] = {}
         self._nodes: dict[int, Node] = {}
+        self._windows: list[tuple[int, int, MmioRegion, Device]] = []
+        self._mmio_models: dict[int, MmioPersonality] = {}
         self._closed = False
         self._build()
         for path, model in (models or {}).items():
@@ -195,9 +199,76 @@ class DevtreeTransport(Transport):
                    "node has no compatible property, so it is not a device")
             raise TreeError(f"cannot attach a device model: {why}", node=path)
         handle = self.handle(device)
+        if isinstance(model, MmioPersonality):
+            if handle in self._mmio_models:
+                raise TreeError("the node already has a device model", node=path)
+            window = self._window_of(device)
+            region = model.mmio_region(MmioWindow(window[0], window[1], device,
+                                                  lambda: self.raise_irq(device)))
+            self.add_mmio(window[0], window[1], region, device)
+            self._mmio_models[handle] = model
+            return device
         self.hypervisor.add(handle, model)
         model.connect_irq(lambda: self.raise_irq(device))
         return device
+
+    def _window_of(self, device: Device) -> tuple[int, int]:
+        node = self.node(device)
+        reg = node.reg
+        base = node.cpu_address(0) if reg else None
+        if base is None or not reg[0].size:
+            raise TreeError("a register window needs a 'reg' entry with a size that "
+                            "translates to a CPU address", node=node.path, prop="reg")
+        return base, reg[0].size
+
+    # -- memory-mapped registers -------------------------------------------------------------
+
+    def add_mmio(self, base: int, size: int, region: MmioRegion, device: Device) -> None:
+        """Map ``region`` at CPU addresses ``base .. base + size - 1`` for ``device``.
+
+        :raises ValueError: an empty window or one overlapping another.
+        """
+        if size <= 0 or base < 0:
+            raise ValueError(f"register window {base:#x}+{size:#x} is empty or negative")
+        for start, end, _, other in self._windows:
+            if base < end and base + size > start:
+                raise ValueError(f"register window {base:#x}+{size:#x} overlaps the one of "
+                                 f"{other.path} at {start:#x}")
+        self._windows.append((base, base + size, region, device))
+
+    def _decode(self, address: int, size: int) -> tuple[int, MmioRegion, Device]:
+        if size not in (1, 2, 4, 8) or address % size:
+            raise MmioError(f"{size}-byte access at {address:#x} is not naturally aligned "
+                            "1, 2, 4 or 8 bytes", address=address, size=size)
+        for start, end, region, device in self._windows:
+            if start <= address and address + size <= end:
+                return start, region, device
+        raise MmioError(f"no register window decodes address {address:#x}", address=address,
+                        size=size)
+
+    def mmio_read(self, address: int, size: int) -> int:
+        """Read ``size`` bytes (1, 2, 4 or 8, aligned) at CPU address ``address``."""
+        if self._closed:
+            raise MmioError("transport is closed", address=address, size=size)
+        start, region, _ = self._decode(address, size)
+        return region.read(address - start, size) & ((1 << (8 * size)) - 1)
+
+    def mmio_write(self, address: int, value: int, size: int) -> None:
+        """Write ``size`` bytes (1, 2, 4 or 8, aligned) at CPU address ``address``."""
+        if self._closed:
+            raise MmioError("transport is closed", address=address, size=size)
+        start, region, device = self._decode(address, size)
+        if value < 0 or value >> (8 * size):
+            raise MmioError(f"value {value:#x} does not fit in {size} bytes", address=address,
+                            size=size, device=device)
+        region.write(address - start, value, size)
+
+    def mmio_base(self, device: Device) -> int | None:
+        """The CPU address of ``device``'s register window, ``None`` without one."""
+        for start, _, _, owner in self._windows:
+            if owner is device:
+                return start
+        return None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -250,7 +321,11 @@ class DevtreeTransport(Transport):
         handle = device.platform_data
         if isinstance(handle, bool) or not isinstance(handle, int):
             return None
-        return self.hypervisor.model(handle)
+        model = self.hypervisor.model(handle)
+        if model is None:
+            emulator = self._mmio_models.get(handle)
+            model = emulator if isinstance(emulator, DeviceModel) else None
+        return model
 
     def enumerate(self) -> Iterable[Device]:
         return tuple(self._devices)
@@ -299,8 +374,11 @@ class DevtreeTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        for _, model in self.hypervisor:
-            model.connect_irq(None)
+        models: list[Any] = [model for _, model in self.hypervisor]
+        models += self._mmio_models.values()
+        for model in models:
+            if isinstance(model, DeviceModel):
+                model.connect_irq(None)
             try:
                 model.close()
             except Exception:

@@ -14,8 +14,9 @@ API = [
     "BarInfo", "BarKind", "BarSpec", "CFG_TYPE_REGS", "CapEntry", "Capability",
     "ConfigAccessError", "ConfigHeader", "EnumeratedFunction", "HostPciDevice",
     "HostPciTransport", "MmioError", "PciAddress", "PciConfig", "PciDeviceInfo", "PciError",
-    "PciFunction", "PciFunctionSpec", "PciIds", "PciSegment", "PciTransport", "REGS_SIZE",
-    "Reg", "VendorCap", "bar_size", "config_hexdump", "decode_bar", "enumerate_segment",
+    "PciFunction", "PciFunctionSpec", "PciIds", "PciPersonality", "PciSegment",
+    "PciTransport", "REGS_SIZE", "Reg", "Region", "VendorCap", "bar_size", "config_hexdump",
+    "decode_bar", "enumerate_segment",
     "modalias", "of_compatible", "walk_capabilities", "walk_ext_capabilities",
 ]
 

@@ -24,7 +24,8 @@ from ._function import PciFunction, PciFunctionSpec
 from ._host import HostPciDevice, HostPciTransport
 from ._naming import PciAddress, modalias, of_compatible
 from ._pciids import PciIds
-from ._regs import REGS_SIZE, Reg
+from ._personality import PciPersonality
+from ._regs import REGS_SIZE, Reg, Region
 from ._segment import PciSegment
 from ._transport import PciDeviceInfo, PciTransport
 
@@ -48,10 +49,12 @@ __all__ = [
     "PciFunction",
     "PciFunctionSpec",
     "PciIds",
+    "PciPersonality",
     "PciSegment",
     "PciTransport",
     "REGS_SIZE",
     "Reg",
+    "Region",
     "VendorCap",
     "bar_size",
     "config_hexdump",

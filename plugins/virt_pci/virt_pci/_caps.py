@@ -44,14 +44,24 @@ ConfigReader = Callable[[int, int], int]
 
 @dataclass(frozen=True, slots=True)
 class Capability:
-    """A capability to place in a function's list: its id and the bytes after ``[id, next]``."""
+    """A capability to place in a function's list: its id and the bytes after ``[id, next]``.
+
+    :param wmask: which bits of ``body`` software may write (byte for byte, zero-padded to
+        the body's length); by default the whole capability is read-only.  A device that
+        must see or answer accesses to its capability registers adds a config hook
+        (:meth:`PciConfig.add_hook`) at the offset :attr:`PciFunction.capability_offsets`
+        gives.
+    """
 
     id: int
     body: bytes = b""
+    wmask: bytes = b""
 
     def __post_init__(self) -> None:
         if not 0 <= self.id <= 0xFE:
             raise ValueError(f"capability id {self.id:#x} must be 0x00..0xfe")
+        if len(self.wmask) > len(self.body):
+            raise ValueError("a capability's write mask is longer than its body")
 
     @property
     def length(self) -> int:

@@ -17,6 +17,11 @@ from typing import Final
 
 from ._errors import ConfigAccessError
 
+ConfigHookRead = Callable[[int, int], int]
+"""``read(offset, size) -> value`` of a config hook (offsets are absolute)."""
+ConfigHookWrite = Callable[[int, int, int], None]
+"""``write(offset, value, size)`` of a config hook."""
+
 CONFIG_SIZE: Final = 256
 PCIE_CONFIG_SIZE: Final = 4096
 HEADER_SIZE: Final = 64
@@ -108,9 +113,13 @@ class PciConfig:
 
     :param size: :data:`CONFIG_SIZE` (conventional) or :data:`PCIE_CONFIG_SIZE`.
     :param on_write: called with ``(offset, size)`` after every software write.
+
+    A device that answers some config registers itself (virtio-pci's ``pci_cfg_data``
+    window into a BAR, say) installs a hook with :meth:`add_hook`: software accesses that
+    touch the hooked bytes go to the hook instead of the stored bytes.
     """
 
-    __slots__ = ("size", "_data", "_wmask", "_w1cmask", "on_write")
+    __slots__ = ("size", "_data", "_wmask", "_w1cmask", "on_write", "_hooks")
 
     def __init__(
         self, size: int = CONFIG_SIZE, on_write: Callable[[int, int], None] | None = None
@@ -122,12 +131,40 @@ class PciConfig:
         self._wmask = bytearray(size)
         self._w1cmask = bytearray(size)
         self.on_write = on_write
+        self._hooks: list[tuple[int, int, ConfigHookRead, ConfigHookWrite]] = []
+
+    def add_hook(
+        self, offset: int, length: int, read: ConfigHookRead, write: ConfigHookWrite
+    ) -> None:
+        """Route software accesses touching ``offset .. offset + length - 1`` to ``read`` /
+        ``write`` (called with the access's own offset and size, checked as usual).
+
+        :raises ValueError: a hook outside the space or overlapping another hook.
+        """
+        end = offset + length
+        if offset < 0 or length <= 0 or end > self.size:
+            raise ValueError(f"config hook {offset:#x}+{length} is outside the "
+                             f"{self.size}-byte space")
+        if any(offset < e and end > s for s, e, _, _ in self._hooks):
+            raise ValueError(f"config hook {offset:#x}+{length} overlaps another hook")
+        self._hooks.append((offset, end, read, write))
+
+    def _hook(self, offset: int, size: int) -> tuple[int, int, ConfigHookRead,
+                                                     ConfigHookWrite] | None:
+        for hook in self._hooks:
+            if offset < hook[1] and offset + size > hook[0]:
+                return hook
+        return None
 
     # -- software side (the CPU's configuration cycles) ------------------------------------
 
     def read(self, offset: int, size: int) -> int:
         """Read 1, 2 or 4 naturally aligned bytes, little-endian."""
         check_access(offset, size, self.size)
+        if self._hooks:
+            hook = self._hook(offset, size)
+            if hook is not None:
+                return hook[2](offset, size) & ((1 << (8 * size)) - 1)
         return int.from_bytes(self._data[offset:offset + size], "little")
 
     def write(self, offset: int, value: int, size: int) -> None:
@@ -137,6 +174,13 @@ class PciConfig:
             raise ConfigAccessError(
                 f"value {value:#x} does not fit in {size} bytes", offset=offset, size=size
             )
+        if self._hooks:
+            hook = self._hook(offset, size)
+            if hook is not None:
+                hook[3](offset, value, size)
+                if self.on_write is not None:
+                    self.on_write(offset, size)
+                return
         end = offset + size
         old = int.from_bytes(self._data[offset:end], "little")
         wmask = int.from_bytes(self._wmask[offset:end], "little")

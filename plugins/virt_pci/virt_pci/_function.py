@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from virtcore import DeviceModel
 
@@ -38,6 +38,14 @@ class PciFunctionSpec:
     :param pin: 0 (no interrupt) or 1-4 (INTA-INTD).
     :param capabilities: extra capabilities, placed first in the list.
     :param pcie: model a 4 KiB config space with a PCI Express capability.
+    :param regions: what declared BARs decode to, by BAR index (each such BAR needs an
+        explicit ``index``): a :class:`~virt_pci.Region` answering the accesses, instead of
+        plain memory.  This is how a device emulates its own registers (virtio-pci does).
+    :param emulator: the object emulating the function through ``regions`` (a device
+        model): what :meth:`PciTransport.model_of` returns for it.
+    :param on_attach: called with the :class:`PciFunction` once it exists, so the emulator
+        can raise its interrupt (:meth:`PciFunction.set_interrupt`) and hook config
+        registers (:meth:`PciConfig.add_hook` at :attr:`PciFunction.capability_offsets`).
     """
 
     slot: str | PciAddress
@@ -54,6 +62,9 @@ class PciFunctionSpec:
     pin: int = 1
     capabilities: Sequence[Capability] = ()
     pcie: bool = False
+    regions: Mapping[int, Region] = field(default_factory=dict, compare=False)
+    emulator: Any = field(default=None, compare=False)
+    on_attach: Callable[[PciFunction], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name, top in (("vendor", 0xFFFF), ("device", 0xFFFF), ("subvendor", 0xFFFF),
@@ -76,6 +87,12 @@ class PciFunctionSpec:
         if self.irq is not None and not 0 <= self.irq <= 0xFE:
             raise ValueError(f"interrupt line {self.irq} must be 0..254")
         layout_bars(self.all_bars())
+        indices = {b.index for b in self.bars}
+        for index in self.regions:
+            if index not in indices:
+                raise ValueError(f"regions[{index}] names no BAR declared with index={index}")
+            if self.model is not None and index == self.regs_bar:
+                raise ValueError(f"BAR{index} is the register block's")
 
     @property
     def address(self) -> PciAddress:
@@ -112,7 +129,11 @@ class PciFunction:
         self.regions: list[Region | None] = [None] * NUM_BARS
         self.regs: RegisterBlock | None = None
         self.regs_bar: int | None = None
+        self.capability_offsets: tuple[int, ...] = ()
+        """Where each of ``spec.capabilities`` was placed in config space, in order."""
         self._build()
+        if spec.on_attach is not None:
+            spec.on_attach(self)
 
     def _build(self) -> None:
         spec, cfg = self.spec, self.config
@@ -150,8 +171,10 @@ class PciFunction:
                 continue
             if index == self.regs_bar:
                 assert spec.model is not None
-                self.regs = RegisterBlock(spec.model, self._interrupt)
+                self.regs = RegisterBlock(spec.model, self.set_interrupt)
                 self.regions[index] = self.regs
+            elif index in spec.regions:
+                self.regions[index] = spec.regions[index]
             else:
                 self.regions[index] = RamRegion(bar.size)
         caps = list(spec.capabilities)
@@ -159,12 +182,15 @@ class PciFunction:
             caps.insert(0, Capability(CAP_ID_EXP, PCIE_CAP_BODY))
         if self.regs_bar is not None:
             caps.append(VendorCap(CFG_TYPE_REGS, self.regs_bar, 0, REGS_SIZE).to_capability())
-        self._place_capabilities(caps)
+        offsets = self._place_capabilities(caps)
+        first = 1 if spec.pcie else 0
+        self.capability_offsets = tuple(offsets[first:first + len(spec.capabilities)])
 
-    def _place_capabilities(self, caps: Sequence[Capability]) -> None:
+    def _place_capabilities(self, caps: Sequence[Capability]) -> list[int]:
         cfg = self.config
         pos = CAP_START
         prev_next = c.CAPABILITY_LIST
+        offsets = []
         for cap in caps:
             if pos + cap.length > c.CONFIG_SIZE:
                 raise ValueError("capabilities do not fit in the 256-byte config space")
@@ -172,10 +198,14 @@ class PciFunction:
             cfg.set(pos, cap.id, 1)
             cfg.set(pos + 1, 0, 1)
             cfg.set_bytes(pos + 2, cap.body)
+            if cap.wmask:
+                cfg.set_wmask(pos + 2, int.from_bytes(cap.wmask, "little"), len(cap.wmask))
+            offsets.append(pos)
             prev_next = pos + 1
             pos = (pos + cap.length + 3) & ~3
         if caps:
             cfg.set_bits(c.STATUS, c.STATUS_CAP_LIST, 2, True)
+        return offsets
 
     # -- decode state, as software programmed it --------------------------------------------
 
@@ -208,8 +238,10 @@ class PciFunction:
 
     # -- interrupts -------------------------------------------------------------------------
 
-    def _interrupt(self, asserted: bool) -> None:
-        """From the register block: the latch was set (``True``) or cleared."""
+    def set_interrupt(self, asserted: bool) -> None:
+        """The device asserts (``True``) or deasserts its INTx: status bit 3 follows, and an
+        assertion is delivered to the line's handlers unless INTx is disabled in the
+        command register."""
         self.config.set_bits(c.STATUS, c.STATUS_INTERRUPT, 2, asserted)
         if asserted and not self.command & c.COMMAND_INTX_DISABLE:
             self._deliver()

@@ -22,6 +22,10 @@
     regs-bar = 0            # optional slot of the 4 KiB register BAR (default: first free)
     pcie = false            # 4 KiB config space with a PCI Express capability
 
+A model that is a PCI function by itself (:class:`~virt_pci.PciPersonality`, e.g. a virtio
+device model) takes only ``slot``, ``model``, ``args``, ``pin`` and ``irq``: its IDs, BARs
+and capabilities are its own.
+
 Errors name the file and the key, e.g. ``devices[2].vendor``.
 """
 
@@ -36,12 +40,15 @@ from ._bars import BarInfo, BarKind, BarSpec, layout_bars
 from ._enum import AllocationError, plan_addresses
 from ._function import PciFunctionSpec
 from ._naming import PciAddress
+from ._personality import PciPersonality
 
 SECTION_KEYS: Final = ("devices", "domain", "irq-base")
 DEVICE_KEYS: Final = (
     "slot", "vendor", "device", "subvendor", "subdevice", "class", "revision", "bars", "pin",
     "irq", "model", "args", "regs-bar", "pcie",
 )
+PERSONALITY_KEYS: Final = ("slot", "model", "args", "pin", "irq")
+"""The keys of an entry whose model is a :class:`PciPersonality`."""
 BAR_KEYS: Final = ("size", "kind", "prefetchable", "index")
 _PINS: Final = {"none": 0, "a": 1, "b": 2, "c": 3, "d": 4, "inta": 1, "intb": 2, "intc": 3,
                 "intd": 4}
@@ -107,7 +114,14 @@ def parse_pci_section(
     layouts: dict[PciAddress, tuple[PciFunctionSpec, str]] = {}
     for i, raw in enumerate(devices):
         key = f"devices[{i}]"
-        table = context.check_keys(raw, DEVICE_KEYS, key, required=("slot", "vendor", "device"))
+        table = context.check_keys(raw, DEVICE_KEYS, key, required=("slot",))
+        # without IDs the entry is a model that is a PCI function by itself: checked once
+        # the model is built
+        personality = "model" in table and "vendor" not in table and "device" not in table
+        if not personality:
+            for name in ("vendor", "device"):
+                if name not in table:
+                    context.fail(f"missing required key {name!r}", f"{key}.{name}")
         slot = table["slot"]
         if not isinstance(slot, str):
             context.fail(f"slot must be a string like \"00:03.0\", not {slot!r}", f"{key}.slot")
@@ -130,7 +144,7 @@ def parse_pci_section(
         for name in ("vendor", "device", "subvendor", "subdevice"):
             if name in table:
                 kwargs[name] = _int(context, table[name], f"{key}.{name}", 0xFFFF, name)
-        if kwargs["vendor"] == 0xFFFF:
+        if kwargs.get("vendor") == 0xFFFF:
             context.fail("vendor 0xffff means 'no device'", f"{key}.vendor")
         if "class" in table:
             kwargs["class_"] = _int(context, table["class"], f"{key}.class", 0xFFFFFF, "class")
@@ -156,12 +170,13 @@ def parse_pci_section(
         elif "regs-bar" in table:
             kwargs["regs_bar"] = _int(context, table["regs-bar"], f"{key}.regs-bar", 5,
                                       "regs-bar")
-        try:  # validate the BAR layout and the rest before any model is built
-            probe = PciFunctionSpec(**kwargs, model=None if "model" not in table else _Probe())
-        except ValueError as exc:
-            context.fail(str(exc), f"{key}.bars" if "BAR" in str(exc) else key)
+        if not personality:
+            try:  # validate the BAR layout and the rest before any model is built
+                probe = PciFunctionSpec(**kwargs, model=None if "model" not in table else _Probe())
+            except ValueError as exc:
+                context.fail(str(exc), f"{key}.bars" if "BAR" in str(exc) else key)
+            layouts[probe.address] = (probe, key)
         parsed.append((kwargs, key))
-        layouts[probe.address] = (probe, key)
     for (bus, dev, fn), key in slots.items():
         if fn and (bus, dev, 0) not in slots:
             context.fail(
@@ -170,9 +185,21 @@ def parse_pci_section(
     _check_placement(layouts, context)
     specs: list[PciFunctionSpec] = []
     for (kwargs, key), raw in zip(parsed, devices, strict=True):
-        if "model" in raw:
-            kwargs["model"] = context.model(raw["model"], raw.get("args"), f"{key}.model")
-        specs.append(PciFunctionSpec(**kwargs))
+        if "model" not in raw:
+            specs.append(PciFunctionSpec(**kwargs))
+            continue
+        model = context.model(raw["model"], raw.get("args"), f"{key}.model")
+        if isinstance(model, PciPersonality):
+            specs.append(_personality_spec(context, model, raw, kwargs, key))
+            continue
+        if "vendor" not in kwargs:
+            context.fail(f"missing required key 'vendor' (model {raw['model']!r} sits behind "
+                         "the transfer register block and needs IDs)", f"{key}.vendor")
+        kwargs["model"] = model
+        try:
+            specs.append(PciFunctionSpec(**kwargs))
+        except ValueError as exc:
+            context.fail(str(exc), key)
     return specs, domain, irq_base
 
 
@@ -199,6 +226,22 @@ def _check_placement(
         what = " (the register block BAR)" if regs.get(exc.address) == exc.index else ""
         context.fail(f"{exc.reason}{what}; the BARs of all functions together must fit",
                      f"{key}.bars")
+
+
+def _personality_spec(
+    context: MachineContext, model: PciPersonality, raw: Mapping[str, Any],
+    kwargs: Mapping[str, Any], key: str,
+) -> PciFunctionSpec:
+    for name in raw:
+        if name not in PERSONALITY_KEYS:
+            context.fail(f"{name!r} is set by model {raw['model']!r}, which is a PCI function "
+                         f"by itself (allowed: {', '.join(PERSONALITY_KEYS)})",
+                         f"{key}.{name}")
+    try:
+        return model.pci_function_spec(kwargs["slot"], pin=kwargs.get("pin", 1),
+                                       irq=kwargs.get("irq"))
+    except ValueError as exc:
+        context.fail(f"model {raw['model']!r}: {exc}", f"{key}.model")
 
 
 class _Probe(DeviceModel):

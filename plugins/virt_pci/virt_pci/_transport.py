@@ -169,12 +169,50 @@ class PciTransport(Transport):
         return info.modalias if isinstance(info, PciDeviceInfo) else None
 
     def model_of(self, device: Device) -> DeviceModel | None:
-        """The device model behind the function's register block, if it has one."""
+        """The device model behind the function: the one behind its register block, or the
+        model that is the function by itself (:class:`~virt_pci.PciPersonality`)."""
         info = device.platform_data
         if device.transport is not self or not isinstance(info, PciDeviceInfo):
             return None
         regs = info.emulated.regs
-        return regs.model if regs is not None else None
+        if regs is not None:
+            return regs.model
+        emulator = info.emulated.spec.emulator
+        return emulator if isinstance(emulator, DeviceModel) else None
+
+    def device_info(self, device: Device) -> dict[str, Any]:
+        """``config``: the function's configuration space as lower-case hex (256 bytes, or
+        4096 with ``pcie``), what ``lspci -F`` decodes after :func:`config_hexdump`."""
+        info = device.platform_data
+        if device.transport is not self or not isinstance(info, PciDeviceInfo):
+            return {}
+        return {"config": info.emulated.config.dump().hex()}
+
+    # -- the CPU's view, for drivers that program a function themselves ---------------------
+
+    def _address(self, device: Device) -> PciAddress:
+        info = device.platform_data
+        if device.transport is not self or not isinstance(info, PciDeviceInfo):
+            raise TransferError("not a device of this PCI transport", device=device)
+        return info.address
+
+    def config_read(self, device: Device, offset: int, size: int) -> int:
+        """A configuration read of ``device``'s function (1, 2 or 4 aligned bytes)."""
+        a = self._address(device)
+        return self.segment.config_read(a.bus, a.device, a.function, offset, size)
+
+    def config_write(self, device: Device, offset: int, value: int, size: int) -> None:
+        """A configuration write to ``device``'s function (1, 2 or 4 aligned bytes)."""
+        a = self._address(device)
+        self.segment.config_write(a.bus, a.device, a.function, offset, value, size)
+
+    def mmio_read(self, address: int, size: int) -> int:
+        """Read 1, 2, 4 or 8 aligned bytes of memory space (``readb`` ... ``readq``)."""
+        return self.segment.mmio_read(address, size)
+
+    def mmio_write(self, address: int, value: int, size: int) -> None:
+        """Write 1, 2, 4 or 8 aligned bytes of memory space (``writeb`` ... ``writeq``)."""
+        self.segment.mmio_write(address, value, size)
 
     def ack_irq(self, device: Device) -> None:
         """Write ``INT_ACK``: clears the latch and deasserts INTx."""

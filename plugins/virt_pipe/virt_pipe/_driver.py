@@ -39,6 +39,7 @@ from ._ids import (
     PCI_DEVICE_VIRT_PIPE,
     PCI_VENDOR_LINUX,
     VIRT_PIPE_COMPATIBLE,
+    VIRTIO_CONSOLE_COMPATIBLE,
 )
 
 log = logging.getLogger("virt_pipe")
@@ -205,16 +206,18 @@ class PipeFileOperations(FileOperations):
 class VirtPipeDriver(Driver):
     """The seed's ``virt_pipe`` driver.
 
-    Binds by ID (:data:`~virt_pipe.PCI_VENDOR_LINUX`:``0x3456``) or by compatible string
-    ``virtcore,virt-pipe``.  Probe requests the device's IRQ and registers misc device
-    ``virt_pipeN``; both are released by the core on unbind.  A device without an IRQ is
-    declined: the driver does not poll.
+    Binds by ID (:data:`~virt_pipe.PCI_VENDOR_LINUX`:``0x3456``), by compatible string
+    ``virtcore,virt-pipe``, or a virtio console (``virtio,device3``, through the virtio bus
+    of plugin virt_virtio; the data path is the same ``device.transfer``).  Probe requests
+    the device's IRQ and registers misc device ``virt_pipeN``; both are released by the core
+    on unbind.  A device without an IRQ is declined: the driver does not poll.
     """
 
     name: ClassVar[str] = DRIVER_NAME
     id_table: ClassVar[tuple[IdEntry, ...]] = (
         IdEntry(vendor=PCI_VENDOR_LINUX, device=PCI_DEVICE_VIRT_PIPE),
         IdEntry(compatible=VIRT_PIPE_COMPATIBLE),
+        IdEntry(compatible=VIRTIO_CONSOLE_COMPATIBLE),
     )
 
     def probe(self, device: Device, match: Match) -> None:

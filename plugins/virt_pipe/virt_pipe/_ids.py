@@ -22,6 +22,10 @@ PCI_DEVICE_VIRT_PIPE: Final = 0x3456
 VIRT_PIPE_COMPATIBLE: Final = "virtcore,virt-pipe"
 """The compatible string of a virt_pipe node in a device tree."""
 
+VIRTIO_CONSOLE_COMPATIBLE: Final = "virtio,device3"
+"""A virtio console (virtio device ID 3) on the virtio bus (plugin virt_virtio): its port 0
+is a byte stream the bus's ``transfer`` moves through the console's virtqueues."""
+
 DRIVER_NAME: Final = "virt_pipe"
 """The driver's name, as declared in the manifest."""
 

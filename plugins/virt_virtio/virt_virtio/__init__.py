@@ -18,19 +18,61 @@ from ._entropy import VirtioEntropy
 from ._errors import QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
 
+# isort: split
+# -- transports, the virtio bus and its drivers (branch i9b) -----------------------------------
+from ._blk_driver import BlkDisk, VirtioBlkDriver
+from ._bus import (
+    VirtioBus,
+    VirtioBusDevice,
+    add_virtio_device,
+    remove_virtio_device,
+    virtio_compatible,
+    virtio_modalias,
+)
+from ._console_port import ConsolePort
+from ._device_state import VirtioDeviceState
+from ._driver_ops import VirtioOps
+from ._mmio_device import VirtioMmioDevice
+from ._mmio_driver import VirtioMmioDriver
+from ._pci_device import VirtioPciDevice, virtio_pci_spec
+from ._pci_driver import VirtioPciDriver
+from ._rng_driver import VirtioRngDriver
+from ._transports import VirtioTransports
+from ._virtio_device import RequestTimeoutError, VirtioDevice
+
 __all__: list[str] = [
+    "BlkDisk",
+    "ConsolePort",
     "DescriptorChain",
     "DeviceQueue",
     "DriverQueue",
     "QueueFullError",
+    "RequestTimeoutError",
     "VirtioBlk",
+    "VirtioBlkDriver",
+    "VirtioBus",
+    "VirtioBusDevice",
     "VirtioConsole",
+    "VirtioDevice",
     "VirtioDeviceModel",
+    "VirtioDeviceState",
     "VirtioEntropy",
     "VirtioError",
     "VirtioHost",
+    "VirtioMmioDevice",
+    "VirtioMmioDriver",
+    "VirtioOps",
+    "VirtioPciDevice",
+    "VirtioPciDriver",
+    "VirtioRngDriver",
+    "VirtioTransports",
     "VirtqueueError",
+    "add_virtio_device",
     "features",
+    "remove_virtio_device",
     "ring",
     "status",
+    "virtio_compatible",
+    "virtio_modalias",
+    "virtio_pci_spec",
 ]

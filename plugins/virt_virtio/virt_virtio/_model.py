@@ -38,6 +38,7 @@ from virtcore import DeviceModel, GuestMemory
 from . import _features as feat
 from ._device_queue import DeviceQueue
 from ._errors import VirtqueueError
+from ._transports import VirtioTransports
 
 log = logging.getLogger("virt_virtio")
 
@@ -63,7 +64,7 @@ class VirtioHost(Protocol):
         """Set DEVICE_NEEDS_RESET (and send a config interrupt if DRIVER_OK), log ``reason``."""
 
 
-class VirtioDeviceModel(DeviceModel):
+class VirtioDeviceModel(VirtioTransports, DeviceModel):
     """Base class of virtio device models (virtio 1.2 chapter 5 devices).
 
     Subclasses set ``name``, ``device_id`` and ``queue_max_sizes`` and implement

@@ -1,0 +1,153 @@
+"""The virtio_blk driver's block file over a virtio-blk device, the same suite over
+virtio-pci and virtio-mmio.
+
+Spec clauses: 5.2.4 (``capacity``, a 64-bit configuration field read with the generation
+check of 2.5.1 / 4.1.4.3.1), 5.2.6 (requests: header, data, status; IN, OUT, FLUSH,
+GET_ID; a request past ``capacity`` gets IOERR), 5.2.5 / 5.2.3 (RO), 2.4 (reset and
+re-initialisation), 2.7.6 / 2.7.8 (index wrap).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import random
+
+import pytest
+from rigs import rig_factory, transport  # noqa: F401 - fixtures
+
+MIB = 1 << 20
+SECTOR = 512
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "disk.img"
+    path.write_bytes(random.Random(1).randbytes(4 * MIB))
+    return path
+
+
+def disk(rig_factory, transport, image, **args):  # noqa: F811
+    return rig_factory(transport, "virtio-blk", image=str(image), **args)
+
+
+def test_capacity_and_identity(rig_factory, transport, image):  # noqa: F811
+    """5.2.4: capacity in 512-byte sectors; 5.2.6 GET_ID: the serial; the file's size."""
+    rig = disk(rig_factory, transport, image, serial="disk-0001")
+    state = rig.child.driver_data
+    assert state.capacity == 4 * MIB // SECTOR
+    assert state.serial() == "disk-0001"
+    assert not state.readonly
+    with rig.machine.open(rig.misc, "rb", buffering=0) as f:
+        assert f.seek(0, io.SEEK_END) == 4 * MIB
+
+
+def test_one_mib_each_way_in_random_chunks(rig_factory, transport, image):  # noqa: F811
+    """5.2.6 OUT then IN: 1 MiB written in random whole-sector chunks lands in the image
+    byte for byte, and reads back in other random chunks."""
+    rig = disk(rig_factory, transport, image)
+    payload = random.Random(2).randbytes(MIB)
+    rng = random.Random(3)
+    start = 512 * 1024
+    with rig.machine.open(rig.misc, "r+b", buffering=0) as f:
+        f.seek(start)
+        done = 0
+        while done < MIB:
+            n = min(SECTOR * rng.randint(1, 300), MIB - done)
+            assert f.write(payload[done:done + n]) == n
+            done += n
+        f.flush()  # VIRTIO_BLK_T_FLUSH
+        assert f.tell() == start + MIB
+        f.seek(start)
+        got = bytearray()
+        while len(got) < MIB:
+            got += f.read(min(SECTOR * rng.randint(1, 300), MIB - len(got)))
+    assert bytes(got) == payload
+    assert image.read_bytes()[start:start + MIB] == payload
+
+
+def test_requests_past_the_end(rig_factory, transport, image):  # noqa: F811
+    """5.2.6: nothing past capacity: a read at the end is end of file, a read across it is
+    cut at it, a write at it is ENOSPC; unaligned positions and sizes are EINVAL."""
+    rig = disk(rig_factory, transport, image)
+    end = 4 * MIB
+    with rig.machine.open(rig.misc, "r+b", buffering=0) as f:
+        f.seek(end)
+        assert f.read(SECTOR) == b""
+        f.seek(end - SECTOR)
+        assert f.read(4 * SECTOR) == image.read_bytes()[-SECTOR:]
+        f.seek(end)
+        with pytest.raises(OSError) as info:
+            f.write(bytes(SECTOR))
+        assert info.value.errno == errno.ENOSPC
+        f.seek(100)
+        with pytest.raises(OSError) as info:
+            f.read(SECTOR)
+        assert info.value.errno == errno.EINVAL
+        f.seek(0)
+        with pytest.raises(OSError) as info:
+            f.write(b"short")
+        assert info.value.errno == errno.EINVAL
+
+
+def test_a_device_refusing_a_request_is_an_io_error(rig_factory, transport, image):  # noqa: F811
+    """5.2.6: a status of IOERR reaches the user as EIO (the image shrank under the
+    device: its capacity now reaches past the file)."""
+    rig = disk(rig_factory, transport, image)
+    os.truncate(image, MIB)
+    with rig.machine.open(rig.misc, "rb", buffering=0) as f:
+        f.seek(2 * MIB)
+        with pytest.raises(OSError) as info:
+            f.read(SECTOR)
+    assert info.value.errno == errno.EIO
+
+
+def test_read_only_disk(rig_factory, transport, image):  # noqa: F811
+    """5.2.3 VIRTIO_BLK_F_RO: negotiated, writes refused at open; reads work."""
+    rig = disk(rig_factory, transport, image, readonly=True)
+    assert rig.child.driver_data.readonly
+    with pytest.raises(PermissionError):
+        rig.machine.open(rig.misc, "r+b", buffering=0)
+    with rig.machine.open(rig.misc, "rb") as f:
+        assert f.read(4096) == image.read_bytes()[:4096]
+
+
+def test_big_reads_are_bounded_requests(rig_factory, transport, image):  # noqa: F811
+    """One request moves at most 1 MiB: a 3 MiB raw read is short, a buffered one whole."""
+    rig = disk(rig_factory, transport, image)
+    with rig.machine.open(rig.misc, "rb", buffering=0) as f:
+        assert len(f.read(3 * MIB)) == MIB
+    with rig.machine.open(rig.misc, "rb") as f:
+        assert f.read() == image.read_bytes()
+
+
+def test_reset_mid_transfer_keeps_every_write(rig_factory, transport, image):  # noqa: F811
+    """2.4, 3.1: a reset and re-initialisation between requests: what was written before it
+    stays written, requests after it work."""
+    rig = disk(rig_factory, transport, image)
+    payload = random.Random(4).randbytes(MIB)
+    with rig.machine.open(rig.misc, "r+b", buffering=0) as f:
+        f.write(payload[:MIB // 2])
+        rig.child.reset_device()
+        f.write(payload[MIB // 2:])
+        f.seek(0)
+        got = f.read(MIB // 2)
+        rig.child.reset_device()
+        got += f.read(MIB // 2)
+    assert got == payload
+    assert image.read_bytes()[:MIB] == payload
+
+
+def test_ring_indexes_wrap_past_65535(rig_factory, transport, image):  # noqa: F811
+    """2.7.6, 2.7.8: more than 65536 requests; the indexes wrap and every answer matches."""
+    rig = disk(rig_factory, transport, image)
+    data = image.read_bytes()
+    queue = rig.child.virtio.queue(0)
+    count = 65536 + 50
+    with rig.machine.open(rig.misc, "rb", buffering=0) as f:
+        for i in range(count):
+            sector = (i * 7) % 8192
+            f.seek(sector * SECTOR)
+            assert f.read(SECTOR) == data[sector * SECTOR:(sector + 1) * SECTOR]
+    assert rig.machine.memory.read_u16(queue.used_addr + 2) == count % 65536

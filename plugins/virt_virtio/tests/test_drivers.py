@@ -1,0 +1,321 @@
+"""The transport drivers' probe rules (virtio_pci as Linux's ``vp_modern_probe``,
+virtio_mmio as ``virtio_mmio_probe``), the virtio bus devices they add, and virtio_rng."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rigs import MMIO_BASE, machine_section, rig_factory, transport  # noqa: F401 - fixtures
+from virt_pci import BarKind, BarSpec, PciFunctionSpec, PciTransport
+from virtcore import DeviceIds, IdEntry, Machine, TransferTimeoutError
+
+from virt_virtio import VirtioBusDevice, VirtioConsole, VirtioEntropy, VirtioMmioDevice
+from virt_virtio._pci_device import VirtioPciDevice, vendor_cap
+
+
+def pci_machine(*specs: PciFunctionSpec) -> Machine:
+    machine = Machine("t")
+    machine.add_transport(PciTransport(specs))
+    return machine
+
+
+def spec_without(model, drop: set[int], slot: str = "00:04.0") -> PciFunctionSpec:
+    """A virtio-pci function whose capability list lacks the cfg_types in ``drop``."""
+    spec = VirtioPciDevice(model).function_spec(slot)
+    caps = [c for c in spec.capabilities if c.body[1] not in drop]
+    return PciFunctionSpec(slot, vendor=spec.vendor, device=spec.device,
+                           subvendor=spec.subvendor, subdevice=spec.subdevice,
+                           class_=spec.class_, revision=1, bars=spec.bars,
+                           regions=spec.regions, capabilities=caps, emulator=model,
+                           on_attach=None if drop else spec.on_attach)
+
+
+def test_virtio_pci_declines_ids_outside_the_virtio_range():
+    """4.1.2.2: drivers match 0x1af4 with 0x1000-0x107f only; Linux declines others."""
+    with pci_machine(PciFunctionSpec("00:04.0", vendor=0x1AF4, device=0x1110)) as machine:
+        (device,) = machine.devices()
+        assert device.driver is None
+        assert "virtio_pci declined: device 0x1110 is outside the virtio range" in device.error
+
+
+def test_virtio_pci_leaves_a_function_without_common_cfg_for_a_legacy_driver():
+    """vp_modern_probe: no COMMON_CFG capability -> declined ("leaving for legacy")."""
+    with pci_machine(spec_without(VirtioConsole(), {1})) as machine:
+        device = machine.devices()[0]
+        assert device.driver is None and "leaving for legacy driver" in device.error
+
+
+def test_virtio_pci_fails_without_isr_or_notify():
+    """vp_modern_probe: "missing capabilities" -> the probe fails (not a decline)."""
+    with pci_machine(spec_without(VirtioConsole(), {2, 3})) as machine:
+        device = machine.devices()[0]
+        assert device.status.value == "failed"
+        assert "missing capabilities: ISR, NOTIFY" in device.error
+
+
+def test_virtio_pci_checks_capability_bounds():
+    """vp_modern_probe: a structure that does not fit its BAR fails the probe."""
+    model = VirtioConsole()
+    spec = spec_without(model, set())
+    caps = list(spec.capabilities)
+    caps[0] = vendor_cap(1, 0x3FF0, 0x38)  # COMMON_CFG crossing the end of the 16 KiB BAR
+    bad = PciFunctionSpec("00:04.0", vendor=0x1AF4, device=0x1043, revision=1,
+                          bars=[BarSpec(0x4000, BarKind.MEM64, index=4)],
+                          regions=spec.regions, capabilities=caps, on_attach=spec.on_attach)
+    with pci_machine(bad) as machine:
+        device = machine.devices()[0]
+        assert device.status.value == "failed" and "bad COMMON_CFG capability" in device.error
+
+
+def test_bus_device_identity(rig_factory, transport):  # noqa: F811
+    """The virtio bus device: no numeric IDs, compatible virtio,device<hex>, Linux's
+    modalias virtio:d%08Xv%08X, the vendor per transport, negotiated features."""
+    rig = rig_factory(transport, "virtio-entropy", seed=1)
+    child = rig.child
+    assert child.bus == "virtio" and child.ids is None and child.parent is rig.transport
+    assert child.compatible == ("virtio,device4",)
+    vendor = 0x1AF4 if transport == "virtio-pci" else 0x554D4551
+    assert child.vendor_id == vendor and child.device_id == 4
+    assert child.modalias == f"virtio:d00000004v{vendor:08X}"
+    assert child.transport.modalias(child) == child.modalias
+    assert child.features >> 32 & 1 and child.features == rig.model.features
+    data = child.to_dict()
+    assert data["modalias"] == child.modalias and data["parent"] == rig.transport.path
+    assert data["virtio"]["transport"] == transport
+
+
+def test_no_pci_device_matches_a_virtio_entry():
+    """A virtio device ID is never taken for a PCI device ID: a driver naming virtio
+    console devices (compatible virtio,device3) does not bind a PCI function 1af4:0003,
+    and a numeric entry 1af4:0003 never binds a virtio device (they have no numeric IDs)."""
+    machine = Machine("t")
+    try:
+        machine.load({"name": "t", **machine_section("virtio-pci", "virtio-console")})
+        bogus = PciTransport([PciFunctionSpec("00:09.0", vendor=0x1AF4, device=0x0003,
+                                              subvendor=0x1AF4, subdevice=0x0003)],
+                             domain=1)
+        machine.add_transport(bogus)
+
+        class ByNumber:
+            name = "pci_1af4_0003"
+            id_table = [IdEntry(vendor=0x1AF4, device=0x0003)]
+            bound: list[str] = []
+
+            def probe(self, device, match):
+                self.bound.append(device.path)
+
+            def remove(self, device):
+                pass
+
+        report = machine.explain(ids=DeviceIds(0x1AF4, 0x0003, 0x1AF4, 0x0003))
+        assert [m.driver for m in report.candidates] == ["virtio_pci"]
+        pci_fn = machine.device("pci0001:00:09.0")
+        assert "virt_pipe" not in [m.driver for m in machine.explain(pci_fn).candidates]
+        assert "virtio_pci declined" in pci_fn.error  # 0x0003 is not a virtio-pci ID
+        child = next(d for d in machine.devices() if isinstance(d, VirtioBusDevice))
+        assert [m.kind for m in machine.explain(child).candidates] == ["compatible"]
+        machine.register_driver(ByNumber())
+        assert ByNumber.bound == ["pci0001:00:09.0"]  # the PCI ID, never the virtio ID
+        assert child.driver_name == "virt_pipe"
+    finally:
+        machine.close()
+
+
+def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
+    """4.2.3.1.1 and QEMU's virt machine: 32 virtio,mmio transports, nothing behind 31 of
+    them (DeviceID 0) and nothing at all behind one; the driver declines them silently and
+    the one with a device binds."""
+    section = {"devtree": {"nodes": [{
+        "path": f"/virtio_mmio@{MMIO_BASE + 0x200 * i:x}", "compatible": "virtio,mmio",
+        "interrupts": 16 + i, "props": {"reg": [MMIO_BASE + 0x200 * i, 0x200],
+                                        "dma-coherent": True},
+        **({"model": "virtio-entropy"} if i == 31 else {})} for i in range(32)]}}
+    caplog.set_level(logging.INFO)
+    with Machine("virt") as machine:
+        machine.load({"name": "virt", **section})
+        bus = machine.devices()[0].transport
+        # 30 empty QEMU-style transports (DeviceID 0); slot 30 has no window at all
+        for i in range(30):
+            device = machine.device(f"/virtio_mmio@{MMIO_BASE + 0x200 * i:x}")
+            base = MMIO_BASE + 0x200 * i
+            bus.add_mmio(base, 0x200, VirtioMmioDevice(None, lambda: None, lambda: None),
+                         device)
+            machine.reprobe(device)
+        nodes = [d for d in machine.devices() if d.bus == "devtree"]
+        assert len(nodes) == 32
+        empty = [d for d in nodes if d.driver is None]
+        assert len(empty) == 31
+        assert all("virtio_mmio declined: DeviceID 0" in d.error for d in empty[:30])
+        assert "nothing decodes" in empty[30].error
+        assert [d.path for d in machine.devices() if d.bus == "virtio"] == [
+            f"/virtio_mmio@{MMIO_BASE + 0x200 * 31:x}/virtio0"]
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == []
+
+
+QEMU_VIRT_DTB = Path(__file__).parent / "data" / "qemu-7.2-virt.dtb"
+
+
+def run_json(*args: str) -> tuple[dict, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTCORE_")}
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", *args, "--json"],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_qemu_virt_device_tree_lists_its_empty_transports_quietly():
+    """QEMU 7.2's virt machine tree (data/README.md): 32 virtio,mmio nodes, listed with
+    their GIC SPIs (16-47 -> IRQ 48-79), none bound, and not a word on stderr."""
+    data, stderr = run_json(str(QEMU_VIRT_DTB))
+    nodes = [d for d in data["devices"] if d["compatible"] == ["virtio,mmio"]]
+    assert [d["path"] for d in nodes] == [f"/virtio_mmio@a{0x200 * i:06x}" for i in range(32)]
+    assert [d["irq"] for d in nodes] == list(range(48, 80))
+    assert all(d["driver"] is None and d["status"] == "unbound" for d in nodes)
+    assert all(d["error"].startswith("virtio_mmio declined") for d in nodes)
+    assert stderr == ""
+
+
+def test_a_model_behind_one_of_qemus_virt_transports(tmp_path):
+    """The same tree with a console behind the last transport (a [devtree] dtb plus
+    [[devtree.models]]): that one binds, with its 2+2-cell reg and GIC interrupt."""
+    machine = tmp_path / "virt.toml"
+    machine.write_text(f"""name = "virt"
+[devtree]
+dtb = "{QEMU_VIRT_DTB}"
+[[devtree.models]]
+path = "/virtio_mmio@a003e00"
+model = "virtio-console"
+""")
+    data, stderr = run_json(str(machine))
+    bound = [d for d in data["devices"] if d["driver"] == "virtio_mmio"]
+    assert [d["path"] for d in bound] == ["/virtio_mmio@a003e00"]
+    (child,) = [d for d in data["devices"] if d["bus"] == "virtio"]
+    assert child["parent"] == "/virtio_mmio@a003e00" and child["irq"] == 79
+    assert child["driver"] == "virt_pipe"
+    assert child["modalias"] == "virtio:d00000003v554D4551"
+    assert stderr == ""
+
+
+def test_live_qemu_virt_dump_matches_the_recorded_one(tmp_path):
+    """When QEMU is installed, its dump today has the same virtio,mmio nodes."""
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        reason = "qemu-system-aarch64 is not installed (Debian qemu-system-arm)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    blob = tmp_path / "virt.dtb"
+    subprocess.run([qemu, "-M", f"virt,dumpdtb={blob}", "-nodefaults"], capture_output=True,
+                   timeout=60, check=True)
+    live, _ = run_json(str(blob))
+    recorded, _ = run_json(str(QEMU_VIRT_DTB))
+
+    def mmio(data: dict) -> list:
+        return [(d["path"], d["irq"]) for d in data["devices"]
+                if d["compatible"] == ["virtio,mmio"]]
+
+    assert mmio(live) == mmio(recorded)
+
+
+def test_virtio_rng_reads_the_devices_bytes(rig_factory, transport, tmp_path):  # noqa: F811
+    """5.4: hwrng reads give exactly the device's bytes (a file source, in order); at the
+    source's end the device leaves the buffer pending: the read times out (5.4.6 places
+    at least one byte, so it cannot answer with none)."""
+    source = tmp_path / "entropy.bin"
+    source.write_bytes(bytes(range(256)) * 20)
+    rig = rig_factory(transport, "virtio-entropy", source=str(source))
+    got = bytearray()
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=0.5) as f:
+        assert rig.misc.startswith("hwrng")
+        while len(got) < 5120:
+            got += f.read(1000)
+        assert bytes(got) == source.read_bytes()
+        with pytest.raises(TransferTimeoutError):
+            f.read(10)
+    seeded = rig_factory(transport, "virtio-entropy", seed=7)
+    twin = VirtioEntropy(seed=7)
+    assert twin.seed == 7
+    with seeded.machine.open(seeded.misc, "rb", buffering=0) as f:
+        first = f.read(64)
+    assert len(first) == 64 and first != bytes(64)
+
+
+def test_removal_while_an_entropy_reader_is_blocked(rig_factory, transport, tmp_path):  # noqa: F811
+    """A reader waiting for a device that holds its buffer (an exhausted source, 5.4.6)
+    gets DeviceRemovedError when the transport device is removed; hwrng is gone."""
+    import threading
+
+    from virtcore import DeviceRemovedError
+
+    source = tmp_path / "short.bin"
+    source.write_bytes(b"x")
+    rig = rig_factory(transport, "virtio-entropy", source=str(source))
+    name = rig.misc
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def read() -> None:
+        with rig.machine.open(name, "rb", buffering=0) as f:
+            assert f.read(1) == b"x"
+            started.set()
+            try:
+                f.read(1)  # the source is exhausted: no answer, the reader waits
+            except BaseException as exc:
+                errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert started.wait(10)
+    time.sleep(0.05)
+    rig.machine.remove_device(rig.transport)
+    reader.join(10)
+    assert not reader.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DeviceRemovedError)
+    assert name not in rig.machine.misc.names()
+
+
+def test_virtio_pci_functions_sharing_an_intx_line():
+    """PCI INTx lines are shared (00:04.0 and 00:08.0 swizzle onto one line): each
+    virtio_pci handler reads its own ISR, both consoles work."""
+    machine = Machine("shared")
+    try:
+        machine.load({"name": "shared", "pci": {"devices": [
+            {"slot": "00:04.0", "model": "virtio-console"},
+            {"slot": "00:08.0", "model": "virtio-console"}]}})
+        children = [d for d in machine.devices() if isinstance(d, VirtioBusDevice)]
+        assert len(children) == 2 and children[0].irq == children[1].irq
+        for i, child in enumerate(children):
+            model = child.parent.transport.model_of(child.parent)
+            model.host_write(f"console {i}".encode())
+        for i, child in enumerate(children):
+            (name,) = [m.name for m in machine.misc.items() if m.device is child]
+            with machine.open(name, "rb", buffering=0, timeout=5) as f:
+                assert f.read(20) == f"console {i}".encode()
+    finally:
+        machine.close()
+
+
+@pytest.mark.parametrize("model", ["virtio-console", "virtio-entropy"])
+def test_probe_remove_probe_leaves_nothing_behind(rig_factory, transport, model):  # noqa: F811
+    """Unbinding the transport driver resets the device (2.4), removes the bus device and
+    its misc device, and frees every ring and DMA buffer; binding again works."""
+    rig = rig_factory(transport, model)
+    machine, parent = rig.machine, rig.transport
+    driver = parent.driver_name
+    assert machine.memory.allocated > 0
+    for _ in range(2):
+        machine.unbind(parent)
+        assert machine.memory.allocated == 0
+        assert [d for d in machine.devices() if d.bus == "virtio"] == []
+        assert machine.misc.names() == [] and rig.model.host is None
+        machine.bind(parent, driver)
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.driver is not None and rig.model.host is not None

@@ -1,0 +1,272 @@
+"""The driver side of one virtio device, whatever its transport (Linux's
+``struct virtio_device`` with ``virtio.c``'s initialisation).
+
+:meth:`VirtioDevice.initialize` follows spec 1.2 §3.1.1 as Linux 6.1 does: reset (and wait
+for the status to read back 0, §4.1.4.3.2), ACKNOWLEDGE, DRIVER, read the offered
+features, accept ``offered & wanted`` (``wanted`` always includes VERSION_1, INDIRECT_DESC
+and EVENT_IDX), set FEATURES_OK and re-read it (a clear bit means the device refused the
+set: :class:`VirtioError`, status FAILED), set up the queues, DRIVER_OK.  Any failure
+sets FAILED.
+
+Queues are :class:`~virt_virtio.DriverQueue` objects in the machine's guest memory.  The
+interrupt handler of the transport driver calls :meth:`VirtioDevice.interrupt`, which
+acknowledges the interrupt and wakes waiters (:meth:`wait`, generation-counted so that a
+wakeup between a check and the wait is never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from ._driver_queue import DriverQueue
+from ._errors import VirtioError
+from ._features import EVENT_IDX, INDIRECT_DESC, RING_FEATURES, VERSION_1, has
+from ._status import (
+    ACKNOWLEDGE,
+    DEVICE_NEEDS_RESET,
+    DRIVER,
+    DRIVER_OK,
+    FAILED,
+    FEATURES_OK,
+)
+
+if TYPE_CHECKING:
+    from virtcore import GuestMemory
+
+    from ._driver_ops import VirtioOps
+
+log = logging.getLogger("virt_virtio")
+
+RESET_POLLS: Final = 1000
+"""How many status reads a reset may take to read back 0 before the device is given up."""
+DEFAULT_QUEUE_SIZE: Final = 256
+
+
+
+class RequestTimeoutError(VirtioError, TimeoutError):
+    """:meth:`VirtioDevice.request` got no answer in time (the request stays posted)."""
+
+
+INT_VRING: Final = 0x1
+INT_CONFIG: Final = 0x2
+
+
+class VirtioDevice:
+    """One virtio device as its driver sees it.
+
+    :param ops: the transport's register operations.
+    :param memory: the guest memory queues are allocated in.
+    :param name: for messages (the transport device's path).
+    """
+
+    def __init__(self, ops: VirtioOps, memory: GuestMemory, name: str) -> None:
+        self.ops = ops
+        self.memory = memory
+        self.name = name
+        self.device_id = ops.device_id
+        self.vendor_id = ops.vendor_id
+        self.features = 0
+        self.queues: dict[int, DriverQueue] = {}
+        self.queue_sizes: dict[int, int] = {}
+        self.cond = threading.Condition(threading.Lock())
+        self.generation = 0
+        """Bumped by every interrupt (under :attr:`cond`)."""
+        self.removed = False
+        self.broken: str | None = None
+        self.config_callbacks: list[Callable[[], None]] = []
+        self.interrupts = 0
+        self._abandoned: set[object] = set()
+        """Tokens of requests given up (timed out): their buffers are dropped on return."""
+
+    def __repr__(self) -> str:
+        return f"<VirtioDevice {self.name} id={self.device_id} features={self.features:#x}>"
+
+    # -- initialisation -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Write 0 to the status and wait for it to read back 0 (§2.4.2)."""
+        self.ops.set_status(0)
+        for _ in range(RESET_POLLS):
+            if self.ops.get_status() == 0:
+                return
+        raise VirtioError(f"{self.name}: the device did not complete its reset")
+
+    def add_status(self, bits: int) -> None:
+        self.ops.set_status(self.ops.get_status() | bits)
+
+    def fail(self) -> None:
+        """Set FAILED (the driver gave up on the device, §2.1)."""
+        try:
+            self.add_status(FAILED)
+        except Exception:  # the device is already unreachable: nothing more to tell it
+            log.debug("%s: could not set FAILED", self.name, exc_info=True)
+
+    def initialize(self, wanted: int, queues: Sequence[int],
+                   queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        """Run the whole initialisation sequence (see the module docstring).
+
+        :param wanted: device-specific feature bits the driver understands.
+        :param queues: the queue indices to set up.
+        :raises VirtioError: naming the step that failed; the status is then FAILED.
+        """
+        try:
+            self.reset()
+            self._close_queues()  # a second initialisation: the old rings are gone
+            self.add_status(ACKNOWLEDGE)
+            self.add_status(DRIVER)
+            offered = self.ops.get_features()
+            if not has(offered, VERSION_1):
+                raise VirtioError(f"{self.name}: the device does not offer VIRTIO_F_VERSION_1 "
+                                  "(legacy devices are not supported)")
+            self.features = offered & (wanted | RING_FEATURES)
+            self.ops.set_features(self.features)
+            self.add_status(FEATURES_OK)
+            if not self.ops.get_status() & FEATURES_OK:
+                raise VirtioError(f"{self.name}: the device refuses features "
+                                  f"{self.features:#x}")
+            for index in queues:
+                self._setup_queue(index, queue_size)
+            self.add_status(DRIVER_OK)
+            status = self.ops.get_status()
+            if status & DEVICE_NEEDS_RESET or not status & DRIVER_OK:
+                raise VirtioError(f"{self.name}: the device did not accept DRIVER_OK "
+                                  f"(status {status:#x})")
+        except BaseException:
+            self.fail()
+            self._close_queues()
+            raise
+
+    def _setup_queue(self, index: int, wanted_size: int) -> None:
+        maximum = self.ops.queue_max(index)
+        if maximum == 0:
+            raise VirtioError(f"{self.name}: queue {index} does not exist")
+        size = min(maximum, self.queue_sizes.get(index, wanted_size))
+        size = 1 << (size.bit_length() - 1)  # the largest power of two that fits
+        queue = DriverQueue(self.memory, index, size, event_idx=has(self.features, EVENT_IDX),
+                            indirect=has(self.features, INDIRECT_DESC))
+        self.queues[index] = queue
+        self.ops.setup_queue(index, size, queue.desc_addr, queue.avail_addr, queue.used_addr)
+
+    def _close_queues(self) -> None:
+        queues, self.queues = self.queues, {}
+        for queue in queues.values():
+            queue.close()
+
+    def mark_removed(self) -> None:
+        """Wake every waiter with "removed"."""
+        with self.cond:
+            self.removed = True
+            self.cond.notify_all()
+
+    def shutdown(self) -> None:
+        """Reset the device (it stops using the queues) and free the queues' memory."""
+        self.mark_removed()
+        try:
+            self.reset()
+        except Exception:  # a device that does not reset still loses its queues
+            log.warning("%s: reset at shutdown failed", self.name, exc_info=True)
+        self._close_queues()
+
+    def read_config(self, offset: int, size: int) -> int:
+        """A device-configuration field of 1, 2, 4 or 8 bytes; an 8-byte field is read as
+        two 32-bit halves, again until the configuration generation is unchanged across the
+        read (§2.5.1, §4.2.2)."""
+        if size != 8:
+            return self.ops.config_read(offset, size)
+        for _ in range(RESET_POLLS):
+            before = self.ops.generation()
+            value = self.ops.config_read(offset, 4) | self.ops.config_read(offset + 4, 4) << 32
+            if self.ops.generation() == before:
+                return value
+        raise VirtioError(f"{self.name}: the configuration never stopped changing")
+
+    # -- data path ------------------------------------------------------------------------------
+
+    def queue(self, index: int) -> DriverQueue:
+        try:
+            return self.queues[index]
+        except KeyError:
+            raise VirtioError(f"{self.name}: queue {index} is not set up") from None
+
+    def kick(self, index: int) -> None:
+        """Notify the device of new buffers on ``index`` when the ring asks for it."""
+        if self.queue(index).kick_needed():
+            self.ops.notify(index)
+
+    def interrupt(self) -> bool:
+        """The transport interrupt: acknowledge it and wake every waiter.
+
+        :returns: whether this device had raised it (its reason bits were not 0).
+        """
+        bits = self.ops.ack_interrupt()
+        if not bits:
+            return False
+        self.interrupts += 1
+        if bits & INT_CONFIG:
+            status = self.ops.get_status()
+            if status & DEVICE_NEEDS_RESET and self.broken is None:
+                self.broken = "the device set DEVICE_NEEDS_RESET"
+                log.warning("%s: %s", self.name, self.broken)
+            for callback in self.config_callbacks:
+                callback()
+        with self.cond:
+            self.generation += 1
+            self.cond.notify_all()
+        return True
+
+    def wait(self, generation: int, deadline: float | None) -> bool:
+        """Wait for an interrupt after ``generation``; ``False`` at the deadline.
+
+        :raises VirtioError: the device was removed meanwhile.
+        """
+        with self.cond:
+            while self.generation == generation:
+                if self.removed:
+                    raise VirtioError(f"{self.name}: the device was removed")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.cond.wait(left)
+            if self.removed:
+                raise VirtioError(f"{self.name}: the device was removed")
+        return True
+
+    def request(self, index: int, out: Sequence[Any], in_sizes: Sequence[int],
+                timeout: float | None = None) -> bytes:
+        """Post one chain on queue ``index``, kick, and wait for the device to use it.
+
+        For drivers with one request in flight at a time (callers serialise).
+
+        :returns: the bytes the device wrote.
+        :raises VirtioError: the device is broken or removed, returned another buffer, or
+            did not answer within ``timeout``.
+        """
+        if self.broken is not None:
+            raise VirtioError(f"{self.name}: {self.broken}")
+        queue = self.queue(index)
+        token = object()
+        queue.add(out, in_sizes, token)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        generation = self.generation
+        self.kick(index)
+        while True:
+            used = queue.get_used()
+            if used is not None:
+                if used[0] is token:
+                    return used[1]
+                if used[0] in self._abandoned:
+                    self._abandoned.discard(used[0])
+                    continue
+                raise VirtioError(f"{self.name}: queue {index} returned a buffer that was "
+                                  "not outstanding")
+            if self.broken is not None:
+                raise VirtioError(f"{self.name}: {self.broken}")
+            if not self.wait(generation, deadline):
+                self._abandoned.add(token)
+                raise RequestTimeoutError(f"{self.name}: no answer on queue {index} within "
+                                     f"{timeout:g}s")
+            generation = self.generation
