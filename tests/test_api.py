@@ -19,7 +19,7 @@ def test_public_names_are_pinned() -> None:
         "PluginStatus", "QueueModel", "StreamModel", "TransferError", "TransferTimeoutError",
         "Transport", "VirtcoreError", "__version__", "discover", "hookimpl", "of_modalias",
         "parse_manifest", "parse_modalias", "pci_modalias", "read_manifest",
-        "register_modalias_parser",
+        "register_modalias_parser", "virtio_modalias",
     }
     for name in virtcore.__all__:
         assert hasattr(virtcore, name), name

@@ -13,6 +13,7 @@ from virtcore import (
     parse_modalias,
     pci_modalias,
     register_modalias_parser,
+    virtio_modalias,
 )
 from virtcore._modalias import MODALIAS_PARSERS
 
@@ -37,6 +38,19 @@ def test_of_form_is_linux_6_1_of_device_get_modalias() -> None:
     assert parse_modalias("of:NpipeT(null)Cvirtcore,virt-pipeCvirtcore,virt-dev") == (
         ModaliasTarget(None, ("virtcore,virt-pipe", "virtcore,virt-dev")))
     assert parse_modalias("of:NserialTserialCarm,pl011").compatible == ("arm,pl011",)
+
+
+def test_virtio_form_is_linux_virtio_modalias() -> None:
+    # drivers/virtio/virtio.c modalias_show; QEMU's virtio-mmio vendor is "QEMU"
+    assert virtio_modalias(4, 0x1AF4) == "virtio:d00000004v00001AF4"
+    assert virtio_modalias(2, 0x554D4551) == "virtio:d00000002v554D4551"
+    # drivers name virtio devices by the binding's compatible string, never by numeric IDs
+    assert parse_modalias("virtio:d00000022v00001AF4\n") == ModaliasTarget(
+        None, ("virtio,device22",))
+    assert parse_modalias("virtio:d00000003v554d4551").ids is None
+    for bad in ("virtio:d4v1af4", "virtio:d00000004", "virtio:d00000000v00001AF4"):
+        with pytest.raises(ValueError, match="virtio"):
+            parse_modalias(bad)
 
 
 def test_parsers_are_keyed_by_prefix_and_extensible() -> None:

@@ -42,6 +42,7 @@ from ._modalias import (
     parse_modalias,
     pci_modalias,
     register_modalias_parser,
+    virtio_modalias,
 )
 from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
@@ -106,4 +107,5 @@ __all__ = [
     "pci_modalias",
     "read_manifest",
     "register_modalias_parser",
+    "virtio_modalias",
 ]

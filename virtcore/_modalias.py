@@ -15,6 +15,11 @@ forms whose rules are Linux's, so every transport of a bus writes the same strin
     ``device_type`` property, which is printed as ``(null)`` when the node has none (the
     kernel's ``%s`` of a NULL pointer), then every compatible string in order, blanks
     replaced by ``_``.
+``virtio``
+    ``virtio:d%08Xv%08X`` (``drivers/virtio/virtio.c`` ``modalias_show``): the virtio device
+    ID and the 32-bit vendor.  It parses to the compatible string of Linux's virtio-device
+    binding, ``virtio,device<hex ID>``, which is how driver tables name virtio devices (the
+    core's numeric entries are not scoped by bus, so a virtio ID never becomes numeric IDs).
 
 **Parsing** is keyed by the prefix before the first ``:``.  :data:`MODALIAS_PARSERS` maps
 each prefix to a function from the whole string to a :class:`ModaliasTarget` (numeric IDs
@@ -154,5 +159,27 @@ def parse_of_modalias(alias: str) -> ModaliasTarget:
     return ModaliasTarget(None, strings)
 
 
+# -- virtio -----------------------------------------------------------------------------------
+
+_VIRTIO_RE: Final = re.compile(r"^virtio:d(?P<d>[0-9A-Fa-f]{8})v(?P<v>[0-9A-Fa-f]{8})$")
+
+
+def virtio_modalias(device_id: int, vendor: int) -> str:
+    """A virtio device's modalias, as Linux writes it: ``virtio:d%08Xv%08X``."""
+    return f"virtio:d{device_id:08X}v{vendor:08X}"
+
+
+def parse_virtio_modalias(alias: str) -> ModaliasTarget:
+    """The ``virtio,device<hex ID>`` compatible string of a ``virtio:`` modalias."""
+    m = _VIRTIO_RE.fullmatch(alias)
+    if m is None:
+        raise ValueError(f"modalias {alias!r} is not in the virtio form virtio:d%08Xv%08X")
+    device_id = int(m["d"], 16)
+    if device_id == 0:
+        raise ValueError(f"modalias {alias!r}: virtio device ID 0 means 'no device'")
+    return ModaliasTarget(None, (f"virtio,device{device_id:x}",))
+
+
 register_modalias_parser("pci", parse_pci_modalias)
 register_modalias_parser("of", parse_of_modalias)
+register_modalias_parser("virtio", parse_virtio_modalias)

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from virtcore import Device, DeviceModel, Op, TransferError, Transport
+from virtcore import Device, DeviceModel, Op, TransferError, Transport, virtio_modalias
 
 from ._console_port import ConsolePort
 from ._driver_ops import VirtioOps
@@ -69,11 +69,6 @@ DEVICE_TYPES: Final = {
 def virtio_compatible(device_id: int) -> str:
     """``virtio,device<id>``: Linux's virtio device binding (lower-case hex, no zeros)."""
     return f"virtio,device{device_id:x}"
-
-
-def virtio_modalias(device_id: int, vendor_id: int) -> str:
-    """Linux's virtio modalias ``virtio:d%08Xv%08X``."""
-    return f"virtio:d{device_id:08X}v{vendor_id:08X}"
 
 
 class VirtioBusDevice(Device):
