@@ -319,3 +319,22 @@ def test_probe_remove_probe_leaves_nothing_behind(rig_factory, transport, model)
         machine.bind(parent, driver)
         (child,) = [d for d in machine.devices() if d.bus == "virtio"]
         assert child.driver is not None and rig.model.host is not None
+
+
+@pytest.mark.parametrize(("alias", "compatible", "winner"), [
+    ("virtio:d00000003v00001AF4", "virtio,device3", "virt_pipe"),
+    ("virtio:d00000004v554D4551", "virtio,device4", "virtio_rng"),
+    ("virtio:d00000002v00001AF4", "virtio,device2", "virtio_blk"),
+])
+def test_match_modalias_of_a_virtio_device_ranks_as_its_compatible(
+        capsys, alias, compatible, winner):
+    """``virtcore match --modalias "$(cat /sys/bus/virtio/devices/virtio0/modalias)"`` ranks
+    exactly as ``--compatible virtio,device<ID>``, the form virtio driver tables use."""
+    from virtcore._cli import main
+
+    assert main(["match", "--modalias", alias, "--json"]) == 0
+    by_alias = json.loads(capsys.readouterr().out)
+    assert main(["match", "--compatible", compatible, "--json"]) == 0
+    by_compatible = json.loads(capsys.readouterr().out)
+    assert by_alias["winner"] == by_compatible["winner"] == winner
+    assert by_alias["candidates"] == by_compatible["candidates"]
