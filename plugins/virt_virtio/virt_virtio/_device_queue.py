@@ -17,7 +17,6 @@ back-end) builds it from the addresses the driver programmed and rebuilds it aft
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import NoReturn
 
 from virtcore import GuestMemory, GuestMemoryError
@@ -86,7 +85,7 @@ class DescriptorChain:
             writable[0][offset:end] = src[:end - offset]
             return end - offset
         done = 0
-        for view in _slices(self.writable, offset, end):
+        for view in _slices(writable, offset, end):
             n = view.nbytes
             view[:] = src[done:done + n]
             done += n
@@ -94,15 +93,11 @@ class DescriptorChain:
 
     def readable_views(self, offset: int = 0, end: int | None = None) -> list[memoryview]:
         """The readable part from ``offset`` to ``end`` as views (for ``os.pwritev``)."""
-        if offset == 0 and (end is None or end == self.readable_len):
-            return list(self.readable)
-        return list(_slices(self.readable, offset, self.readable_len if end is None else end))
+        return _slices(self.readable, offset, self.readable_len if end is None else end)
 
     def writable_views(self, offset: int = 0, end: int | None = None) -> list[memoryview]:
         """The writable part from ``offset`` to ``end`` as views (for ``os.preadv``)."""
-        if offset == 0 and (end is None or end == self.writable_len):
-            return list(self.writable)
-        return list(_slices(self.writable, offset, self.writable_len if end is None else end))
+        return _slices(self.writable, offset, self.writable_len if end is None else end)
 
     def release(self) -> None:
         """Drop the views (so a caller can unmap the memory); the chain is unusable after."""
@@ -118,19 +113,24 @@ class DescriptorChain:
                 f"readable, {self.writable_len} writable in {self.descriptors} descriptor(s)>")
 
 
-def _slices(views: list[memoryview], start: int, end: int) -> Iterator[memoryview]:
-    """The parts of the concatenation of ``views`` between byte ``start`` and ``end``."""
+def _slices(views: list[memoryview], start: int, end: int) -> list[memoryview]:
+    """New views of the parts of the concatenation of ``views`` between byte ``start`` and
+    ``end`` (new objects: releasing them leaves the chain's own views usable)."""
     if start < 0:
         raise ValueError(f"negative offset {start}")
+    out: list[memoryview] = []
+    if start >= end:
+        return out
     pos = 0
     for view in views:
-        n = view.nbytes
         if pos >= end:
-            return
-        lo, hi = max(start - pos, 0), min(end - pos, n)
-        if lo < hi:
-            yield view[lo:hi]
+            break
+        n = view.nbytes
+        lo, hi = start - pos, end - pos
+        if lo < n and hi > 0:
+            out.append(view[max(lo, 0):hi])  # a slice stops at the view's end by itself
         pos += n
+    return out
 
 
 class _ChainError(Exception):
