@@ -288,6 +288,9 @@ class DeviceQueue:
         i, steps, count, total = head, 0, 0, 0
         in_indirect = False
         memory = self.memory
+        size = self.size
+        readable, writable = chain.readable, chain.writable  # released by the caller on error
+        readable_len = writable_len = 0
         while True:
             addr, length, flags, nxt = DESC.unpack_from(table, i * DESC_SIZE)
             steps += 1
@@ -313,11 +316,12 @@ class DeviceQueue:
             if length == 0:
                 _bad(f"{where} {i}: zero-sized buffers are not allowed")
             count += 1
-            if count > self.size:
+            if count > size:
                 _bad(f"chain at head {head} is longer than the queue size {self.size} "
                            "(looped descriptor?)")
+            views: list[memoryview] | None = None
             try:
-                views = [memory.view(addr, length)]
+                view = memory.view(addr, length)
             except GuestMemoryError:  # across adjacent regions, or outside RAM
                 try:
                     views = memory.views(addr, length)
@@ -326,16 +330,27 @@ class DeviceQueue:
                                f"GPA {addr:#x} are not in guest RAM")
             total += length
             if total > MAX_CHAIN_BYTES:
+                if views is None:
+                    view.release()
                 _bad(f"chain at head {head} carries more than 2**32 bytes (2.7.5.2)")
             if flags & VIRTQ_DESC_F_WRITE:
-                chain.writable.extend(views)
-                chain.writable_len += length
+                if views is None:
+                    writable.append(view)
+                else:
+                    writable.extend(views)
+                writable_len += length
             else:
-                if chain.writable_len:
+                if writable_len:
+                    if views is None:
+                        view.release()
                     _bad(f"{where} {i}: incorrect order for descriptors: device-readable "
                                "after device-writable (2.7.4.2)")
-                chain.readable.extend(v.toreadonly() for v in views)
-                chain.readable_len += length
+                if views is None:
+                    readable.append(view.toreadonly())
+                    view.release()
+                else:
+                    readable.extend([v.toreadonly() for v in views])
+                readable_len += length
             if not flags & VIRTQ_DESC_F_NEXT:
                 break
             if nxt >= table_len:
@@ -346,6 +361,7 @@ class DeviceQueue:
                            f"{table_len} entries of its table")
             i = nxt
         chain.descriptors = count
+        chain.readable_len, chain.writable_len = readable_len, writable_len
         return chain
 
     # -- used side -------------------------------------------------------------------------

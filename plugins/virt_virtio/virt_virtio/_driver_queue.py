@@ -148,7 +148,8 @@ class DriverQueue:
             queue size (2.7.5.3.1).
         :raises VirtqueueError: the queue is broken.
         """
-        outs = [memoryview(b).cast("B") for b in out]
+        # bytes as they are (len() is their size), any other buffer as a view of its bytes
+        outs = [b if type(b) is bytes else memoryview(b).cast("B") for b in out]
         n_out = len(outs)
         n = n_out + len(in_sizes)
         if n == 0:
@@ -156,8 +157,9 @@ class DriverQueue:
         out_bytes = in_bytes = 0
         smallest = 1
         for data in outs:
-            out_bytes += data.nbytes
-            smallest = min(smallest, data.nbytes)
+            length = len(data)
+            out_bytes += length
+            smallest = min(smallest, length)
         ins = [int(length) for length in in_sizes]
         for length in ins:
             in_bytes += length
@@ -186,29 +188,43 @@ class DriverQueue:
                     view[:] = outs[0]
                 DESC.pack_into(desc, DESC_SIZE * head, block, total,
                                0 if n_out else VIRTQ_DESC_F_WRITE, 0)
-            else:
-                addrs: list[tuple[int, int, int]] = []  # addr, len, flags
+            elif use_indirect:  # the table at the block's start, one ring descriptor
                 pos = table_bytes
+                i = 0
                 for data in outs:
-                    view[pos:pos + data.nbytes] = data
-                    addrs.append((block + pos, data.nbytes, 0))
-                    pos += data.nbytes
-                for length in ins:
-                    addrs.append((block + pos, length, VIRTQ_DESC_F_WRITE))
+                    length = len(data)
+                    view[pos:pos + length] = data
+                    i += 1
+                    DESC.pack_into(view, DESC_SIZE * (i - 1), block + pos, length,
+                                   VIRTQ_DESC_F_NEXT if i < n else 0, i if i < n else 0)
                     pos += length
-                if use_indirect:
-                    last = n - 1
-                    for i, (addr, length, flags) in enumerate(addrs):
-                        DESC.pack_into(view, DESC_SIZE * i, addr, length,
-                                       flags if i == last else flags | VIRTQ_DESC_F_NEXT,
-                                       0 if i == last else i + 1)
-                    addrs = [(block, table_bytes, VIRTQ_DESC_F_INDIRECT)]
-                descriptors = [free.pop() for _ in addrs]
-                for i, (addr, length, flags) in enumerate(addrs):
-                    more = i + 1 < len(addrs)
-                    DESC.pack_into(desc, DESC_SIZE * descriptors[i], addr, length,
-                                   flags | (VIRTQ_DESC_F_NEXT if more else 0),
-                                   descriptors[i + 1] if more else 0)
+                for length in ins:
+                    i += 1
+                    DESC.pack_into(view, DESC_SIZE * (i - 1), block + pos, length,
+                                   VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT if i < n
+                                   else VIRTQ_DESC_F_WRITE, i if i < n else 0)
+                    pos += length
+                head = free.pop()
+                descriptors = [head]
+                DESC.pack_into(desc, DESC_SIZE * head, block, table_bytes,
+                               VIRTQ_DESC_F_INDIRECT, 0)
+            else:  # a chain of n ring descriptors
+                descriptors = [free.pop() for _ in range(n)]
+                pos = i = 0
+                for data in outs:
+                    length = len(data)
+                    view[pos:pos + length] = data
+                    i += 1
+                    DESC.pack_into(desc, DESC_SIZE * descriptors[i - 1], block + pos, length,
+                                   VIRTQ_DESC_F_NEXT if i < n else 0,
+                                   descriptors[i] if i < n else 0)
+                    pos += length
+                for length in ins:
+                    i += 1
+                    DESC.pack_into(desc, DESC_SIZE * descriptors[i - 1], block + pos, length,
+                                   VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT if i < n
+                                   else VIRTQ_DESC_F_WRITE, descriptors[i] if i < n else 0)
+                    pos += length
                 head = descriptors[0]
             self._outstanding[head] = _Outstanding(token, descriptors, block, view,
                                                    total - in_bytes, in_bytes)
