@@ -148,6 +148,9 @@ class DriverQueue:
             queue size (2.7.5.3.1).
         :raises VirtqueueError: the queue is broken.
         """
+        if len(out) + len(in_sizes) == 1:  # one buffer: one descriptor, no table
+            self._add_one(out[0] if out else None, 0 if out else int(in_sizes[0]), token)
+            return
         # bytes as they are (len() is their size), any other buffer as a view of its bytes
         outs = [b if type(b) is bytes else memoryview(b).cast("B") for b in out]
         n_out = len(outs)
@@ -181,14 +184,7 @@ class DriverQueue:
                                      f"{len(free)} free")
             block, view = self._take_block(total)
             desc = self._desc
-            if n == 1:  # one buffer, one descriptor
-                head = free.pop()
-                descriptors = [head]
-                if n_out:
-                    view[:] = outs[0]
-                DESC.pack_into(desc, DESC_SIZE * head, block, total,
-                               0 if n_out else VIRTQ_DESC_F_WRITE, 0)
-            elif use_indirect:  # the table at the block's start, one ring descriptor
+            if use_indirect:  # the table at the block's start, one ring descriptor
                 pos = table_bytes
                 i = 0
                 for data in outs:
@@ -228,11 +224,40 @@ class DriverQueue:
                 head = descriptors[0]
             self._outstanding[head] = _Outstanding(token, descriptors, block, view,
                                                    total - in_bytes, in_bytes)
-            avail_idx = self._avail_idx
-            self._avail16[2 + (avail_idx & self._mask)] = head
-            avail_idx = self._avail_idx = (avail_idx + 1) & 0xFFFF
-            self._avail16[1] = avail_idx  # after the ring entry (2.7.13)
-            self._added_since_kick += 1
+            self._make_available(head)
+
+    def _add_one(self, data: Any, in_size: int, token: object) -> None:
+        """:meth:`add` of one buffer: ``data`` to read, or (``None``) ``in_size`` bytes to
+        fill."""
+        if data is None:
+            total, flags = in_size, VIRTQ_DESC_F_WRITE
+        else:
+            if type(data) is not bytes:
+                data = memoryview(data).cast("B")
+            total, flags = len(data), 0
+        if total <= 0:
+            raise ValueError(f"virtqueue {self.index}: zero-sized buffers are not allowed")
+        with self._lock:
+            self._check()
+            free = self._free
+            if not free:
+                raise QueueFullError(self.index, "1 descriptor(s) needed, 0 free")
+            block, view = self._take_block(total)
+            if data is not None:
+                view[:] = data
+            head = free.pop()
+            DESC.pack_into(self._desc, DESC_SIZE * head, block, total, flags, 0)
+            self._outstanding[head] = _Outstanding(token, [head], block, view,
+                                                   total - in_size, in_size)
+            self._make_available(head)
+
+    def _make_available(self, head: int) -> None:
+        """Publish the chain at ``head`` in the available ring (lock held)."""
+        avail_idx = self._avail_idx
+        self._avail16[2 + (avail_idx & self._mask)] = head
+        avail_idx = self._avail_idx = (avail_idx + 1) & 0xFFFF
+        self._avail16[1] = avail_idx  # after the ring entry (2.7.13)
+        self._added_since_kick += 1
 
     def kick_needed(self) -> bool:
         """Whether the device wants an available-buffer notification for the chains added
