@@ -1,6 +1,7 @@
 """Split virtqueue round trips (virt_virtio), as ratios to a plain Python peer.
 
     python benchmarks/bench_virtqueue.py [--mib 32] [--rounds 7] [--chunk-kib 64]
+    python benchmarks/bench_virtqueue.py --ops     # median time of each ring operation
 
 No transport: a ``DriverQueue`` and a ``DeviceQueue`` share one ``GuestMemory``, as the
 virtio transports and a vhost-user back-end arrange it.  Workloads:
@@ -196,6 +197,42 @@ def compare(name: str, peer: Callable[[], None], setup: Callable[[], Callable[[]
           f"(spread {min(ratios):.3f}-{max(ratios):.3f}), CPU "
           f"{statistics.median(cpu_ratios):5.3f}; {nbytes / wall / 1e6:7.1f} MB/s; per chain "
           f"{wall / ops * 1e6:6.2f} us wall, {cpu / ops * 1e6:6.2f} us CPU")
+def per_operation(count: int) -> None:
+    """Median wall time of each ring operation, one call at a time, for three chain shapes
+    (a one-byte readable buffer; one 64 KiB writable buffer; a virtio-blk request of header,
+    64 KiB and status, which takes an indirect table)."""
+    memory = GuestMemory(4 << 20)
+    drv = DriverQueue(memory, 0, 256, event_idx=True, indirect=True)
+    dev = DeviceQueue(memory, 0, 256, drv.desc_addr, drv.avail_addr, drv.used_addr,
+                      event_idx=True, indirect=True)
+    clock = time.perf_counter_ns
+    names = ("add", "kick_needed", "pop", "push", "should_notify", "get_used")
+    shapes: list[tuple[str, tuple[bytes, ...], tuple[int, ...]]] = [
+        ("1 B readable", (b"x",), ()), ("64 KiB writable", (), (65536,)),
+        ("blk request", (bytes(16),), (65536, 1))]
+    for label, out, ins in shapes:
+        samples: list[list[int]] = [[] for _ in names]
+        for _ in range(count):
+            t0 = clock()
+            drv.add(out, ins, None)
+            t1 = clock()
+            drv.kick_needed()
+            t2 = clock()
+            chain = dev.pop()
+            t3 = clock()
+            assert chain is not None
+            dev.push(chain, 0)
+            t4 = clock()
+            dev.should_notify()
+            t5 = clock()
+            assert drv.get_used() is not None
+            t6 = clock()
+            for sample, (a, b) in zip(samples, ((t0, t1), (t1, t2), (t2, t3), (t3, t4),
+                                                 (t4, t5), (t5, t6)), strict=True):
+                sample.append(b - a)
+        medians = [statistics.median(sample) / 1000 for sample in samples]
+        parts = ", ".join(f"{name} {m:.2f}" for name, m in zip(names, medians, strict=True))
+        print(f"{label:16s} {parts}; sum {sum(medians):.2f} us (median wall per call)")
 
 
 def main() -> int:
@@ -204,7 +241,12 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk-kib", type=int, default=64)
+    parser.add_argument("--ops", action="store_true",
+                        help="only the median time of each ring operation")
     args = parser.parse_args()
+    if args.ops:
+        per_operation(20000)
+        return 0
     global CHUNK
     CHUNK = args.chunk_kib << 10
     size = args.mib << 20
