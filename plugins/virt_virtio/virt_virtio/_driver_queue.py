@@ -291,9 +291,10 @@ class DriverQueue:
         with self._lock:
             self._check()
             last = self._last_used
-            if self._used16[1] == last:
+            used_idx = self._used16[1]  # read once: the device may move it meanwhile
+            if used_idx == last:
                 return None
-            head, length, record = self._next_used(last)
+            head, length, record = self._next_used(last, used_idx)
             data = record.view[record.in_off:record.in_off + length].tobytes() if length \
                 else b""
             self._retire(head, record, last)
@@ -315,9 +316,10 @@ class DriverQueue:
             with whole.cast("B") as target, self._lock:
                 self._check()
                 last = self._last_used
-                if self._used16[1] == last:
+                used_idx = self._used16[1]
+                if used_idx == last:
                     return None
-                head, length, record = self._next_used(last)
+                head, length, record = self._next_used(last, used_idx)
                 if length > target.nbytes:
                     raise ValueError(f"virtqueue {self.index}: chain {head} holds {length} "
                                      f"byte(s), more than the {target.nbytes}-byte buffer")
@@ -326,11 +328,10 @@ class DriverQueue:
                 self._retire(head, record, last)
                 return record.token, length
 
-    def _next_used(self, last: int) -> tuple[int, int, _Outstanding]:
+    def _next_used(self, last: int, used_idx: int) -> tuple[int, int, _Outstanding]:
         """The used element at ``last`` checked against the driver's own records (the
-        lock held, ``used.idx != last``): ``(head, len, record)``; breaks the queue if the
-        device lied."""
-        used_idx = self._used16[1]
+        lock held, ``used_idx`` the device's index, not ``last``): ``(head, len, record)``;
+        breaks the queue if the device lied."""
         moved = (used_idx - last) & 0xFFFF
         if moved > len(self._outstanding):
             self._break(f"device moved the used index from {last} to {used_idx} with "
