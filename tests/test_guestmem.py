@@ -96,6 +96,29 @@ def test_view_stays_in_one_region_views_span_adjacent_ones() -> None:
         mem.remove_region(0x2000)
 
 
+def test_removed_or_closed_largest_region_is_unreachable_by_every_access() -> None:
+    mem = GuestMemory()
+    mem.add_region(0x1000, bytearray(16), name="small")
+    mem.add_region(0x10000, bytearray(b"L" * 0x4000), name="large")  # the fast path's region
+    assert mem.read(0x13FFE, 2) == b"LL" and bytes(mem.view(0x10000, 1)) == b"L"
+    mem.write(0x10000, b"x")
+    assert mem.read(0x10000, 1) == b"x"
+    with pytest.raises(GuestMemoryError):
+        mem.view(0x13FFF, 2)  # one byte past the region's end
+    with pytest.raises(GuestMemoryError):
+        mem.view(0x10000, -1)
+    mem.remove_region(0x10000)
+    for access in (lambda: mem.view(0x10000, 1), lambda: mem.read(0x10000, 1),
+                   lambda: mem.write(0x10000, b"y")):
+        with pytest.raises(GuestMemoryError, match="outside guest RAM"):
+            access()
+    mem.write(0x1000, b"s")
+    assert mem.read(0x1000, 1) == b"s"
+    mem.close()
+    with pytest.raises(GuestMemoryError):
+        mem.view(0x1000, 1)
+
+
 def test_mmap_region_is_shared_with_its_file(tmp_path) -> None:
     path = tmp_path / "ram"
     path.write_bytes(bytes(4096))

@@ -75,6 +75,9 @@ class _Region:
     name: str
 
 
+_NO_HINT: Final[tuple[int, int, memoryview]] = (0, 0, memoryview(bytearray()))
+
+
 def _span(gpa: int, length: int) -> str:
     return f"{length} byte(s) at GPA {gpa:#x}"
 
@@ -93,6 +96,9 @@ class GuestMemory:
         # copy-on-write: readers take the tuple without the lock
         self._regions: tuple[_Region, ...] = ()
         self._starts: tuple[int, ...] = ()
+        # the largest region as (gpa, end, view), read without the lock by the fast paths
+        # of view/read/write; (0, 0, empty) when there is none
+        self._hint: tuple[int, int, memoryview] = _NO_HINT
         self._free: list[tuple[int, int]] = []  # sorted (gpa, size) extents
         self._allocated: dict[int, tuple[int, int]] = {}  # returned gpa -> (extent, size)
         self._closed = False
@@ -177,6 +183,11 @@ class GuestMemory:
     def _publish(self, regions: list[_Region]) -> None:
         self._regions = tuple(regions)
         self._starts = tuple(r.gpa for r in regions)
+        if regions:
+            big = max(regions, key=lambda r: r.end - r.gpa)
+            self._hint = (big.gpa, big.end, big.view)
+        else:
+            self._hint = _NO_HINT
 
     def _check_open(self) -> None:
         if self._closed:
@@ -206,6 +217,10 @@ class GuestMemory:
         :raises GuestMemoryError: any byte outside guest RAM (or across a region boundary),
             a negative address or length, or a range past 2**64.
         """
+        start, end, buf = self._hint  # fast path: inside the largest region
+        if start <= gpa and 0 < length and gpa + length <= end:
+            gpa -= start
+            return buf[gpa:gpa + length]
         if length == 0 and 0 <= gpa <= ADDRESS_LIMIT:
             return memoryview(bytearray())
         region, offset = self._locate(gpa, length)
@@ -235,12 +250,21 @@ class GuestMemory:
 
     def read(self, gpa: int, length: int) -> bytes:
         """Copy ``length`` bytes from ``gpa``."""
+        start, end, buf = self._hint
+        if start <= gpa and 0 < length and gpa + length <= end:
+            gpa -= start
+            return buf[gpa:gpa + length].tobytes()
         region, offset = self._locate(gpa, length)
         return bytes(region.view[offset:offset + length])
 
     def write(self, gpa: int, data: Any) -> None:
         """Copy ``data`` (any bytes-like object) to ``gpa``."""
         src = memoryview(data).cast("B")
+        start, end, buf = self._hint
+        if start <= gpa and 0 < src.nbytes and gpa + src.nbytes <= end:
+            gpa -= start
+            buf[gpa:gpa + src.nbytes] = src
+            return
         region, offset = self._locate(gpa, src.nbytes)
         region.view[offset:offset + src.nbytes] = src
 

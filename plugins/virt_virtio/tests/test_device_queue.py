@@ -116,6 +116,49 @@ def test_2_7_5_chained_descriptors_gather_and_scatter(ring):
     assert q.pop() is None
 
 
+def test_2_7_5_views_of_a_chain_are_new_and_cut_at_the_requested_bytes(ring):
+    m = ring.memory
+    w1, w2 = buf(m, size=3), buf(m, size=10)
+    ring.set_desc(0, w1, 3, WRITE | NEXT, 1)
+    ring.set_desc(1, w2, 10, WRITE)
+    ring.offer(0)
+    chain = ring.device().pop()
+    assert chain is not None
+    views = chain.writable_views(2, 6)
+    assert [v.nbytes for v in views] == [1, 3]
+    views[0][:] = b"x"
+    views[1][:] = b"yyy"
+    assert m.read(w1 + 2, 1) == b"x" and m.read(w2, 3) == b"yyy"
+    for view in views:  # the caller's to release: the chain keeps working
+        view.release()
+    assert [v.nbytes for v in chain.writable_views()] == [3, 10]
+    assert chain.writable_views(5, 5) == [] and chain.writable_views(6, 2) == []
+    assert chain.write(b"AB", offset=1) == 2 and m.read(w1, 3) == b"\0AB"
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_2_7_5_one_buffer_chain_reads_and_writes_at_any_offset(ring, write):
+    m = ring.memory
+    gpa = buf(m, b"0123456789")
+    ring.set_desc(4, gpa, 10, WRITE if write else 0)
+    ring.offer(4)
+    chain = ring.device().pop()
+    assert chain is not None and chain.descriptors == 1
+    if write:
+        assert chain.write(b"abc", offset=8) == 2 and m.read(gpa, 10) == b"01234567ab"
+        assert chain.write(b"z", offset=10) == 0 and chain.write(b"", offset=3) == 0
+        assert not any(v.readonly for v in chain.writable) and chain.readable == []
+        with pytest.raises(ValueError, match="negative offset"):
+            chain.write(b"z", offset=-1)
+    else:
+        assert chain.read(3, 2) == b"234" and chain.read(offset=7) == b"789"
+        assert chain.read(5, 10) == b"" and chain.read(0) == b""
+        assert all(v.readonly for v in chain.readable) and chain.writable == []
+        assert chain.write(b"zz") == 0 and m.read(gpa, 2) == b"01"
+        with pytest.raises(ValueError, match="negative offset"):
+            chain.read(2, -1)
+
+
 def test_2_7_4_2_readable_after_writable_is_refused(ring):
     m = ring.memory
     ring.set_desc(0, buf(m, size=4), 4, WRITE | NEXT, 1)

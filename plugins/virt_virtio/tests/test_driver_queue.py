@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import array
 import struct
 
 import pytest
 from virtcore import GuestMemory
 
 from virt_virtio import DeviceQueue, DriverQueue, QueueFullError, VirtqueueError
+from virt_virtio._driver_queue import SPARE_BLOCKS, SPARE_BYTES
 from virt_virtio._ring import (
     VIRTQ_AVAIL_F_NO_INTERRUPT,
     VIRTQ_DESC_F_INDIRECT,
@@ -220,3 +222,84 @@ def test_2_7_13_indexes_wrap_past_65535_both_sides(memory, event_idx, indirect):
         assert drv.get_used() == (i, i.to_bytes(3, "little")[::-1])
     assert dev.last_avail_idx == dev.used_idx == 40
     assert kicks == interrupts == 65536 + 40
+
+
+def test_out_buffers_of_any_buffer_type_arrive_byte_for_byte(memory):
+    drv, dev = pair(memory, indirect=True)
+    words = array.array("H", [0x0102, 0x0304])
+    drv.add([words, bytearray(b"ba"), memoryview(b"mv")], [], "t")
+    drv.add([memoryview(b"xyz")[1:]], [], "u")
+    chain = dev.pop()
+    assert chain is not None and chain.read() == words.tobytes() + b"bamv"
+    dev.push(chain, 0)
+    chain = dev.pop()
+    assert chain is not None and chain.read() == b"yz"
+    dev.push(chain, 0)
+    assert drv.get_used() == ("t", b"") and drv.get_used() == ("u", b"")
+
+
+def test_get_used_into_copies_into_the_callers_buffer(memory):
+    drv, dev = pair(memory)
+    drv.add([b"abc"], [8], "t")
+    drv.add([b"defgh"], [8], "u")
+    echo(dev)
+    target = bytearray(b"." * 4)
+    with pytest.raises(ValueError, match="chain 0 holds 3 byte"):
+        drv.get_used_into(bytearray(2))  # too small: the chain stays in the used ring
+    with pytest.raises(TypeError, match="writable"):
+        drv.get_used_into(b"read-only")
+    assert drv.get_used_into(target) == ("t", 3) and target == b"cba."
+    words = array.array("H", bytes(8))  # any writable buffer, counted in bytes
+    assert drv.get_used_into(words) == ("u", 5) and words.tobytes()[:5] == b"hgfed"
+    assert drv.get_used_into(target) is None
+    assert drv.num_free == 8 and drv.outstanding == 0
+
+
+def test_get_used_into_catches_a_hostile_device_like_get_used(memory):
+    drv, _ = pair(memory)
+    drv.add([b"rq"], [4], "token")
+    hostile_used(memory, drv, 0, 5)
+    with pytest.raises(VirtqueueError, match="used len 5 of chain 0 exceeds its 4") as info:
+        drv.get_used_into(bytearray(64))
+    assert drv.broken is info.value
+    with pytest.raises(VirtqueueError, match="used len 5"):
+        drv.get_used_into(bytearray(64))
+    assert drv.detach_all() == ["token"]
+
+
+def test_dma_blocks_of_equal_size_are_reused_and_spares_are_bounded(memory):
+    drv, dev = pair(memory, 8, indirect=True)
+    baseline = memory.allocated
+    for i in range(50):  # a steady stream of equal requests: no growth, bytes exact
+        payload = i.to_bytes(4, "little")
+        drv.add([payload], [4], i)
+        echo(dev)
+        assert drv.get_used() == (i, payload[::-1])
+        assert memory.allocated == baseline + 32 + 8  # the block (table, out, in) kept
+    for size in range(1, 60):  # each size different: at most SPARE_BLOCKS kept
+        drv.add([], [size], size)
+        echo(dev)
+        assert drv.get_used() == (size, b"")
+    assert baseline < memory.allocated <= baseline + SPARE_BLOCKS * 64
+    drv.add([b"z" * (SPARE_BYTES + 1)], [], "big")  # larger than SPARE_BYTES: not kept
+    echo(dev)
+    assert drv.get_used() == ("big", b"")
+    assert memory.allocated <= baseline + SPARE_BLOCKS * 64
+    drv.detach_all()
+    assert memory.allocated == baseline
+
+
+def test_spare_blocks_go_back_to_the_allocator_when_it_runs_out():
+    memory = GuestMemory(8192, base=0x1000)
+    drv, dev = pair(memory, 8)
+    room = 8192 - memory.allocated - 64  # leave a little for alignment
+    drv.add([], [room // 2], 1)  # two spare blocks of half the room each
+    drv.add([], [room // 2 - 16], 2)
+    echo(dev)
+    assert drv.get_used() is not None and drv.get_used() is not None
+    drv.add([], [room - 64], "large")  # only fits once the spares are freed
+    echo(dev)
+    assert drv.get_used() == ("large", b"")
+    drv.close()
+    assert memory.allocated == 0
+    memory.close()

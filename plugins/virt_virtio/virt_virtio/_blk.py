@@ -130,12 +130,16 @@ class VirtioBlk(VirtioDeviceModel):
                                      "a 16-byte readable header and a writable status byte "
                                      "(5.2.6)")
             status = self._request(chain)
-            chain.write(bytes((status,)), chain.writable_len - 1)
+            chain.writable[-1][-1] = status  # the last writable byte (views are never empty)
             queue.push(chain, chain.writable_len)
             pushed = True
 
     def _request(self, chain: DescriptorChain) -> int:
-        kind, _reserved, sector = _HEADER.unpack(chain.read(_HEADER.size))
+        first = chain.readable[0]
+        if first.nbytes >= _HEADER.size:
+            kind, _reserved, sector = _HEADER.unpack_from(first)
+        else:  # the header spread over several buffers
+            kind, _reserved, sector = _HEADER.unpack(chain.read(_HEADER.size))
         fd = self._fd
         if fd is None:
             return S_IOERR
@@ -143,7 +147,8 @@ class VirtioBlk(VirtioDeviceModel):
             length = chain.writable_len - 1
             if not self._in_range(sector, length):
                 return S_IOERR
-            return self._read_into(fd, chain.writable_views(0, length), sector * SECTOR_SIZE)
+            return self._read_into(fd, chain.writable_views(0, length), sector * SECTOR_SIZE,
+                                   length)
         if kind == T_OUT:
             length = chain.readable_len - _HEADER.size
             if self.readonly or not self._in_range(sector, length):
@@ -166,13 +171,16 @@ class VirtioBlk(VirtioDeviceModel):
             self.capacity * SECTOR_SIZE
 
     @staticmethod
-    def _read_into(fd: int, views: list[memoryview], offset: int) -> int:
+    def _read_into(fd: int, views: list[memoryview], offset: int, length: int) -> int:
         try:
             while views:
                 n = os.preadv(fd, views, offset)
+                if n == length:
+                    return S_OK  # all of it at once: the usual case
                 if n <= 0:
                     return S_IOERR  # the image shrank under us
                 offset += n
+                length -= n
                 while views and n >= views[0].nbytes:
                     n -= views[0].nbytes
                     views.pop(0)

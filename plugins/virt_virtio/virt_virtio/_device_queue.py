@@ -17,7 +17,6 @@ back-end) builds it from the addresses the driver programmed and rebuilds it aft
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import NoReturn
 
 from virtcore import GuestMemory, GuestMemoryError
@@ -28,7 +27,6 @@ from ._ring import (
     DESC,
     DESC_ALIGN,
     DESC_SIZE,
-    U16,
     USED_ALIGN,
     USED_ELEM,
     VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -38,6 +36,7 @@ from ._ring import (
     VIRTQ_USED_F_NO_NOTIFY,
     avail_size,
     desc_size,
+    le16_words,
     need_event,
     used_size,
     valid_size,
@@ -69,15 +68,24 @@ class DescriptorChain:
     def read(self, size: int = -1, offset: int = 0) -> bytes:
         """Gather up to ``size`` bytes (all with -1) of the readable part from ``offset``."""
         end = self.readable_len if size < 0 else min(self.readable_len, offset + size)
-        return b"".join(bytes(v) for v in _slices(self.readable, offset, end))
+        readable = self.readable
+        if len(readable) == 1 and 0 <= offset:  # one buffer: one copy
+            return readable[0][offset:end].tobytes() if offset < end else b""
+        return b"".join([bytes(v) for v in _slices(readable, offset, end)])
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> int:
         """Scatter ``data`` into the writable part from ``offset``; return the count written
         (short when the writable part ends first)."""
         src = memoryview(data).cast("B")
         end = min(self.writable_len, offset + src.nbytes)
+        writable = self.writable
+        if len(writable) == 1 and 0 <= offset:  # one buffer: one slice assignment
+            if offset >= end:
+                return 0
+            writable[0][offset:end] = src[:end - offset]
+            return end - offset
         done = 0
-        for view in _slices(self.writable, offset, end):
+        for view in _slices(writable, offset, end):
             n = view.nbytes
             view[:] = src[done:done + n]
             done += n
@@ -85,15 +93,17 @@ class DescriptorChain:
 
     def readable_views(self, offset: int = 0, end: int | None = None) -> list[memoryview]:
         """The readable part from ``offset`` to ``end`` as views (for ``os.pwritev``)."""
-        return list(_slices(self.readable, offset, self.readable_len if end is None else end))
+        return _slices(self.readable, offset, self.readable_len if end is None else end)
 
     def writable_views(self, offset: int = 0, end: int | None = None) -> list[memoryview]:
         """The writable part from ``offset`` to ``end`` as views (for ``os.preadv``)."""
-        return list(_slices(self.writable, offset, self.writable_len if end is None else end))
+        return _slices(self.writable, offset, self.writable_len if end is None else end)
 
     def release(self) -> None:
         """Drop the views (so a caller can unmap the memory); the chain is unusable after."""
-        for view in (*self.readable, *self.writable):
+        for view in self.readable:
+            view.release()
+        for view in self.writable:
             view.release()
         self.readable = []
         self.writable = []
@@ -103,19 +113,24 @@ class DescriptorChain:
                 f"readable, {self.writable_len} writable in {self.descriptors} descriptor(s)>")
 
 
-def _slices(views: list[memoryview], start: int, end: int) -> Iterator[memoryview]:
-    """The parts of the concatenation of ``views`` between byte ``start`` and ``end``."""
+def _slices(views: list[memoryview], start: int, end: int) -> list[memoryview]:
+    """New views of the parts of the concatenation of ``views`` between byte ``start`` and
+    ``end`` (new objects: releasing them leaves the chain's own views usable)."""
     if start < 0:
         raise ValueError(f"negative offset {start}")
+    out: list[memoryview] = []
+    if start >= end:
+        return out
     pos = 0
     for view in views:
-        n = view.nbytes
         if pos >= end:
-            return
-        lo, hi = max(start - pos, 0), min(end - pos, n)
-        if lo < hi:
-            yield view[lo:hi]
+            break
+        n = view.nbytes
+        lo, hi = start - pos, end - pos
+        if lo < n and hi > 0:
+            out.append(view[max(lo, 0):hi])  # a slice stops at the view's end by itself
         pos += n
+    return out
 
 
 class _ChainError(Exception):
@@ -163,17 +178,20 @@ class DeviceQueue:
         self._desc = self._area("descriptor table", desc, desc_size(size), DESC_ALIGN)
         self._avail = self._area("available ring", avail, avail_size(size), AVAIL_ALIGN)
         self._used = self._area("used ring", used, used_size(size), USED_ALIGN)
+        self._avail16 = le16_words(self._avail)  # flags, idx, ring[size], used_event
+        self._used16 = le16_words(self._used)    # flags, idx, ..., avail_event
+        self._mask = size - 1
         self.last_avail_idx = last_avail_idx & 0xFFFF
         if used_idx is None:
-            used_idx = int(U16.unpack_from(self._used, 2)[0])
+            used_idx = self._used16[1]
         self.used_idx = used_idx & 0xFFFF
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
         self._signalled_used = self.used_idx
         self._pushed_since_signal = 0
         self._kicks_enabled = True
-        self._used_event_off = 4 + 2 * size
-        self._avail_event_off = 4 + 8 * size
+        self._used_event = 2 + size       # word index of used_event in the available ring
+        self._avail_event = 2 + 4 * size  # word index of avail_event in the used ring
 
     def _area(self, what: str, gpa: int, length: int, align: int) -> memoryview:
         if gpa % align:
@@ -189,11 +207,11 @@ class DeviceQueue:
 
     def avail_idx(self) -> int:
         """The driver's current available index."""
-        return int(U16.unpack_from(self._avail, 2)[0])
+        return self._avail16[1]
 
     def has_available(self) -> bool:
         """Whether the driver made a buffer available that :meth:`pop` has not taken."""
-        return self.avail_idx() != self.last_avail_idx
+        return self._avail16[1] != self.last_avail_idx
 
     @property
     def in_flight(self) -> int:
@@ -206,37 +224,57 @@ class DeviceQueue:
         :raises VirtqueueError: the driver broke a rule of 2.7 (the message says which).
         """
         with self._lock:
-            avail_idx = int(U16.unpack_from(self._avail, 2)[0])
+            avail16 = self._avail16
+            avail_idx = avail16[1]
             last = self.last_avail_idx
-            pending = (avail_idx - last) & 0xFFFF
-            if pending == 0:
+            if avail_idx == last:
                 return None
-            if pending > self.size:
+            if (avail_idx - last) & 0xFFFF > self.size:
                 raise VirtqueueError(self.index, f"driver moved the available index from "
                                      f"{last} to {avail_idx}, more than the queue size "
                                      f"{self.size} (2.7.6.1)")
-            if len(self._in_flight) >= self.size:
+            in_flight = self._in_flight
+            if len(in_flight) >= self.size:
                 raise VirtqueueError(self.index, f"more than {self.size} buffers in flight: "
                                      "queue size exceeded")
-            head = int(U16.unpack_from(self._avail, 4 + 2 * (last % self.size))[0])
+            head = avail16[2 + (last & self._mask)]
             if head >= self.size:
                 raise VirtqueueError(self.index, f"available ring entry {last} says head "
                                      f"{head} is available; the table has {self.size} "
                                      "descriptors")
-            if head in self._in_flight:
+            if head in in_flight:
                 raise VirtqueueError(self.index, f"head {head} made available again while "
                                      "the device still holds it")
             chain = self._walk(head)
             if isinstance(chain, str):  # raised here so no frame keeps views of the chain
                 raise VirtqueueError(self.index, chain)
-            self.last_avail_idx = (last + 1) & 0xFFFF
-            self._in_flight.add(head)
+            last = self.last_avail_idx = (last + 1) & 0xFFFF
+            in_flight.add(head)
             if self.event_idx and self._kicks_enabled:
-                U16.pack_into(self._used, self._avail_event_off, self.last_avail_idx)
+                self._used16[self._avail_event] = last
             return chain
 
     def _walk(self, head: int) -> DescriptorChain | str:
         """The chain at ``head``, or what is wrong with it (its views then released)."""
+        addr, length, flags, _ = DESC.unpack_from(self._desc, head * DESC_SIZE)
+        if length and not flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT):
+            # fast path, one buffer in one region: no check of the walk below can fail
+            # (1 <= size, length < 2**32, no order) but the mapping, tried here
+            try:
+                view = self.memory.view(addr, length)
+            except GuestMemoryError:
+                pass  # outside RAM or across regions: the walk says which
+            else:
+                chain = DescriptorChain(self.index, head)
+                chain.descriptors = 1
+                if flags & VIRTQ_DESC_F_WRITE:
+                    chain.writable.append(view)
+                    chain.writable_len = length
+                else:
+                    chain.readable.append(view.toreadonly())
+                    chain.readable_len = length
+                    view.release()
+                return chain
         chain = DescriptorChain(self.index, head)
         try:
             return self._walk_into(chain)
@@ -250,6 +288,9 @@ class DeviceQueue:
         i, steps, count, total = head, 0, 0, 0
         in_indirect = False
         memory = self.memory
+        size = self.size
+        readable, writable = chain.readable, chain.writable  # released by the caller on error
+        readable_len = writable_len = 0
         while True:
             addr, length, flags, nxt = DESC.unpack_from(table, i * DESC_SIZE)
             steps += 1
@@ -275,12 +316,13 @@ class DeviceQueue:
             if length == 0:
                 _bad(f"{where} {i}: zero-sized buffers are not allowed")
             count += 1
-            if count > self.size:
+            if count > size:
                 _bad(f"chain at head {head} is longer than the queue size {self.size} "
                            "(looped descriptor?)")
+            views: list[memoryview] | None = None
             try:
-                views = [memory.view(addr, length)]
-            except GuestMemoryError:
+                view = memory.view(addr, length)
+            except GuestMemoryError:  # across adjacent regions, or outside RAM
                 try:
                     views = memory.views(addr, length)
                 except GuestMemoryError:
@@ -288,16 +330,27 @@ class DeviceQueue:
                                f"GPA {addr:#x} are not in guest RAM")
             total += length
             if total > MAX_CHAIN_BYTES:
+                if views is None:
+                    view.release()
                 _bad(f"chain at head {head} carries more than 2**32 bytes (2.7.5.2)")
             if flags & VIRTQ_DESC_F_WRITE:
-                chain.writable.extend(views)
-                chain.writable_len += length
+                if views is None:
+                    writable.append(view)
+                else:
+                    writable.extend(views)
+                writable_len += length
             else:
-                if chain.writable_len:
+                if writable_len:
+                    if views is None:
+                        view.release()
                     _bad(f"{where} {i}: incorrect order for descriptors: device-readable "
                                "after device-writable (2.7.4.2)")
-                chain.readable.extend(v.toreadonly() for v in views)
-                chain.readable_len += length
+                if views is None:
+                    readable.append(view.toreadonly())
+                    view.release()
+                else:
+                    readable.extend([v.toreadonly() for v in views])
+                readable_len += length
             if not flags & VIRTQ_DESC_F_NEXT:
                 break
             if nxt >= table_len:
@@ -308,6 +361,7 @@ class DeviceQueue:
                            f"{table_len} entries of its table")
             i = nxt
         chain.descriptors = count
+        chain.readable_len, chain.writable_len = readable_len, writable_len
         return chain
 
     # -- used side -------------------------------------------------------------------------
@@ -327,10 +381,10 @@ class DeviceQueue:
                 raise ValueError(f"virtqueue {self.index}: used length {written} outside 0.."
                                  f"{chain.writable_len}")
             used_idx = self.used_idx
-            USED_ELEM.pack_into(self._used, 4 + 8 * (used_idx % self.size), chain.head,
+            USED_ELEM.pack_into(self._used, 4 + 8 * (used_idx & self._mask), chain.head,
                                 written)
-            self.used_idx = (used_idx + 1) & 0xFFFF
-            U16.pack_into(self._used, 2, self.used_idx)  # after the element (2.7.8.2)
+            used_idx = self.used_idx = (used_idx + 1) & 0xFFFF
+            self._used16[1] = used_idx  # after the element (2.7.8.2)
             self._in_flight.discard(chain.head)
             self._pushed_since_signal += 1
         chain.release()
@@ -348,9 +402,9 @@ class DeviceQueue:
             if pushed >= 0x10000:
                 return True
             if self.event_idx:
-                event = int(U16.unpack_from(self._avail, self._used_event_off)[0])
+                event = self._avail16[self._used_event]
                 return need_event(event, new, old)
-            return not U16.unpack_from(self._avail, 0)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+            return not self._avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def disable_kicks(self) -> None:
         """Ask the driver not to notify (used ring NO_NOTIFY; with EVENT_IDX, stop moving
@@ -358,7 +412,7 @@ class DeviceQueue:
         with self._lock:
             self._kicks_enabled = False
             if not self.event_idx:
-                U16.pack_into(self._used, 0, VIRTQ_USED_F_NO_NOTIFY)
+                self._used16[0] = VIRTQ_USED_F_NO_NOTIFY
 
     def enable_kicks(self) -> bool:
         """Ask for notifications again (flags 0, or ``avail_event`` = next index).
@@ -369,13 +423,15 @@ class DeviceQueue:
         with self._lock:
             self._kicks_enabled = True
             if self.event_idx:
-                U16.pack_into(self._used, self._avail_event_off, self.last_avail_idx)
+                self._used16[self._avail_event] = self.last_avail_idx
             else:
-                U16.pack_into(self._used, 0, 0)
-            return int(U16.unpack_from(self._avail, 2)[0]) != self.last_avail_idx
+                self._used16[0] = 0
+            return self._avail16[1] != self.last_avail_idx
 
     def close(self) -> None:
         """Drop the views of the ring areas (the memory can then be unmapped)."""
+        self._avail16.release()
+        self._used16.release()
         for view in (self._desc, self._avail, self._used):
             view.release()
 

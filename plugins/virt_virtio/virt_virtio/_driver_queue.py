@@ -8,14 +8,20 @@ decides what a used entry may claim.  A used ``id`` out of range or not the head
 outstanding chain, a ``len`` larger than the chain's writable part, or a used index moved
 past the outstanding count raises :class:`VirtqueueError` (as Linux's ``BAD_RING``) and
 marks the queue broken: every later call raises the same error until :meth:`detach_all`.
+
+Speed: each chain takes one DMA block (indirect table, out buffers, in buffers).  A block
+returned by :meth:`get_used` is kept for the next chain of the same total size (at most
+:data:`SPARE_BLOCKS` blocks and :data:`SPARE_BYTES` bytes, given back to the allocator when
+it runs out, at :meth:`detach_all` and at :meth:`close`), so a steady stream of equal
+requests never calls the allocator.  :meth:`get_used_into` copies what the device wrote
+straight into the caller's buffer instead of a new ``bytes``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from virtcore import GuestMemory
 
@@ -25,7 +31,6 @@ from ._ring import (
     DESC,
     DESC_ALIGN,
     DESC_SIZE,
-    U16,
     USED_ALIGN,
     USED_ELEM,
     VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -35,19 +40,31 @@ from ._ring import (
     VIRTQ_USED_F_NO_NOTIFY,
     avail_size,
     desc_size,
+    le16_words,
     need_event,
     used_size,
     valid_size,
 )
 
+SPARE_BLOCKS: Final = 8
+"""DMA blocks a queue keeps for reuse (see the module's docstring)."""
+SPARE_BYTES: Final = 4 << 20
+"""Bytes of DMA blocks a queue keeps for reuse."""
 
-@dataclass(slots=True)
+
 class _Outstanding:
-    token: object
-    descriptors: list[int]
-    block: int            # GPA of the DMA block (indirect table, then the buffers)
-    in_addr: int          # GPA of the device-writable part (contiguous)
-    in_len: int
+    """What the driver itself recorded about one chain it made available."""
+
+    __slots__ = ("token", "descriptors", "block", "view", "in_off", "in_len")
+
+    def __init__(self, token: object, descriptors: list[int], block: int, view: memoryview,
+                 in_off: int, in_len: int) -> None:
+        self.token = token
+        self.descriptors = descriptors
+        self.block = block    # GPA of the DMA block (indirect table, then the buffers)
+        self.view = view      # the whole block
+        self.in_off = in_off  # offset of the device-writable part (contiguous) in the block
+        self.in_len = in_len
 
 
 class DriverQueue:
@@ -89,6 +106,11 @@ class DriverQueue:
         self._desc = memory.view(self.desc_addr, desc_size(size))
         self._avail = memory.view(self.avail_addr, avail_size(size))
         self._used = memory.view(self.used_addr, used_size(size))
+        self._avail16 = le16_words(self._avail)  # flags, idx, ring[size], used_event
+        self._used16 = le16_words(self._used)    # flags, idx, ..., avail_event
+        self._mask = size - 1
+        self._spare: dict[int, list[tuple[int, memoryview]]] = {}  # size -> blocks
+        self._spare_count = self._spare_bytes = 0
         self._free: list[int] = list(range(size - 1, -1, -1))  # a stack, 0 on top
         self._outstanding: dict[int, _Outstanding] = {}
         self._avail_idx = 0
@@ -126,63 +148,116 @@ class DriverQueue:
             queue size (2.7.5.3.1).
         :raises VirtqueueError: the queue is broken.
         """
-        outs = [memoryview(b).cast("B") for b in out]
-        sizes = [len(b) for b in outs] + [int(n) for n in in_sizes]
-        n = len(sizes)
+        if len(out) + len(in_sizes) == 1:  # one buffer: one descriptor, no table
+            self._add_one(out[0] if out else None, 0 if out else int(in_sizes[0]), token)
+            return
+        # bytes as they are (len() is their size), any other buffer as a view of its bytes
+        outs = [b if type(b) is bytes else memoryview(b).cast("B") for b in out]
+        n_out = len(outs)
+        n = n_out + len(in_sizes)
         if n == 0:
             raise ValueError(f"virtqueue {self.index}: a chain needs at least one buffer")
-        if min(sizes) <= 0:
+        out_bytes = in_bytes = 0
+        smallest = 1
+        for data in outs:
+            length = len(data)
+            out_bytes += length
+            smallest = min(smallest, length)
+        ins = [int(length) for length in in_sizes]
+        for length in ins:
+            in_bytes += length
+            smallest = min(smallest, length)
+        if smallest <= 0:
             raise ValueError(f"virtqueue {self.index}: zero-sized buffers are not allowed")
         if n > self.size:
             raise ValueError(f"virtqueue {self.index}: {n} buffers exceed the queue size "
                              f"{self.size}")
         use_indirect = self.indirect and n > 1
         table_bytes = DESC_SIZE * n if use_indirect else 0
+        total = table_bytes + out_bytes + in_bytes
         with self._lock:
             self._check()
+            free = self._free
             need = 1 if use_indirect else n
-            if need > len(self._free):
+            if need > len(free):
                 raise QueueFullError(self.index, f"{need} descriptor(s) needed, "
-                                     f"{len(self._free)} free")
-            try:
-                block = self.memory.alloc(table_bytes + sum(sizes), align=DESC_ALIGN,
-                                          zero=False)  # every byte is written, or is the
-                # device's to fill: the driver never reads past the used length
-            except Exception as exc:
-                raise QueueFullError(self.index, f"no DMA memory: {exc}") from None
-            view = self.memory.view(block, table_bytes + sum(sizes))
-            addrs: list[tuple[int, int, int]] = []  # addr, len, flags
-            pos = table_bytes
-            for data in outs:
-                view[pos:pos + data.nbytes] = data
-                addrs.append((block + pos, data.nbytes, 0))
-                pos += data.nbytes
-            in_addr = block + pos
-            for length in sizes[len(outs):]:
-                addrs.append((block + pos, length, VIRTQ_DESC_F_WRITE))
-                pos += length
-            if use_indirect:
-                last = n - 1
-                for i, (addr, length, flags) in enumerate(addrs):
-                    DESC.pack_into(view, DESC_SIZE * i, addr, length,
-                                   flags if i == last else flags | VIRTQ_DESC_F_NEXT,
-                                   0 if i == last else i + 1)
-                addrs = [(block, table_bytes, VIRTQ_DESC_F_INDIRECT)]
-            view.release()
-            descriptors = [self._free.pop() for _ in addrs]
-            for i, (addr, length, flags) in enumerate(addrs):
-                more = i + 1 < len(addrs)
-                DESC.pack_into(self._desc, DESC_SIZE * descriptors[i], addr, length,
-                               flags | (VIRTQ_DESC_F_NEXT if more else 0),
-                               descriptors[i + 1] if more else 0)
-            head = descriptors[0]
-            self._outstanding[head] = _Outstanding(token, descriptors, block, in_addr,
-                                                   pos - (in_addr - block))
-            avail_idx = self._avail_idx
-            U16.pack_into(self._avail, 4 + 2 * (avail_idx % self.size), head)
-            self._avail_idx = (avail_idx + 1) & 0xFFFF
-            U16.pack_into(self._avail, 2, self._avail_idx)  # after the ring entry (2.7.13)
-            self._added_since_kick += 1
+                                     f"{len(free)} free")
+            block, view = self._take_block(total)
+            desc = self._desc
+            if use_indirect:  # the table at the block's start, one ring descriptor
+                pos = table_bytes
+                i = 0
+                for data in outs:
+                    length = len(data)
+                    view[pos:pos + length] = data
+                    i += 1
+                    DESC.pack_into(view, DESC_SIZE * (i - 1), block + pos, length,
+                                   VIRTQ_DESC_F_NEXT if i < n else 0, i if i < n else 0)
+                    pos += length
+                for length in ins:
+                    i += 1
+                    DESC.pack_into(view, DESC_SIZE * (i - 1), block + pos, length,
+                                   VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT if i < n
+                                   else VIRTQ_DESC_F_WRITE, i if i < n else 0)
+                    pos += length
+                head = free.pop()
+                descriptors = [head]
+                DESC.pack_into(desc, DESC_SIZE * head, block, table_bytes,
+                               VIRTQ_DESC_F_INDIRECT, 0)
+            else:  # a chain of n ring descriptors
+                descriptors = [free.pop() for _ in range(n)]
+                pos = i = 0
+                for data in outs:
+                    length = len(data)
+                    view[pos:pos + length] = data
+                    i += 1
+                    DESC.pack_into(desc, DESC_SIZE * descriptors[i - 1], block + pos, length,
+                                   VIRTQ_DESC_F_NEXT if i < n else 0,
+                                   descriptors[i] if i < n else 0)
+                    pos += length
+                for length in ins:
+                    i += 1
+                    DESC.pack_into(desc, DESC_SIZE * descriptors[i - 1], block + pos, length,
+                                   VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT if i < n
+                                   else VIRTQ_DESC_F_WRITE, descriptors[i] if i < n else 0)
+                    pos += length
+                head = descriptors[0]
+            self._outstanding[head] = _Outstanding(token, descriptors, block, view,
+                                                   total - in_bytes, in_bytes)
+            self._make_available(head)
+
+    def _add_one(self, data: Any, in_size: int, token: object) -> None:
+        """:meth:`add` of one buffer: ``data`` to read, or (``None``) ``in_size`` bytes to
+        fill."""
+        if data is None:
+            total, flags = in_size, VIRTQ_DESC_F_WRITE
+        else:
+            if type(data) is not bytes:
+                data = memoryview(data).cast("B")
+            total, flags = len(data), 0
+        if total <= 0:
+            raise ValueError(f"virtqueue {self.index}: zero-sized buffers are not allowed")
+        with self._lock:
+            self._check()
+            free = self._free
+            if not free:
+                raise QueueFullError(self.index, "1 descriptor(s) needed, 0 free")
+            block, view = self._take_block(total)
+            if data is not None:
+                view[:] = data
+            head = free.pop()
+            DESC.pack_into(self._desc, DESC_SIZE * head, block, total, flags, 0)
+            self._outstanding[head] = _Outstanding(token, [head], block, view,
+                                                   total - in_size, in_size)
+            self._make_available(head)
+
+    def _make_available(self, head: int) -> None:
+        """Publish the chain at ``head`` in the available ring (lock held)."""
+        avail_idx = self._avail_idx
+        self._avail16[2 + (avail_idx & self._mask)] = head
+        avail_idx = self._avail_idx = (avail_idx + 1) & 0xFFFF
+        self._avail16[1] = avail_idx  # after the ring entry (2.7.13)
+        self._added_since_kick += 1
 
     def kick_needed(self) -> bool:
         """Whether the device wants an available-buffer notification for the chains added
@@ -197,15 +272,15 @@ class DriverQueue:
             if added >= 0x10000:
                 return True
             if self.event_idx:
-                event = int(U16.unpack_from(self._used, 4 + 8 * self.size)[0])
+                event = self._used16[2 + 4 * self.size]  # avail_event
                 return need_event(event, new, old)
-            return not U16.unpack_from(self._used, 0)[0] & VIRTQ_USED_F_NO_NOTIFY
+            return not self._used16[0] & VIRTQ_USED_F_NO_NOTIFY
 
     # -- used buffers ----------------------------------------------------------------------
 
     def has_used(self) -> bool:
         """Whether the device returned a chain :meth:`get_used` has not taken."""
-        return int(U16.unpack_from(self._used, 2)[0]) != self._last_used
+        return self._used16[1] != self._last_used
 
     def get_used(self) -> tuple[object, bytes] | None:
         """The next chain the device returned: ``(token, bytes it wrote)``, or ``None``.
@@ -215,30 +290,70 @@ class DriverQueue:
         """
         with self._lock:
             self._check()
-            used_idx = int(U16.unpack_from(self._used, 2)[0])
             last = self._last_used
+            used_idx = self._used16[1]  # read once: the device may move it meanwhile
             if used_idx == last:
                 return None
-            moved = (used_idx - last) & 0xFFFF
-            if moved > len(self._outstanding):
-                self._break(f"device moved the used index from {last} to {used_idx} with "
-                            f"only {len(self._outstanding)} chain(s) outstanding")
-            head, length = USED_ELEM.unpack_from(self._used, 4 + 8 * (last % self.size))
-            if head >= self.size:
-                self._break(f"used id {head} out of range (queue size {self.size})")
-            record = self._outstanding.get(head)
-            if record is None:
-                self._break(f"used id {head} is not the head of an outstanding chain")
-            if length > record.in_len:
-                self._break(f"used len {length} of chain {head} exceeds its "
-                            f"{record.in_len} device-writable byte(s)")
-            data = self.memory.read(record.in_addr, length) if length else b""
-            del self._outstanding[head]
-            self._release(record)
-            self._last_used = (last + 1) & 0xFFFF
-            if self.event_idx and self._interrupts:
-                U16.pack_into(self._avail, 4 + 2 * self.size, self._last_used)
+            head, length, record = self._next_used(last, used_idx)
+            data = record.view[record.in_off:record.in_off + length].tobytes() if length \
+                else b""
+            self._retire(head, record, last)
             return record.token, data
+
+    def get_used_into(self, buffer: Any) -> tuple[object, int] | None:
+        """Like :meth:`get_used`, but copy the bytes the device wrote into ``buffer`` (any
+        writable buffer) instead of a new ``bytes``: ``(token, count)``, or ``None``.
+
+        :raises ValueError: ``buffer`` is smaller than what the device wrote; the chain
+            stays in the used ring (call again with a larger buffer).
+        :raises TypeError: ``buffer`` is read-only or not a buffer.
+        :raises VirtqueueError: as :meth:`get_used`.
+        """
+        with memoryview(buffer) as whole:
+            if whole.readonly:
+                raise TypeError(f"virtqueue {self.index}: get_used_into needs a writable "
+                                "buffer")
+            with whole.cast("B") as target, self._lock:
+                self._check()
+                last = self._last_used
+                used_idx = self._used16[1]
+                if used_idx == last:
+                    return None
+                head, length, record = self._next_used(last, used_idx)
+                if length > target.nbytes:
+                    raise ValueError(f"virtqueue {self.index}: chain {head} holds {length} "
+                                     f"byte(s), more than the {target.nbytes}-byte buffer")
+                if length:
+                    target[:length] = record.view[record.in_off:record.in_off + length]
+                self._retire(head, record, last)
+                return record.token, length
+
+    def _next_used(self, last: int, used_idx: int) -> tuple[int, int, _Outstanding]:
+        """The used element at ``last`` checked against the driver's own records (the
+        lock held, ``used_idx`` the device's index, not ``last``): ``(head, len, record)``;
+        breaks the queue if the device lied."""
+        moved = (used_idx - last) & 0xFFFF
+        if moved > len(self._outstanding):
+            self._break(f"device moved the used index from {last} to {used_idx} with "
+                        f"only {len(self._outstanding)} chain(s) outstanding")
+        head, length = USED_ELEM.unpack_from(self._used, 4 + 8 * (last & self._mask))
+        if head >= self.size:
+            self._break(f"used id {head} out of range (queue size {self.size})")
+        record = self._outstanding.get(head)
+        if record is None:
+            self._break(f"used id {head} is not the head of an outstanding chain")
+        if length > record.in_len:
+            self._break(f"used len {length} of chain {head} exceeds its "
+                        f"{record.in_len} device-writable byte(s)")
+        return head, length, record
+
+    def _retire(self, head: int, record: _Outstanding, last: int) -> None:
+        """Forget the chain at ``head`` (taken from used slot ``last``), lock held."""
+        del self._outstanding[head]
+        self._release(record)
+        last = self._last_used = (last + 1) & 0xFFFF
+        if self.event_idx and self._interrupts:
+            self._avail16[2 + self.size] = last  # used_event
 
     def disable_interrupts(self) -> None:
         """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX stop moving
@@ -246,7 +361,7 @@ class DriverQueue:
         with self._lock:
             self._interrupts = False
             if not self.event_idx:
-                U16.pack_into(self._avail, 0, VIRTQ_AVAIL_F_NO_INTERRUPT)
+                self._avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def enable_interrupts(self) -> bool:
         """Ask for used-buffer notifications again.
@@ -256,10 +371,10 @@ class DriverQueue:
         with self._lock:
             self._interrupts = True
             if self.event_idx:
-                U16.pack_into(self._avail, 4 + 2 * self.size, self._last_used)
+                self._avail16[2 + self.size] = self._last_used  # used_event
             else:
-                U16.pack_into(self._avail, 0, 0)
-            return int(U16.unpack_from(self._used, 2)[0]) != self._last_used
+                self._avail16[0] = 0
+            return self._used16[1] != self._last_used
 
     # -- teardown --------------------------------------------------------------------------
 
@@ -274,6 +389,7 @@ class DriverQueue:
             self._outstanding.clear()
             for record in records:
                 self._release(record)
+            self._drop_spares()
             self._free = list(range(self.size - 1, -1, -1))
             if not self._closed:
                 for view in (self._desc, self._avail, self._used):
@@ -291,6 +407,8 @@ class DriverQueue:
         self.detach_all()
         with self._lock:
             self._closed = True
+            self._avail16.release()
+            self._used16.release()
             for view in (self._desc, self._avail, self._used):
                 view.release()
             for gpa in (self.desc_addr, self.avail_addr, self.used_addr):
@@ -298,9 +416,46 @@ class DriverQueue:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _take_block(self, size: int) -> tuple[int, memoryview]:
+        """A DMA block of ``size`` bytes and its view: a spare one, else a new one (its
+        bytes not zeroed: every byte is written, or is the device's to fill, and the
+        driver never reads past the used length)."""
+        spares = self._spare.get(size)
+        if spares:
+            self._spare_count -= 1
+            self._spare_bytes -= size
+            return spares.pop()
+        try:
+            block = self.memory.alloc(size, align=DESC_ALIGN, zero=False)
+        except Exception as exc:
+            if not self._spare_count:
+                raise QueueFullError(self.index, f"no DMA memory: {exc}") from None
+            self._drop_spares()  # give the spares back and try again
+            try:
+                block = self.memory.alloc(size, align=DESC_ALIGN, zero=False)
+            except Exception as exc:
+                raise QueueFullError(self.index, f"no DMA memory: {exc}") from None
+        return block, self.memory.view(block, size)
+
     def _release(self, record: _Outstanding) -> None:
         self._free.extend(reversed(record.descriptors))
-        self.memory.free(record.block)
+        view = record.view
+        size = view.nbytes
+        if self._spare_count < SPARE_BLOCKS and self._spare_bytes + size <= SPARE_BYTES:
+            self._spare.setdefault(size, []).append((record.block, view))
+            self._spare_count += 1
+            self._spare_bytes += size
+        else:
+            view.release()
+            self.memory.free(record.block)
+
+    def _drop_spares(self) -> None:
+        for spares in self._spare.values():
+            for block, view in spares:
+                view.release()
+                self.memory.free(block)
+        self._spare.clear()
+        self._spare_count = self._spare_bytes = 0
 
     def _check(self) -> None:
         if self._closed:
