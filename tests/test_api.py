@@ -10,13 +10,14 @@ def test_public_names_are_pinned() -> None:
     assert set(virtcore.__all__) == {
         "ANY", "API_VERSION", "Catalog", "DeclineProbe", "DeferProbe", "Device",
         "DeviceError", "DeviceIds", "DeviceModel", "DeviceRemovedError", "DeviceStatus",
-        "Driver", "DriverError", "DriverSlot", "FileOperations", "IdEntry", "IdTableError",
+        "Driver", "DriverError", "DriverSlot", "FileOperations", "GuestMemory", "GuestMemoryError",
+        "IdEntry", "IdTableError",
         "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
-        "MatchReport", "MiscDevice", "MiscDeviceError", "MiscFile", "Op", "PluginError",
-        "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel", "StreamModel",
-        "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError", "__version__",
-        "discover", "hookimpl", "parse_manifest", "read_manifest",
+        "MatchReport", "MemoryRegion", "MiscDevice", "MiscDeviceError", "MiscFile", "Op",
+        "PluginError", "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel",
+        "StreamModel", "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError",
+        "__version__", "discover", "hookimpl", "parse_manifest", "read_manifest",
     }
     for name in virtcore.__all__:
         assert hasattr(virtcore, name), name
@@ -24,6 +25,6 @@ def test_public_names_are_pinned() -> None:
 
 def test_errors_form_one_hierarchy() -> None:
     for name in ("ManifestError", "PluginError", "DriverError", "DeviceError", "TransferError",
-                 "MiscDeviceError", "MachineFileError"):
+                 "MiscDeviceError", "MachineFileError", "GuestMemoryError"):
         assert issubclass(getattr(virtcore, name), virtcore.VirtcoreError)
     assert issubclass(virtcore.TransferTimeoutError, TimeoutError)

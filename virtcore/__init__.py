@@ -26,6 +26,7 @@ from ._errors import (
     TransferTimeoutError,
     VirtcoreError,
 )
+from ._guestmem import GuestMemory, GuestMemoryError, MemoryRegion
 from ._hookspecs import hookimpl
 from ._ids import ANY, DeviceIds, IdEntry
 from ._irq import IrqController
@@ -57,6 +58,8 @@ __all__ = [
     "DriverError",
     "DriverSlot",
     "FileOperations",
+    "GuestMemory",
+    "GuestMemoryError",
     "IdEntry",
     "IdTableError",
     "IrqController",
@@ -71,6 +74,7 @@ __all__ = [
     "ManifestError",
     "Match",
     "MatchReport",
+    "MemoryRegion",
     "MiscDevice",
     "MiscDeviceError",
     "MiscFile",

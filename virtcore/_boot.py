@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._device import Device
 from ._errors import MachineFileError, PluginError
+from ._guestmem import GuestMemoryError, memory_from_section
 from ._machine_file import MachineContext
 from ._transport import Transport
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from ._machine import Machine
 
 TOP_KEYS = ("name", "description")
+MEMORY_SECTION = "memory"
+"""The core's own section: the machine's guest memory (``size``, ``base``)."""
 
 
 def read_description(path: str | Path) -> dict[str, Any]:
@@ -97,10 +100,15 @@ def _load_mapping(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise MachineFileError("'description' must be a string", path=path, key="description")
+    if MEMORY_SECTION in data:  # before the transports, which may allocate in it
+        try:
+            machine.memory = memory_from_section(data[MEMORY_SECTION], path, MEMORY_SECTION)
+        except GuestMemoryError as exc:
+            raise MachineFileError(exc.reason, path=path, section=MEMORY_SECTION) from None
     transports: list[Transport] = []
     first_model = len(machine.models)
     for section, table in data.items():
-        if section in TOP_KEYS:
+        if section in TOP_KEYS or section == MEMORY_SECTION:
             continue
         decl = machine.transport_for_section(section)
         if decl is None:

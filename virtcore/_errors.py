@@ -14,7 +14,9 @@ device that caused it::
     │   │   └── TransferTimeoutError (also TimeoutError)
     │   └── DeviceRemovedError  .device              the device went away under a user
     ├── MiscDeviceError         .name                unknown or clashing misc device names
-    └── MachineFileError        .path .section .key  a malformed machine description
+    ├── MachineFileError        .path .section .key  a malformed machine description
+    └── GuestMemoryError        .address .length     guest memory access outside guest RAM
+                                                     (defined in ``_guestmem``)
 
 Probe signals (not errors, but raised by drivers from ``probe``):
 ``DeclineProbe`` (like ``-ENODEV``) and ``DeferProbe`` (like ``-EPROBE_DEFER``).

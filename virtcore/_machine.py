@@ -35,6 +35,7 @@ from ._errors import (
     PluginError,
     PluginLoadError,
 )
+from ._guestmem import DEFAULT_BASE, DEFAULT_SIZE, GuestMemory, GuestMemoryError
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
@@ -133,6 +134,7 @@ class Machine:
         self.misc = MiscRegistry()
         self.transports: list[Transport] = []
         self.models: list[DeviceModel] = []
+        self._memory: GuestMemory | None = None
         self._drivers: dict[str, DriverSlot] = {}
         self._devices: dict[str, Device] = {}
         self._deferred: dict[str, Device] = {}
@@ -674,6 +676,25 @@ class Machine:
         """Open misc device ``name`` as a binary file object (raw with ``buffering=0``)."""
         return open_misc(self.misc.get(name), mode, buffering, timeout=timeout,
                          nonblocking=nonblocking)
+
+    # -- guest memory ----------------------------------------------------------------------
+
+    @property
+    def memory(self) -> GuestMemory:
+        """The machine's guest-physical memory, created on first use (64 MiB at GPA
+        ``0x4000_0000`` unless a ``[memory]`` section or an assignment said otherwise)."""
+        with self._lock:
+            if self._memory is None:
+                self._memory = GuestMemory(DEFAULT_SIZE, base=DEFAULT_BASE)
+            return self._memory
+
+    @memory.setter
+    def memory(self, memory: GuestMemory) -> None:
+        """Give the machine its memory; refused once memory was created or assigned."""
+        with self._lock:
+            if self._memory is not None and self._memory is not memory:
+                raise GuestMemoryError("the machine already has its guest memory")
+            self._memory = memory
 
     # -- transports and models -------------------------------------------------------------
 

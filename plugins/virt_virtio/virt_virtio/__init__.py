@@ -6,4 +6,31 @@ virtio-pci and virtio-mmio transports with their drivers, and the ``virtio`` bus
 
 from __future__ import annotations
 
-__all__: list[str] = []
+# -- queues and device models (branch i9a) ---------------------------------------------------
+from . import _features as features
+from . import _ring as ring
+from . import _status as status
+from ._blk import VirtioBlk
+from ._console import VirtioConsole
+from ._device_queue import DescriptorChain, DeviceQueue
+from ._driver_queue import DriverQueue
+from ._entropy import VirtioEntropy
+from ._errors import QueueFullError, VirtioError, VirtqueueError
+from ._model import VirtioDeviceModel, VirtioHost
+
+__all__: list[str] = [
+    "DescriptorChain",
+    "DeviceQueue",
+    "DriverQueue",
+    "QueueFullError",
+    "VirtioBlk",
+    "VirtioConsole",
+    "VirtioDeviceModel",
+    "VirtioEntropy",
+    "VirtioError",
+    "VirtioHost",
+    "VirtqueueError",
+    "features",
+    "ring",
+    "status",
+]
