@@ -18,11 +18,30 @@ from ._entropy import VirtioEntropy
 from ._errors import QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
 
+# -- vhost-user back-end (branch i10) ----------------------------------------------------------
+from ._vhost_user import (
+    SessionEnd,
+    SessionResult,
+    VhostUserBackend,
+    VhostUserError,
+    VhostUserProtocolError,
+    VhostUserRequestError,
+    VhostUserServer,
+    vhost_user_main,
+)
+
 __all__: list[str] = [
     "DescriptorChain",
     "DeviceQueue",
     "DriverQueue",
     "QueueFullError",
+    "SessionEnd",
+    "SessionResult",
+    "VhostUserBackend",
+    "VhostUserError",
+    "VhostUserProtocolError",
+    "VhostUserRequestError",
+    "VhostUserServer",
     "VirtioBlk",
     "VirtioConsole",
     "VirtioDeviceModel",
@@ -33,4 +52,5 @@ __all__: list[str] = [
     "features",
     "ring",
     "status",
+    "vhost_user_main",
 ]
