@@ -134,6 +134,18 @@ def test_ring_restart_resumes_from_base(rng):
     assert data == _stream(5, 64)[32:]
 
 
+def test_new_memory_table_while_running_keeps_the_rings(rng):
+    """QEMU may send SET_MEM_TABLE again at any time: running rings move to the new
+    mapping with their indexes."""
+    rng.start()
+    rng.submit(0, [], [16], 1)
+    rng.wait_used(0)
+    rng.set(SET_MEM_TABLE, rng.table_payload([rng.region]), [rng.memfd])
+    rng.submit(0, [], [16], 2)
+    ((_, data),) = rng.wait_used(0)
+    assert data == _stream(5, 32)[16:]
+
+
 def test_blk_config_read_and_write_through_queue(blk):
     blk.start()
     blk.send(GET_CONFIG, struct.pack("=III", 0, 57, 0) + bytes(57))

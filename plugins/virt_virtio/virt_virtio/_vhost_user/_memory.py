@@ -125,8 +125,8 @@ class MemoryTable:
         self.memory.close()
         mapped, self._mapped = self._mapped, []
         for m in mapped:
-            m.view.release()
             try:
+                m.view.release()
                 m.map.close()
             except BufferError:
                 log.warning("guest memory region at GPA %#x is still referenced by a buffer "
