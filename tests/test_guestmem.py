@@ -180,13 +180,14 @@ def test_closed_memory_refuses_access(mem: GuestMemory) -> None:
 
 @pytest.mark.parametrize("text, value", [
     (4096, 4096), ("4096", 4096), ("64M", 64 << 20), ("1G", 1 << 30), ("16 KiB", 16 << 10),
-    ("0x1000", 0x1000), ("2m", 2 << 20),
+    ("0x1000", 0x1000), ("2m", 2 << 20), ("0xAB", 0xAB), ("0x10 MiB", 16 << 20), ("512B", 512),
+    ("1gb", 1 << 30), ("010", 10),
 ])
 def test_parse_size(text: object, value: int) -> None:
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("bad", ["", "M", "12Q", True, 1.5, None])
+@pytest.mark.parametrize("bad", ["", "M", "12Q", "1.5G", "-4", "4 MM", True, 1.5, None])
 def test_parse_size_refuses(bad: object) -> None:
     with pytest.raises(ValueError, match="expected a size"):
         parse_size(bad)
@@ -234,3 +235,19 @@ def test_memory_section_errors_name_the_key(
             machine.load(_description(section))
         assert info.value.section == "memory"
         assert info.value.key == key
+
+
+def test_alloc_without_zeroing_keeps_old_bytes(mem: GuestMemory) -> None:
+    gpa = mem.alloc(4)
+    mem.write(gpa, b"old!")
+    mem.free(gpa)
+    assert mem.alloc(4, zero=False) == gpa
+    assert mem.read(gpa, 4) == b"old!"
+
+
+def test_docs_example_runs() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "guest-memory.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/guest-memory.md", "exec"), {})

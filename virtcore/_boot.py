@@ -116,7 +116,8 @@ def _load_mapping(
                            if d.machine_section)
             raise MachineFileError(
                 f"no installed transport reads this section (sections known: "
-                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)})",
+                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)}; "
+                f"core section: {MEMORY_SECTION})",
                 path=path, section=section)
         if not isinstance(table, Mapping):
             raise MachineFileError("expected a table", path=path, section=section)

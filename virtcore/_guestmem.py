@@ -18,6 +18,7 @@ A machine has one: :attr:`virtcore.Machine.memory`, created on first use (64 MiB
 from __future__ import annotations
 
 import bisect
+import re
 import struct
 import threading
 from collections.abc import Mapping
@@ -277,10 +278,11 @@ class GuestMemory:
 
     # -- DMA allocator ---------------------------------------------------------------------
 
-    def alloc(self, size: int, *, align: int = 16) -> int:
-        """Allocate ``size`` zeroed bytes aligned to ``align`` (a power of 2); return the GPA.
+    def alloc(self, size: int, *, align: int = 16, zero: bool = True) -> int:
+        """Allocate ``size`` bytes aligned to ``align`` (a power of 2); return the GPA.
 
-        First fit over the regions' free space.
+        First fit over the regions' free space.  The block is zero-filled unless ``zero`` is
+        false (for buffers the caller overwrites anyway).
 
         :raises GuestMemoryError: a size < 1, a bad alignment, or no free block large enough.
         """
@@ -305,8 +307,8 @@ class GuestMemory:
                 raise GuestMemoryError(
                     f"out of DMA memory: no free block of {size} byte(s) aligned to {align} "
                     f"({self._free_bytes()} byte(s) free)", length=size)
-        view = self.view(gpa, size)
-        view[:] = bytes(size)
+        if zero:
+            self.view(gpa, size)[:] = bytes(size)
         return gpa
 
     def free(self, gpa: int) -> None:
@@ -371,6 +373,7 @@ class GuestMemory:
 
 
 _UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_SIZE_RE: Final = re.compile(r"\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:([kKmMgG])(?:i?[bB])?|[bB])?\s*$")
 
 
 def parse_size(value: object) -> int:
@@ -383,13 +386,10 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        text = value.strip().upper().removesuffix("IB").removesuffix("B")
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        number = text[: len(text) - len(unit)].strip()
-        try:
-            return int(number, 0) * _UNITS[unit]
-        except ValueError:
-            pass
+        match = _SIZE_RE.match(value)
+        if match:
+            number, unit = match.group(1), (match.group(2) or "").upper()
+            return int(number, 16 if number[1:2] in ("x", "X") else 10) * _UNITS[unit]
     raise ValueError(f"expected a size such as 67108864 or \"64M\", got {value!r}")
 
 

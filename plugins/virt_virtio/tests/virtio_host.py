@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 
 from virtcore import GuestMemory
@@ -69,3 +70,62 @@ class LocalHost:
         self.model.reset()
         for q in self.driver:
             q.close()
+
+
+class RawRing:
+    """A driver that writes whatever it is told into a split ring: for hostile-driver tests.
+
+    The three areas are allocated in ``memory`` with the spec's alignment; ``device()``
+    builds the DeviceQueue that reads them.
+    """
+
+    def __init__(self, memory: GuestMemory, size: int, *, index: int = 0) -> None:
+        self.memory = memory
+        self.size = size
+        self.index = index
+        self.desc = memory.alloc(16 * size, align=16)
+        self.avail = memory.alloc(6 + 2 * size, align=2)
+        self.used = memory.alloc(6 + 8 * size, align=4)
+        self.avail_idx = 0
+
+    def device(self, *, event_idx: bool = False, indirect: bool = True,
+               last_avail_idx: int = 0, used_idx: int | None = None) -> DeviceQueue:
+        return DeviceQueue(self.memory, self.index, self.size, self.desc, self.avail,
+                           self.used, event_idx=event_idx, indirect=indirect,
+                           last_avail_idx=last_avail_idx, used_idx=used_idx)
+
+    def set_desc(self, i: int, addr: int, length: int, flags: int = 0, nxt: int = 0,
+                 table: int | None = None) -> None:
+        base = self.desc if table is None else table
+        self.memory.write(base + 16 * i, struct.pack("<QIHH", addr, length, flags, nxt))
+
+    def offer(self, *heads: int) -> None:
+        """Put ``heads`` in the available ring and move its index past them."""
+        for head in heads:
+            self.memory.write_u16(self.avail + 4 + 2 * (self.avail_idx % self.size), head)
+            self.avail_idx = (self.avail_idx + 1) & 0xFFFF
+        self.memory.write_u16(self.avail + 2, self.avail_idx)
+
+    def set_avail_idx(self, value: int) -> None:
+        self.avail_idx = value & 0xFFFF
+        self.memory.write_u16(self.avail + 2, self.avail_idx)
+
+    def avail_flags(self, value: int) -> None:
+        self.memory.write_u16(self.avail, value)
+
+    def used_event(self, value: int) -> None:
+        self.memory.write_u16(self.avail + 4 + 2 * self.size, value)
+
+    def used_flags(self) -> int:
+        return self.memory.read_u16(self.used)
+
+    def used_idx(self) -> int:
+        return self.memory.read_u16(self.used + 2)
+
+    def used_elem(self, slot: int) -> tuple[int, int]:
+        data = self.memory.read(self.used + 4 + 8 * (slot % self.size), 8)
+        head, length = struct.unpack("<II", data)
+        return head, length
+
+    def avail_event(self) -> int:
+        return self.memory.read_u16(self.used + 4 + 8 * self.size)

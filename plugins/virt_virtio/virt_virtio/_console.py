@@ -30,6 +30,42 @@ _CONFIG = struct.Struct("<HHII")  # cols, rows, max_nr_ports, emerg_wr
 EMERG_WR_OFFSET = 8
 
 
+class _Fifo:
+    """A byte FIFO that consumes from the front in O(1) (``del b[:n]`` moves the rest)."""
+
+    __slots__ = ("_buf", "_off")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._off = 0
+
+    def __len__(self) -> int:
+        return len(self._buf) - self._off
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        if self._off and self._off >= len(self._buf) // 2:  # amortised compaction
+            del self._buf[:self._off]
+            self._off = 0
+        self._buf += data
+
+    def view(self) -> memoryview:
+        """The queued bytes (release the view before the next append or consume)."""
+        return memoryview(self._buf)[self._off:]
+
+    def consume(self, n: int) -> None:
+        self._off += n
+        if self._off >= len(self._buf):
+            self._buf.clear()
+            self._off = 0
+
+    def take(self, size: int) -> bytes:
+        n = len(self) if size < 0 else min(size, len(self))
+        with memoryview(self._buf) as view:
+            data = view[self._off:self._off + n].tobytes()
+        self.consume(n)
+        return data
+
+
 class VirtioConsole(VirtioDeviceModel, StreamModel):
     """A virtio console with a host-side byte stream each way.
 
@@ -45,8 +81,8 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._to_guest = bytearray()
-        self._to_host = bytearray()
+        self._to_guest = _Fifo()
+        self._to_host = _Fifo()
         self._input_closed = False
         self._host_data = threading.Condition(self._lock)
 
@@ -73,7 +109,7 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
         if offset == EMERG_WR_OFFSET and data:  # 5.3.6.1: accepted even unconfigured
             with self._lock:
                 if len(self._to_host) < self.capacity:
-                    self._to_host.append(data[0])
+                    self._to_host.append(data[:1])
                     self._host_data.notify_all()
 
     # -- host side -------------------------------------------------------------------------
@@ -85,7 +121,7 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
             if self._input_closed:
                 return 0
             n = min(len(data), self.capacity - len(self._to_guest))
-            self._to_guest += data[:n]
+            self._to_guest.append(memoryview(data)[:n])
         if n:
             self.service((RECEIVEQ,))
         return n
@@ -93,10 +129,8 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
     def host_read(self, size: int = -1) -> bytes:
         """Take up to ``size`` bytes (all with -1) the guest transmitted."""
         with self._lock:
-            n = len(self._to_host) if size < 0 else min(size, len(self._to_host))
-            data = bytes(self._to_host[:n])
-            del self._to_host[:n]
-        if n:
+            data = self._to_host.take(size)
+        if data:
             self.service((TRANSMITQ,))  # room again: take transmit chains left waiting
         return data
 
@@ -127,8 +161,9 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
                 if chain.readable_len:
                     raise VirtqueueError(index, f"chain {chain.head}: device-readable buffer "
                                          "in a receiveq (5.3.6.2)")
-                n = chain.write(self._to_guest)
-                del self._to_guest[:n]
+                with self._to_guest.view() as pending:
+                    n = chain.write(pending)
+                self._to_guest.consume(n)
                 queue.push(chain, n)
                 pushed = True
         elif index == TRANSMITQ:
@@ -139,7 +174,8 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
                 if chain.writable_len:
                     raise VirtqueueError(index, f"chain {chain.head}: device-writable buffer "
                                          "in a transmitq (5.3.6.2)")
-                self._to_host += chain.read()
+                for view in chain.readable:
+                    self._to_host.append(view)
                 queue.push(chain, 0)
                 pushed = True
             if pushed:
@@ -148,6 +184,3 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
 
     def reset_device(self) -> None:
         """A reset drops nothing on the host side: bytes not yet delivered stay queued."""
-
-    def status(self) -> int:
-        return super().status()

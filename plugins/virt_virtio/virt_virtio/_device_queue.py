@@ -118,6 +118,15 @@ def _slices(views: list[memoryview], start: int, end: int) -> Iterator[memoryvie
         pos += n
 
 
+class _ChainError(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _bad(message: str) -> NoReturn:
+    raise _ChainError(message)
+
+
 class DeviceQueue:
     """Device side of one split virtqueue in ``memory``.
 
@@ -131,13 +140,16 @@ class DeviceQueue:
     :param indirect: VIRTIO_F_INDIRECT_DESC was negotiated.
     :param last_avail_idx: where to resume reading the available ring (vhost-user
         SET_VRING_BASE); 0 for a fresh queue.
-    :param used_idx: the used index to resume from (normally equal to ``last_avail_idx``).
+    :param used_idx: the used index to resume from; by default the ``idx`` the used ring
+        holds now (0 in a fresh ring; what the device left there before a vhost-user
+        reconnection, as libvhost-user does).
     :raises VirtqueueError: a bad size, misaligned areas, or areas outside guest memory.
     """
 
     def __init__(
         self, memory: GuestMemory, index: int, size: int, desc: int, avail: int, used: int,
-        *, event_idx: bool, indirect: bool, last_avail_idx: int = 0, used_idx: int = 0,
+        *, event_idx: bool, indirect: bool, last_avail_idx: int = 0,
+        used_idx: int | None = None,
     ) -> None:
         self.memory = memory
         self.index = index
@@ -152,6 +164,8 @@ class DeviceQueue:
         self._avail = self._area("available ring", avail, avail_size(size), AVAIL_ALIGN)
         self._used = self._area("used ring", used, used_size(size), USED_ALIGN)
         self.last_avail_idx = last_avail_idx & 0xFFFF
+        if used_idx is None:
+            used_idx = int(U16.unpack_from(self._used, 2)[0])
         self.used_idx = used_idx & 0xFFFF
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
@@ -213,14 +227,25 @@ class DeviceQueue:
                 raise VirtqueueError(self.index, f"head {head} made available again while "
                                      "the device still holds it")
             chain = self._walk(head)
+            if isinstance(chain, str):  # raised here so no frame keeps views of the chain
+                raise VirtqueueError(self.index, chain)
             self.last_avail_idx = (last + 1) & 0xFFFF
             self._in_flight.add(head)
             if self.event_idx and self._kicks_enabled:
                 U16.pack_into(self._used, self._avail_event_off, self.last_avail_idx)
             return chain
 
-    def _walk(self, head: int) -> DescriptorChain:
+    def _walk(self, head: int) -> DescriptorChain | str:
+        """The chain at ``head``, or what is wrong with it (its views then released)."""
         chain = DescriptorChain(self.index, head)
+        try:
+            return self._walk_into(chain)
+        except _ChainError as exc:
+            chain.release()
+            return exc.message
+
+    def _walk_into(self, chain: DescriptorChain) -> DescriptorChain:
+        head = chain.head
         table, table_len, where = self._desc, self.size, "descriptor"
         i, steps, count, total = head, 0, 0, 0
         in_indirect = False
@@ -230,28 +255,28 @@ class DeviceQueue:
             steps += 1
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if in_indirect:
-                    self._fail(f"{where} {i}: INDIRECT inside an indirect table (2.7.5.3.1)")
+                    _bad(f"{where} {i}: INDIRECT inside an indirect table (2.7.5.3.1)")
                 if not self.indirect:
-                    self._fail(f"{where} {i}: INDIRECT but VIRTIO_F_INDIRECT_DESC was not "
+                    _bad(f"{where} {i}: INDIRECT but VIRTIO_F_INDIRECT_DESC was not "
                                "negotiated (2.7.5.3.1)")
                 if flags & VIRTQ_DESC_F_NEXT:
-                    self._fail(f"{where} {i}: INDIRECT together with NEXT (2.7.5.3.1)")
+                    _bad(f"{where} {i}: INDIRECT together with NEXT (2.7.5.3.1)")
                 if length == 0 or length % DESC_SIZE:
-                    self._fail(f"{where} {i}: invalid size {length} for an indirect table (not "
+                    _bad(f"{where} {i}: invalid size {length} for an indirect table (not "
                                "a non-zero multiple of 16)")
                 try:
                     table = memory.view(addr, length)
                 except GuestMemoryError:
-                    self._fail(f"{where} {i}: cannot map the indirect table ({length} bytes "
+                    _bad(f"{where} {i}: cannot map the indirect table ({length} bytes "
                                f"at GPA {addr:#x}): outside guest memory")
                 table_len, where, i, steps, in_indirect = length // DESC_SIZE, \
                     "indirect descriptor", 0, 0, True
                 continue
             if length == 0:
-                self._fail(f"{where} {i}: zero-sized buffers are not allowed")
+                _bad(f"{where} {i}: zero-sized buffers are not allowed")
             count += 1
             if count > self.size:
-                self._fail(f"chain at head {head} is longer than the queue size {self.size} "
+                _bad(f"chain at head {head} is longer than the queue size {self.size} "
                            "(looped descriptor?)")
             try:
                 views = [memory.view(addr, length)]
@@ -259,34 +284,31 @@ class DeviceQueue:
                 try:
                     views = memory.views(addr, length)
                 except GuestMemoryError:
-                    self._fail(f"{where} {i}: invalid address for buffers: {length} bytes at "
+                    _bad(f"{where} {i}: invalid address for buffers: {length} bytes at "
                                f"GPA {addr:#x} are not in guest RAM")
             total += length
             if total > MAX_CHAIN_BYTES:
-                self._fail(f"chain at head {head} carries more than 2**32 bytes (2.7.5.2)")
+                _bad(f"chain at head {head} carries more than 2**32 bytes (2.7.5.2)")
             if flags & VIRTQ_DESC_F_WRITE:
                 chain.writable.extend(views)
                 chain.writable_len += length
             else:
                 if chain.writable_len:
-                    self._fail(f"{where} {i}: incorrect order for descriptors: device-readable "
+                    _bad(f"{where} {i}: incorrect order for descriptors: device-readable "
                                "after device-writable (2.7.4.2)")
                 chain.readable.extend(v.toreadonly() for v in views)
                 chain.readable_len += length
             if not flags & VIRTQ_DESC_F_NEXT:
                 break
             if nxt >= table_len:
-                self._fail(f"{where} {i}: next is {nxt}, outside the table of {table_len} "
+                _bad(f"{where} {i}: next is {nxt}, outside the table of {table_len} "
                            "descriptors")
             if steps >= table_len:
-                self._fail(f"looped descriptor: chain at head {head} visits more than "
+                _bad(f"looped descriptor: chain at head {head} visits more than "
                            f"{table_len} entries of its table")
             i = nxt
         chain.descriptors = count
         return chain
-
-    def _fail(self, message: str) -> NoReturn:
-        raise VirtqueueError(self.index, message)
 
     # -- used side -------------------------------------------------------------------------
 

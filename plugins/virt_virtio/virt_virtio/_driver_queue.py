@@ -145,7 +145,9 @@ class DriverQueue:
                 raise QueueFullError(self.index, f"{need} descriptor(s) needed, "
                                      f"{len(self._free)} free")
             try:
-                block = self.memory.alloc(table_bytes + sum(sizes), align=DESC_ALIGN)
+                block = self.memory.alloc(table_bytes + sum(sizes), align=DESC_ALIGN,
+                                          zero=False)  # every byte is written, or is the
+                # device's to fill: the driver never reads past the used length
             except Exception as exc:
                 raise QueueFullError(self.index, f"no DMA memory: {exc}") from None
             view = self.memory.view(block, table_bytes + sum(sizes))
@@ -159,13 +161,14 @@ class DriverQueue:
             for length in sizes[len(outs):]:
                 addrs.append((block + pos, length, VIRTQ_DESC_F_WRITE))
                 pos += length
-            view.release()
             if use_indirect:
+                last = n - 1
                 for i, (addr, length, flags) in enumerate(addrs):
-                    more = VIRTQ_DESC_F_NEXT if i + 1 < n else 0
-                    self.memory.write(block + DESC_SIZE * i,
-                                      DESC.pack(addr, length, flags | more, i + 1 if more else 0))
+                    DESC.pack_into(view, DESC_SIZE * i, addr, length,
+                                   flags if i == last else flags | VIRTQ_DESC_F_NEXT,
+                                   0 if i == last else i + 1)
                 addrs = [(block, table_bytes, VIRTQ_DESC_F_INDIRECT)]
+            view.release()
             descriptors = [self._free.pop() for _ in addrs]
             for i, (addr, length, flags) in enumerate(addrs):
                 more = i + 1 < len(addrs)

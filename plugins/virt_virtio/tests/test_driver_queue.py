@@ -1,0 +1,222 @@
+"""Driver side of the split virtqueue, against an honest device and a hostile one (2.7)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from virtcore import GuestMemory
+
+from virt_virtio import DeviceQueue, DriverQueue, QueueFullError, VirtqueueError
+from virt_virtio._ring import (
+    VIRTQ_AVAIL_F_NO_INTERRUPT,
+    VIRTQ_DESC_F_INDIRECT,
+    VIRTQ_DESC_F_NEXT,
+    VIRTQ_DESC_F_WRITE,
+)
+
+
+def pair(memory: GuestMemory, size: int = 8, *, event_idx: bool = False,
+         indirect: bool = False, index: int = 2) -> tuple[DriverQueue, DeviceQueue]:
+    drv = DriverQueue(memory, index, size, event_idx=event_idx, indirect=indirect)
+    dev = DeviceQueue(memory, index, size, drv.desc_addr, drv.avail_addr, drv.used_addr,
+                      event_idx=event_idx, indirect=indirect)
+    return drv, dev
+
+
+def echo(dev: DeviceQueue) -> None:
+    """An honest device: writes the readable bytes, reversed, into the writable part."""
+    while (chain := dev.pop()) is not None:
+        n = chain.write(chain.read()[::-1])
+        dev.push(chain, n)
+
+
+def test_2_7_areas_are_allocated_aligned_and_zeroed(memory):
+    drv = DriverQueue(memory, 0, 16, event_idx=True, indirect=True)
+    assert drv.desc_addr % 16 == 0 and drv.avail_addr % 2 == 0 and drv.used_addr % 4 == 0
+    assert memory.read(drv.used_addr, 6 + 8 * 16) == bytes(6 + 8 * 16)  # 2.7.10.1 flags 0
+    assert drv.num_free == 16
+    drv.close()
+    assert memory.allocated == 0
+    drv.close()  # idempotent
+
+
+@pytest.mark.parametrize("size", [0, 5, 65536])
+def test_bad_queue_size_is_refused(memory, size):
+    with pytest.raises(ValueError, match="not a power of 2"):
+        DriverQueue(memory, 0, size, event_idx=False, indirect=False)
+
+
+def test_round_trip_through_a_device(memory):
+    drv, dev = pair(memory)
+    drv.add([b"hel", b"lo"], [3, 10], token="t1")
+    assert drv.num_free == 4 and drv.outstanding == 1
+    echo(dev)
+    assert drv.get_used() == ("t1", b"olleh")
+    assert drv.get_used() is None
+    assert drv.num_free == 8
+
+
+def test_2_7_5_3_indirect_takes_one_ring_descriptor(memory):
+    drv, dev = pair(memory, indirect=True)
+    drv.add([b"abc"], [2, 2], token=1)
+    assert drv.num_free == 7
+    addr, length, flags, _ = struct.unpack("<QIHH", memory.read(drv.desc_addr, 16))
+    assert flags == VIRTQ_DESC_F_INDIRECT and length == 48
+    entries = [struct.unpack("<QIHH", memory.read(addr + 16 * i, 16)) for i in range(3)]
+    assert [e[2] for e in entries] == [VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+                                      VIRTQ_DESC_F_WRITE]
+    drv.add([b"single"], [], token=2)  # one buffer: no table
+    addr, length, flags, _ = struct.unpack("<QIHH", memory.read(drv.desc_addr + 16, 16))
+    assert flags == 0 and memory.read(addr, length) == b"single"
+    echo(dev)
+    assert drv.get_used() == (1, b"cba")
+    assert drv.get_used() == (2, b"")
+
+
+def test_full_queue_raises_and_frees_nothing(memory):
+    drv, _ = pair(memory, 4)
+    drv.add([b"a", b"b"], [], 1)
+    drv.add([b"c"], [1], 2)
+    with pytest.raises(QueueFullError, match="virtqueue 2: 1 descriptor"):
+        drv.add([b"d"], [], 3)
+    assert drv.outstanding == 2
+
+
+def test_bad_chains_are_refused_by_the_driver(memory):
+    drv, _ = pair(memory, 4, indirect=True)
+    with pytest.raises(ValueError, match="at least one buffer"):
+        drv.add([], [], 0)
+    with pytest.raises(ValueError, match="zero-sized"):
+        drv.add([b""], [4], 0)
+    with pytest.raises(ValueError, match="exceed the queue size"):  # 2.7.5.3.1
+        drv.add([b"x"] * 5, [], 0)
+
+
+def hostile_used(memory: GuestMemory, drv: DriverQueue, head: int, length: int,
+                 idx: int = 1) -> None:
+    memory.write(drv.used_addr + 4, struct.pack("<II", head, length))
+    memory.write_u16(drv.used_addr + 2, idx)
+
+
+@pytest.mark.parametrize("head, length, idx, match", [
+    (8, 0, 1, "used id 8 out of range"),
+    (0xFFFF_FFFF, 0, 1, "used id 4294967295 out of range"),
+    (3, 0, 1, "used id 3 is not the head of an outstanding chain"),
+    (0, 5, 1, "used len 5 of chain 0 exceeds its 4 device-writable"),
+    (0, 0, 2, "moved the used index from 0 to 2 with only 1 chain"),
+    (0, 0, 0xFFFF, "moved the used index from 0 to 65535"),
+])
+def test_hostile_device_is_caught_and_breaks_the_queue(memory, head, length, idx, match):
+    drv, _ = pair(memory)
+    drv.add([b"rq"], [4], "token")
+    hostile_used(memory, drv, head, length, idx)
+    with pytest.raises(VirtqueueError, match=match) as info:
+        drv.get_used()
+    assert info.value.queue == 2 and "device error" in str(info.value)
+    assert drv.broken is info.value
+    with pytest.raises(VirtqueueError, match=match):  # stays broken
+        drv.add([b"x"], [], 1)
+    assert drv.detach_all() == ["token"]
+    assert drv.broken is None
+    drv.add([b"x"], [1], "again")  # usable again after a reset
+
+
+def test_non_head_descriptor_of_a_chain_is_not_a_head(memory):
+    drv, _ = pair(memory)
+    drv.add([b"a", b"b"], [], "t")  # descriptors 0 and 1
+    hostile_used(memory, drv, 1, 0)
+    with pytest.raises(VirtqueueError, match="used id 1 is not the head"):
+        drv.get_used()
+
+
+def test_used_length_truncates_what_is_returned(memory):
+    drv, dev = pair(memory)
+    drv.add([], [8], "t")
+    chain = dev.pop()
+    assert chain is not None
+    chain.write(b"12345678")
+    dev.push(chain, 3)  # 2.7.8: len counts the bytes written
+    assert drv.get_used() == ("t", b"123")
+
+
+def test_2_7_10_kick_needed_follows_no_notify(memory):
+    drv, dev = pair(memory)
+    assert not drv.kick_needed()  # nothing added
+    drv.add([b"a"], [], 1)
+    assert drv.kick_needed()
+    dev.disable_kicks()
+    drv.add([b"b"], [], 2)
+    assert not drv.kick_needed()
+    dev.enable_kicks()
+    drv.add([b"c"], [], 3)
+    assert drv.kick_needed()
+
+
+def test_2_7_10_kick_needed_follows_avail_event(memory):
+    drv, dev = pair(memory, event_idx=True)
+    drv.add([b"a"], [], 1)
+    assert drv.kick_needed()  # avail_event 0: the entry placed at 0
+    drv.add([b"b"], [], 2)
+    assert not drv.kick_needed()  # the device has not asked again
+    assert dev.pop() is not None and dev.pop() is not None  # device: avail_event = 2
+    drv.add([b"c"], [], 3)
+    assert drv.kick_needed()
+
+
+def test_2_7_7_interrupt_suppression_driver_side(memory):
+    drv, dev = pair(memory)
+    drv.disable_interrupts()
+    assert memory.read_u16(drv.avail_addr) == VIRTQ_AVAIL_F_NO_INTERRUPT
+    drv.add([b"a"], [], 1)
+    echo(dev)
+    assert not dev.should_notify()
+    assert drv.enable_interrupts() is True  # a used buffer is already waiting
+    assert memory.read_u16(drv.avail_addr) == 0
+
+
+def test_2_7_7_used_event_is_moved_by_get_used(memory):
+    drv, dev = pair(memory, event_idx=True)
+    for i in range(3):
+        drv.add([b"a"], [], i)
+        echo(dev)
+        assert dev.should_notify()  # used_event follows what the driver consumed
+        assert drv.get_used() == (i, b"")
+    drv.add([b"a"], [], 9)
+    drv.add([b"a"], [], 10)
+    echo(dev)
+    assert dev.should_notify()
+    drv.disable_interrupts()
+    assert drv.get_used() == (9, b"") and drv.get_used() == (10, b"")
+    drv.add([b"a"], [], 11)
+    echo(dev)
+    assert not dev.should_notify()  # used_event no longer moved
+
+
+def test_detach_all_and_close_free_every_block(memory):
+    drv, _ = pair(memory, indirect=True)
+    baseline = memory.allocated
+    drv.add([b"x" * 100], [50], "a")
+    drv.add([b"y"], [1, 2], "b")
+    assert memory.allocated > baseline
+    assert sorted(drv.detach_all()) == ["a", "b"]
+    assert memory.allocated == baseline and drv.num_free == 8
+    assert memory.read(drv.avail_addr, 6 + 16) == bytes(6 + 16)
+    drv.close()
+    assert memory.allocated == 0
+    with pytest.raises(VirtqueueError, match="closed"):
+        drv.add([b"z"], [], 0)
+
+
+@pytest.mark.parametrize("event_idx, indirect", [(False, False), (True, True)])
+def test_2_7_13_indexes_wrap_past_65535_both_sides(memory, event_idx, indirect):
+    drv, dev = pair(memory, 2, event_idx=event_idx, indirect=indirect)
+    kicks = interrupts = 0
+    for i in range(65536 + 40):
+        drv.add([i.to_bytes(3, "little")], [3], i)
+        kicks += drv.kick_needed()
+        echo(dev)
+        interrupts += dev.should_notify()
+        assert drv.get_used() == (i, i.to_bytes(3, "little")[::-1])
+    assert dev.last_avail_idx == dev.used_idx == 40
+    assert kicks == interrupts == 65536 + 40
