@@ -136,6 +136,7 @@ def test_blk_over_virtio_pci(kit: g.GuestKit, tmp_path: Path) -> None:
     script = g.SYSFS_SCRIPT + f"""
 echo "sha=$(sha256sum /dev/vda | cut -d' ' -f1)"
 echo "sectors=$(cat /sys/block/vda/size)"
+echo "serial=$(cat /sys/block/vda/serial)"
 dd if=/pattern.bin of=/dev/vda bs=512 seek={PATTERN_SECTOR} count=1 conv=fsync 2>/dev/null \\
   && echo written=yes
 sync"""
@@ -152,6 +153,7 @@ sync"""
     _check_sysfs(lines, 2, 0x1AF4, VirtioBlk(image).device_features(), log_text)
     assert list(g.tagged(lines, "sha")) == [hashlib.sha256(original).hexdigest()]
     assert list(g.tagged(lines, "sectors")) == [str(len(original) // 512)]
+    assert list(g.tagged(lines, "serial")) == ["disk.img"]  # GET_ID: the image's name
     assert list(g.tagged(lines, "written")) == ["yes"]
     after = image.read_bytes()
     start = PATTERN_SECTOR * 512

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from vhost_frontend import (
     Region,
 )
 
-from virt_virtio import SessionEnd, VirtioBlk, VirtioEntropy
+from virt_virtio import SessionEnd, VirtioBlk, VirtioConsole, VirtioEntropy
 from virt_virtio import features as feat
 
 
@@ -144,6 +145,25 @@ def test_new_memory_table_while_running_keeps_the_rings(rng):
     rng.submit(0, [], [16], 2)
     ((_, data),) = rng.wait_used(0)
     assert data == _stream(5, 32)[16:]
+
+
+def test_console_host_side_from_another_thread(leaks):
+    """A model may call the host from its own threads (the console's host side writing):
+    queue() and notify() work from there, and the call eventfd fires."""
+    fe = FrontEnd(VirtioConsole())
+    try:
+        fe.start()
+        fe.submit(0, [], [64], "rx")
+        writer = threading.Thread(target=lambda: fe.model.host_write(b"from the host"))
+        writer.start()
+        writer.join()
+        assert fe.wait_used(0) == [("rx", b"from the host")]
+        fe.submit(1, [b"to the host"], [], "tx")
+        assert fe.wait_used(1) == [("tx", b"")]
+        assert fe.model.host_read() == b"to the host"
+    finally:
+        fe.close()
+        fe.model.close()
 
 
 def test_blk_config_read_and_write_through_queue(blk):
