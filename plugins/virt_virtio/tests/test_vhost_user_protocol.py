@@ -111,6 +111,19 @@ def test_entropy_bytes_flow_and_clean_disconnect(rng):
     assert result.end is SessionEnd.DISCONNECTED and result.exit_status == 0
 
 
+@pytest.mark.parametrize("seal", [False, True])
+def test_unsealed_memfd_is_warned_about(leaks, caplog, seal):
+    """A memfd the front-end could shrink under the mapping would kill the back-end with
+    SIGBUS: said once per region; QEMU's sealed memfd gets no warning."""
+    fe = FrontEnd(VirtioEntropy(seed=1), seal=seal)
+    try:
+        fe.start()
+        assert ("not sealed against shrinking" in caplog.text) is not seal
+    finally:
+        fe.close()
+        fe.model.close()
+
+
 def test_offers_what_qemu_needs(rng):
     offered = rng.handshake()
     assert offered == rng.model.device_features() | 1 << PROTOCOL_FEATURES_BIT

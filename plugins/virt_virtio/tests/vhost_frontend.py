@@ -8,6 +8,7 @@ The back-end under test runs in a thread over a socketpair.
 from __future__ import annotations
 
 import array
+import fcntl
 import mmap
 import os
 import select
@@ -50,7 +51,7 @@ class FrontEnd:
     """
 
     def __init__(self, model: VirtioDeviceModel, *, ram: int = 1 << 20, gpa: int = 0,
-                 stall_timeout: float = 5.0) -> None:
+                 stall_timeout: float = 5.0, seal: bool = False) -> None:
         self.model = model
         self.sock, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(30)
@@ -58,8 +59,11 @@ class FrontEnd:
         self.result: SessionResult | None = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
-        self.memfd = os.memfd_create("guest-ram")
+        self.memfd = os.memfd_create("guest-ram", os.MFD_CLOEXEC | (
+            os.MFD_ALLOW_SEALING if seal else 0))
         os.ftruncate(self.memfd, ram)
+        if seal:  # as QEMU's memory-backend-memfd does (seal=on)
+            fcntl.fcntl(self.memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
         self.map = mmap.mmap(self.memfd, ram)
         self.memory = GuestMemory()
         self.memory.add_region(gpa, self.map, name="ram")

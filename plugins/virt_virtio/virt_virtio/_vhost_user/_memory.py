@@ -12,6 +12,7 @@ page aligned (libvhost-user does the same).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import mmap
 import os
@@ -62,6 +63,19 @@ def _check(regions: list[RegionDesc], fds: list[int]) -> None:
         if r.mmap_offset + r.size > st.st_size:
             raise _fail(f"{where}: mmap_offset {r.mmap_offset:#x} + size passes the end of its "
                         f"file ({st.st_size:#x} bytes)")
+        _warn_if_shrinkable(fds[i], where)
+
+
+def _warn_if_shrinkable(fd: int, where: str) -> None:
+    """A memfd the front-end can still shrink would make our accesses fault (SIGBUS, which
+    Python cannot survive); QEMU seals its memfd backends (``seal=on``, the default)."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except (OSError, AttributeError):
+        return  # not a memfd (a /dev/shm or hugetlbfs file): nothing to check
+    if not seals & fcntl.F_SEAL_SHRINK:
+        log.warning("%s: the front-end's memfd is not sealed against shrinking; if it "
+                    "shrinks it while mapped, the back-end dies of SIGBUS", where)
 
 
 class MemoryTable:
