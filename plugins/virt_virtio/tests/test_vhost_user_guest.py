@@ -1,6 +1,6 @@
 """A real Linux guest (QEMU 7.2, Debian's kernel and its own virtio drivers) uses virt_virtio's
-device models through ``virtcore vhost-user``: entropy over virtio-pci and virtio-mmio, block
-over virtio-pci, and QEMU killed mid-read.
+device models through ``virtcore vhost-user``: entropy and block over virtio-pci and
+virtio-mmio, and QEMU killed mid-read.
 
 Skipped, saying what is missing, without qemu-system-x86, linux-image-amd64 and
 busybox-static (scripts/test installs them with apt where it can).  Always TCG.
@@ -129,7 +129,18 @@ PATTERN_SECTOR = 100
 PATTERN = hashlib.sha512(b"virtcore vhost-user").digest() * 8  # 512 bytes
 
 
-def test_blk_over_virtio_pci(kit: g.GuestKit, tmp_path: Path) -> None:
+BLK_TRANSPORTS = {
+    "pci": ("q35", [], "vhost-user-blk-pci,chardev=b,num-queues=1,disable-legacy=on", 0x1AF4),
+    "mmio": ("microvm", ["-global", "virtio-mmio.force-legacy=false"],
+             "vhost-user-blk,chardev=b,num-queues=1", 0x554D4551),
+}
+
+
+@pytest.mark.parametrize("transport", list(BLK_TRANSPORTS))
+def test_blk(kit: g.GuestKit, tmp_path: Path, transport: str) -> None:
+    """virtio-blk over QEMU's virtio-pci and virtio-mmio: the guest reads the whole image,
+    writes one sector, syncs; the image changes in that sector only."""
+    machine, extra, device, vendor = BLK_TRANSPORTS[transport]
     image = tmp_path / "disk.img"
     original = random.Random(7).randbytes(8 << 20)
     image.write_bytes(original)
@@ -144,13 +155,15 @@ sync"""
     try:
         initrd = g.build_initramfs(kit, script, tmp_path / "initrd.img",
                                    files={"pattern.bin": PATTERN})
-        cmd = g.qemu_command(kit, initrd, [
-            "-chardev", f"socket,id=b,path={sock}",
-            "-device", "vhost-user-blk-pci,chardev=b,num-queues=1,disable-legacy=on"])
+        cmd = g.qemu_command(kit, initrd, ["-chardev", f"socket,id=b,path={sock}",
+                                           "-device", device], machine=machine, extra=extra)
         lines = g.section(g.run_guest(cmd))
     finally:
         log_text = _finish(backend, tmp_path / "backend.log")
-    _check_sysfs(lines, 2, 0x1AF4, VirtioBlk(image).device_features(), log_text)
+    model = VirtioBlk(image)
+    offered = model.device_features()
+    model.close()
+    _check_sysfs(lines, 2, vendor, offered, log_text)
     assert list(g.tagged(lines, "sha")) == [hashlib.sha256(original).hexdigest()]
     assert list(g.tagged(lines, "sectors")) == [str(len(original) // 512)]
     assert list(g.tagged(lines, "serial")) == ["disk.img"]  # GET_ID: the image's name
@@ -207,3 +220,35 @@ done"""
     assert "front-end disconnected while queue(s) [0] were running" in text
     assert "Traceback" not in text
     assert not sock.exists()
+
+
+def test_blk_readonly(kit: g.GuestKit, tmp_path: Path) -> None:
+    """readonly=true offers VIRTIO_BLK_F_RO: Linux makes the disk read-only and the image
+    stays as it was."""
+    image = tmp_path / "disk.img"
+    original = random.Random(8).randbytes(1 << 20)
+    image.write_bytes(original)
+    script = g.SYSFS_SCRIPT + f"""
+echo "ro=$(blockdev --getro /dev/vda)"
+echo "sha=$(sha256sum /dev/vda | cut -d' ' -f1)"
+dd if=/pattern.bin of=/dev/vda bs=512 seek={PATTERN_SECTOR} count=1 conv=fsync 2>/dev/null \\
+  && echo written=yes || echo written=no
+sync"""
+    backend, sock = _serve(tmp_path, "virtio-blk", f"image={image}", "readonly=true")
+    try:
+        initrd = g.build_initramfs(kit, script, tmp_path / "initrd.img",
+                                   files={"pattern.bin": PATTERN})
+        cmd = g.qemu_command(kit, initrd, [
+            "-chardev", f"socket,id=b,path={sock}",
+            "-device", "vhost-user-blk-pci,chardev=b,num-queues=1,disable-legacy=on"])
+        lines = g.section(g.run_guest(cmd))
+    finally:
+        log_text = _finish(backend, tmp_path / "backend.log")
+    model = VirtioBlk(image, readonly=True)
+    _check_sysfs(lines, 2, 0x1AF4, model.device_features(), log_text)
+    model.close()
+    assert _negotiated(log_text) >> 5 & 1  # VIRTIO_BLK_F_RO
+    assert list(g.tagged(lines, "ro")) == ["1"]
+    assert list(g.tagged(lines, "sha")) == [hashlib.sha256(original).hexdigest()]
+    assert list(g.tagged(lines, "written")) == ["no"]
+    assert image.read_bytes() == original
