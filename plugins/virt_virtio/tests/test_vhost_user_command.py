@@ -113,3 +113,28 @@ def test_help_comes_from_the_plugin() -> None:
     assert "vhost-user" in proc.stdout
     proc = _run("--help")
     assert proc.returncode == 0 and "--socket PATH" in proc.stdout
+
+
+def test_server_stop_ends_a_running_session(tmp_path: Path) -> None:
+    """VhostUserServer.stop() (what SIGTERM calls) ends a session in progress cleanly."""
+    import threading
+
+    from virt_virtio import SessionEnd, VhostUserServer, VirtioEntropy
+
+    server = VhostUserServer(tmp_path / "s.sock")
+    results = []
+    model = VirtioEntropy(seed=1)
+    thread = threading.Thread(target=lambda: results.append(server.serve(model)))
+    thread.start()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(tmp_path / "s.sock"))
+        s.sendall(struct.pack("=III", 17, 1, 0))  # GET_QUEUE_NUM: the session is running
+        assert struct.unpack("=IIIQ", s.recv(20))[3] == 1
+        server.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert s.recv(1) == b""  # the back-end closed its end
+    (result,) = results
+    assert result.end is SessionEnd.STOPPED and result.exit_status == 0
+    assert not (tmp_path / "s.sock").exists()
+    model.close()
