@@ -40,6 +40,19 @@ from ._rng_driver import VirtioRngDriver
 from ._transports import VirtioTransports
 from ._virtio_device import RequestTimeoutError, VirtioDevice
 
+# isort: split
+# -- vhost-user back-end (branch i10) ----------------------------------------------------------
+from ._vhost_user import (
+    SessionEnd,
+    SessionResult,
+    VhostUserBackend,
+    VhostUserError,
+    VhostUserProtocolError,
+    VhostUserRequestError,
+    VhostUserServer,
+    vhost_user_main,
+)
+
 __all__: list[str] = [
     "BlkDisk",
     "ConsolePort",
@@ -48,6 +61,13 @@ __all__: list[str] = [
     "DriverQueue",
     "QueueFullError",
     "RequestTimeoutError",
+    "SessionEnd",
+    "SessionResult",
+    "VhostUserBackend",
+    "VhostUserError",
+    "VhostUserProtocolError",
+    "VhostUserRequestError",
+    "VhostUserServer",
     "VirtioBlk",
     "VirtioBlkDriver",
     "VirtioBus",
@@ -72,6 +92,7 @@ __all__: list[str] = [
     "remove_virtio_device",
     "ring",
     "status",
+    "vhost_user_main",
     "virtio_compatible",
     "virtio_modalias",
     "virtio_pci_spec",
