@@ -27,7 +27,6 @@ from ._bus import (
     add_virtio_device,
     remove_virtio_device,
     virtio_compatible,
-    virtio_modalias,
 )
 from ._console_port import ConsolePort
 from ._device_state import VirtioDeviceState
@@ -94,6 +93,5 @@ __all__: list[str] = [
     "status",
     "vhost_user_main",
     "virtio_compatible",
-    "virtio_modalias",
     "virtio_pci_spec",
 ]
