@@ -1,13 +1,13 @@
-"""Hostile input: only DtbError escapes the reader, quickly, whatever the bytes.
+"""Hostile input: only DtbError escapes the reader, whatever the bytes.
 
-The longer campaign is ``benchmarks/fuzz_dtb.py``.
+The work here is bounded by a number of inputs; the reader's speed on them, and a longer
+campaign, are in ``benchmarks/fuzz_dtb.py``.
 """
 
 from __future__ import annotations
 
 import random
 import struct
-import time
 
 import pytest
 from devtree_helpers import sample_tree
@@ -52,9 +52,8 @@ def test_every_truncation() -> None:
         raise AssertionError(f"a blob truncated to {end} bytes parsed")
 
 
-def test_seeded_mutation_loop_is_fast() -> None:
+def test_seeded_mutations_raise_only_dtberror() -> None:
     rng = random.Random(20261125)
-    started = time.perf_counter()
     outcomes = {"ok": 0, "error": 0}
     for _ in range(4000):
         blob = bytearray(rng.choice(SEEDS))
@@ -77,7 +76,6 @@ def test_seeded_mutation_loop_is_fast() -> None:
             outcomes["ok"] += 1
         except DtbError:
             outcomes["error"] += 1
-    assert time.perf_counter() - started < 10
     assert outcomes["error"] > 1000  # the mutations do reach the checks
 
 

@@ -24,6 +24,7 @@ from virt_pipe import (
     PipeModel,
     VirtPipeDriver,
 )
+from virt_pipe._driver import PipeState  # the driver's per-device state: its wait protocol
 
 IDS = (PCI_VENDOR_LINUX, PCI_DEVICE_VIRT_PIPE)
 
@@ -76,14 +77,38 @@ def bus(virtcore_machine: Machine) -> CountingTransport:
     return transport
 
 
+class RecordingCondition(threading.Condition):
+    """The driver's wait condition, recording how each ``wait`` ended: ``True`` when an IRQ
+    (or a removal) notified it, ``False`` when its timeout ran out."""
+
+    def __init__(self) -> None:
+        super().__init__(threading.Lock())
+        self.waits: list[bool] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        self.waits.append(woken)
+        return woken
+
+
+def recording(device: Device) -> tuple[PipeState, RecordingCondition]:
+    """The bound device's driver state, its wait condition replaced by a recording one."""
+    state = device.driver_data
+    assert isinstance(state, PipeState)
+    state.cond = cond = RecordingCondition()
+    return state, cond
+
+
 def test_irq_between_transfer_and_wait_is_not_lost(virtcore_machine, bus) -> None:
     model = RacyModel()
-    bus.add("racy", ids=IDS, irq=9, model=model)
-    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=5) as f:
-        started = time.monotonic()
+    state, cond = recording(bus.add("racy", ids=IDS, irq=9, model=model))
+    # a generous timeout: only a hang guard; how the wait ended is checked below
+    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=60) as f:
         assert f.read(10) == b"ok"
-        assert time.monotonic() - started < 1.0, "the wakeup was lost: waited for the timeout"
-    assert model.reads == 2
+    assert model.reads == 2 and state.transfers == 2 and state.irqs == 1
+    # the IRQ that fired inside the first transfer ended the wait: the reader either saw
+    # the new generation and never slept, or was woken; it never sat out a timeout
+    assert False not in cond.waits, "the wakeup was lost: the wait ran into its timeout"
 
 
 def test_irq_handler_acknowledges(virtcore_machine, bus) -> None:
@@ -111,12 +136,13 @@ def test_device_without_irq_is_declined(virtcore_machine, bus) -> None:
 
 
 def test_timeout_zero_fails_at_once(virtcore_machine, bus) -> None:
-    bus.add("p", ids=IDS, irq=9, model=PipeModel())
+    state, cond = recording(bus.add("p", ids=IDS, irq=9, model=PipeModel()))
     with virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=0) as f:
-        started = time.monotonic()
-        with pytest.raises(TransferTimeoutError):
+        with pytest.raises(TransferTimeoutError, match="timed out after 0s"):
             f.read(1)
-        assert time.monotonic() - started < 0.5
+    # one transfer found nothing, and the reader gave up without waiting at all
+    assert state.transfers == 1
+    assert cond.waits == []
 
 
 def test_many_readers_share_the_stream(virtcore_machine, bus) -> None:
