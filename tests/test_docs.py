@@ -4,8 +4,9 @@ Every ```python and ```toml block of README.md and docs/*.md is extracted:
 
 * blocks whose first line is ``# file: PATH`` together make a plugin source tree (one per
   document); ``virtcore check`` must find no problem in it and its tests must pass;
-* other Python blocks are executed in a temporary folder, and pyflakes' rules (ruff ``F``)
-  must find no undefined or unused name;
+* other Python blocks are executed in a temporary folder (and the ``test_*`` functions they
+  define that take no fixture are called), and pyflakes' rules (ruff ``F``) must find no
+  undefined or unused name;
 * other TOML blocks must parse and are validated by what they are: a plugin manifest (a copy
   of a shipped manifest must equal it), a ``pyproject.toml`` fragment (entry points), or a
   machine description (sections read by installed transports; a complete one is booted).
@@ -14,6 +15,7 @@ Every ```python and ```toml block of README.md and docs/*.md is extracted:
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -89,6 +91,11 @@ def test_python_block_runs(block: Block, tmp_path: Path,
     monkeypatch.setitem(sys.modules, "docs_block", module)
     module.__dict__["__name__"] = "docs_block"
     exec(code, module.__dict__)  # noqa: S102 - the documented example, run as a reader would
+    # a documented test runs as pytest would run it (those taking no fixture)
+    for name, value in list(module.__dict__.items()):
+        if name.startswith("test_") and callable(value) and not inspect.signature(
+                value).parameters:
+            value()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")

@@ -3,8 +3,8 @@
 Whatever the text, only the documented exception escapes (``ManifestError`` for a manifest,
 ``MachineFileError`` for a machine file), and on families of hostile inputs of about 100 KB
 peak memory stays within a fixed multiple of the input's size and CPU time within a fixed
-multiple of a benign input of the same size (see ``fuzz_bounds``).  Hypothesis explores small
-inputs; the longer campaign is ``benchmarks/fuzz_toml.py``.
+multiple of a benign input of the same size (``virtcore.testing.measure_cost``).  Hypothesis
+explores small inputs; the longer campaign is ``benchmarks/fuzz_toml.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzz_bounds import check_cost, measure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from virtcore import Machine, MachineFileError, ManifestError, discover
 from virtcore._manifest import parse_manifest, validate_manifest
+from virtcore.testing import assert_cost_bounded, measure_cost
 
 MEMORY_RATIO = 160
 """Peak bytes per input byte: the TOML parser's own bookkeeping costs about 110 for a file
@@ -175,10 +175,10 @@ def test_hostile_manifests_cost_a_fixed_multiple_of_their_size(case: str) -> Non
     size = 100_000
     text = HOSTILE_MANIFESTS[case](size)
     peer_text = _manifest_of_size(len(text))
-    peer = measure(lambda: parse_manifest(peer_text, "fuzz/virtcore.toml"))
-    hostile = measure(lambda: parse_manifest(text, "fuzz/virtcore.toml"))
+    peer = measure_cost(lambda: parse_manifest(peer_text, "fuzz/virtcore.toml"))
+    hostile = measure_cost(lambda: parse_manifest(text, "fuzz/virtcore.toml"))
     assert isinstance(hostile.outcome, (ManifestError, type(peer.outcome)))
-    check_cost(case, hostile, peer, len(text), memory_ratio=MEMORY_RATIO, time_ratio=10)
+    assert_cost_bounded(case, hostile, peer, len(text), memory_ratio=MEMORY_RATIO, time_ratio=10)
 
 
 # -- machine descriptions ----------------------------------------------------------------
@@ -293,8 +293,8 @@ def test_hostile_machine_files_cost_a_fixed_multiple_of_their_size(case: str,
     hostile_path, peer_path = tmp_path / "hostile.toml", tmp_path / "peer.toml"
     hostile_path.write_text(text)
     peer_path.write_text(_loopback_machine(len(text)))
-    peer = measure(lambda: _load(peer_path))
-    hostile = measure(lambda: _load(hostile_path))
+    peer = measure_cost(lambda: _load(peer_path))
+    hostile = measure_cost(lambda: _load(hostile_path))
     assert not isinstance(peer.outcome, Exception), peer.outcome
     assert isinstance(hostile.outcome, (MachineFileError, list)), hostile.outcome
-    check_cost(case, hostile, peer, len(text), memory_ratio=MEMORY_RATIO, time_ratio=10)
+    assert_cost_bounded(case, hostile, peer, len(text), memory_ratio=MEMORY_RATIO, time_ratio=10)

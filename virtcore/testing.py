@@ -13,9 +13,11 @@ Installed with virtcore (entry point ``pytest11``), so a plugin's own test suite
     IDs, compatible strings, IRQ and device model.
 
 Assertion helpers :func:`assert_bound` and :func:`assert_unbound` explain the matching
-decision when they fail.  The conformance suites :class:`TransportConformance`,
-:class:`DriverConformance` and :class:`ModelConformance` are base classes: subclass one in a
-``Test*`` class and provide its fixtures.  Overriding one of their tests needs a recorded
+decision when they fail; :func:`measure_cost` and :func:`assert_cost_bounded` bound the
+peak memory and the CPU time (as a ratio against a benign peer) of work on hostile input.
+The conformance suites :class:`TransportConformance`, :class:`DriverConformance` and
+:class:`ModelConformance` are base classes: subclass one in a ``Test*`` class and provide
+its fixtures.  Overriding one of their tests needs a recorded
 reason (:func:`override`), or the class fails to define.
 """
 
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 import pytest
 
 from . import _cache
+from ._cost import Cost, assert_cost_bounded, measure_cost
 from ._device import Device, DeviceStatus
 from ._discovery import CORE_PLUGIN, Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
@@ -48,13 +51,16 @@ from ._transport import Op, Transport
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "Cost",
     "DriverConformance",
     "ModelConformance",
     "TransportConformance",
     "assert_bound",
+    "assert_cost_bounded",
     "assert_unbound",
     "explain",
     "make_plugin",
+    "measure_cost",
     "override",
 ]
 

@@ -1,7 +1,7 @@
 """Fuzzing the reader and the transport beyond "only DtbError escapes": families of hostile
 blobs cost memory within a fixed multiple of their size and CPU time within a fixed multiple
-of a benign blob of the same size (``fuzz_bounds_devtree``); mutated blobs of a board with
-virt-dev nodes make ``DevtreeTransport`` raise only ``DtbError`` or ``TreeError``.
+of a benign blob of the same size (``virtcore.testing.measure_cost``); mutated blobs of a
+board with virt-dev nodes make ``DevtreeTransport`` raise only ``DtbError`` or ``TreeError``.
 
 The longer campaign is ``benchmarks/fuzz_dtb.py``.
 """
@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import pytest
 from devtree_helpers import sample_tree
-from fuzz_bounds_devtree import check_cost, measure
 from hostile_blobs import (
     END_NODE,
     FDT_END,
@@ -27,6 +26,7 @@ from hostile_blobs import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from virtcore.testing import assert_cost_bounded, measure_cost
 
 from virt_devtree import (
     DEFAULT_MAX_DEPTH,
@@ -81,18 +81,18 @@ HOSTILE: dict[str, Callable[[int], bytes]] = {
 def test_hostile_blobs_cost_a_fixed_multiple_of_their_size(case: str) -> None:
     blob = HOSTILE[case](SIZE)
     peer_blob = many_properties(len(blob) // 17)
-    peer = measure(lambda: parse_dtb(peer_blob))
-    hostile = measure(lambda: parse_dtb(blob))
+    peer = measure_cost(lambda: parse_dtb(peer_blob))
+    hostile = measure_cost(lambda: parse_dtb(blob))
     assert isinstance(hostile.outcome, Exception) is isinstance(hostile.outcome, DtbError)
-    check_cost(case, hostile, peer, len(blob), memory_ratio=40, time_ratio=10)
+    assert_cost_bounded(case, hostile, peer, len(blob), memory_ratio=40, time_ratio=10)
 
 
 def test_the_transport_costs_a_fixed_multiple_of_the_blob() -> None:
     blob = _many_devices(SIZE)
     peer_blob = many_properties(len(blob) // 17)
     tree, peer_tree = parse_dtb(blob), parse_dtb(peer_blob)
-    peer = measure(lambda: DevtreeTransport(peer_tree))
-    hostile = measure(lambda: DevtreeTransport(tree))
+    peer = measure_cost(lambda: DevtreeTransport(peer_tree))
+    hostile = measure_cost(lambda: DevtreeTransport(tree))
     assert isinstance(hostile.outcome, DevtreeTransport)
     assert len(hostile.outcome.devices) == SIZE // 64
     # a device (with its IDs, compatible tuple and path) is a few hundred bytes of Python

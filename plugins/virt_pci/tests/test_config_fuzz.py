@@ -3,7 +3,7 @@ would make them: whatever the bus, device, function, offset, size and value, onl
 ``ConfigAccessError`` (config space), ``MmioError`` (memory and I/O space) or, when the BARs
 are enumerated again, ``AllocationError`` escape; a read returns a value of its size; and a
 long seeded run costs memory and CPU time within fixed multiples of its number of accesses
-(``fuzz_bounds_pci``).
+(``virtcore.testing.measure_cost``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import random
 from collections.abc import Callable
 
 from conftest import BufferModel
-from fuzz_bounds_pci import check_cost, measure
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from virtcore.testing import assert_cost_bounded, measure_cost
 
 from virt_pci import (
     BarKind,
@@ -155,9 +155,9 @@ def _benign(rng: random.Random) -> tuple[str, tuple]:
 
 def test_a_long_hostile_run_costs_a_fixed_multiple_of_its_length() -> None:
     count = 20_000
-    peer = measure(lambda: _run(count, 1, _benign))
-    hostile = measure(lambda: _run(count, 2, _hostile))
+    peer = measure_cost(lambda: _run(count, 1, _benign))
+    hostile = measure_cost(lambda: _run(count, 2, _hostile))
     assert isinstance(hostile.outcome, int) and hostile.outcome > count // 10
     # memory: at most a 4 KiB page of BAR memory per access, plus the fixture
-    check_cost("hostile accesses", hostile, peer, count, memory_ratio=4096 + 512,
+    assert_cost_bounded("hostile accesses", hostile, peer, count, memory_ratio=4096 + 512,
                time_ratio=10)
