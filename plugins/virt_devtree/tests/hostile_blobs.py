@@ -73,3 +73,14 @@ def deep_long_names(leaves: int, depth: int, name_length: int) -> bytes:
         body += begin(b"%x" % i) + prop(0, b"v,d\0") + prop(11) + END_NODE
     body += END_NODE * (depth + 1) + FDT_END
     return fdt(bytes(body), strings)
+
+
+def shared_long_names(nodes: int, length: int = 255) -> bytes:
+    """``nodes`` nodes of ``length`` properties each, all named by the suffixes of one
+    ``length``-byte string (default NAME_MAX): every node's names are the same long names,
+    at the same offsets (a reader decoding each property's name anew copies up to
+    ``length`` bytes per 12-byte property)."""
+    body = bytearray(begin(b""))
+    for k in range(nodes):
+        body += begin(b"n%d" % k) + b"".join(prop(i) for i in range(length)) + END_NODE
+    return fdt(bytes(body + END_NODE + FDT_END), b"s" * length + b"\0")
