@@ -1,6 +1,11 @@
 """Concurrency stress: threads hot-plug devices, register and unregister drivers, reprobe and
-raise interrupts at once, for a bounded number of rounds; then the machine's state is checked
-against what its drivers did (issue 11, "Beyond the list").
+raise interrupts at once, until each kind of operation ran at least :data:`MINIMUM` times
+(and each hot-plug thread made :data:`ROUNDS` changes); then the machine's state is checked
+against what its drivers did (issue 11, "Beyond the list").  The run is bounded by counts,
+not by time: :data:`HANG_GUARD` only fails a run that hangs.
+
+Checked while it runs: ``probe()`` only ever sees a device that is in the machine at that
+moment (a reprobe racing a hot-unplug is refused, never probed).
 
 Invariants checked afterwards:
 
@@ -42,8 +47,14 @@ from virtcore import (
 )
 
 ROUNDS = 1500
-"""Operations per thread; the deadline below bounds the run on a slow machine."""
-DEADLINE = 4.0
+"""Hot-plug changes (adds and removes) each hot-plug thread makes, at least."""
+MINIMUM = 300
+"""Each kind of operation (:data:`KINDS`) runs at least this often before the threads stop."""
+KINDS = ("add device", "remove device", "register driver", "unregister driver", "reprobe",
+         "raise IRQ")
+HANG_GUARD = 300.0
+"""Seconds after which a run that has not reached its counts is failed as hung (it takes
+about a second)."""
 DEVICES_PER_THREAD = 12
 DEVICE_THREADS = 3
 
@@ -74,12 +85,22 @@ class StressDriver(Driver):
         self.probes = 0
         self.removes = 0
         self.irqs = 0
+        self.calls = 0
+        """Every call of probe(), declined ones included."""
+        self.absent: list[str] = []
+        """Devices probe() was called for while not in the machine: must stay empty."""
 
     def _irq(self, irq: int, device: object) -> None:
         with self.lock:
             self.irqs += 1
 
     def probe(self, device: Device, match: Match) -> None:
+        present = device.machine is self.machine and any(
+            d is device for d in self.machine.devices())  # the machine's lock is re-entrant
+        with self.lock:
+            self.calls += 1
+            if not present:
+                self.absent.append(device.path)
         if not self.accepts(_index(device)):
             raise DeclineProbe("not this one")
         if self.takes:
@@ -128,12 +149,24 @@ def test_concurrent_hotplug_and_driver_churn_keep_every_invariant(
     every_device: dict[str, Device] = {}
     lock = threading.Lock()
     escaped: list[BaseException] = []
-    stop_at = time.monotonic() + DEADLINE
+    ops: Counter[str] = Counter()
+    give_up_at = time.monotonic() + HANG_GUARD
     start = threading.Barrier(DEVICE_THREADS + 3)
-    plugged = threading.Event()  # the hot-plug threads are done: the others stop too
+    plugged = threading.Event()  # the hot-plug threads are done: the others may stop too
 
-    def hotplug_running() -> bool:
-        return not plugged.is_set() and time.monotonic() < stop_at
+    def did(kind: str) -> None:
+        with lock:
+            ops[kind] += 1
+
+    def hung() -> bool:
+        return time.monotonic() > give_up_at or bool(escaped)  # a failed thread stops all
+
+    def enough() -> bool:
+        with lock:
+            return all(ops[kind] >= MINIMUM for kind in KINDS)
+
+    def keep_going() -> bool:
+        return not (plugged.is_set() and enough()) and not hung()
 
     def guarded(body: Any) -> Any:
         def run(*args: Any) -> None:
@@ -148,13 +181,14 @@ def test_concurrent_hotplug_and_driver_churn_keep_every_invariant(
     def hotplug(thread: int) -> None:
         rng = random.Random(thread)
         mine: dict[int, Device] = {}
-        for _ in range(ROUNDS):
-            if time.monotonic() > stop_at:
-                break
+        rounds = 0
+        while (rounds < ROUNDS or not enough()) and not hung():
+            rounds += 1
             index = rng.randrange(DEVICES_PER_THREAD)
             device = mine.get(index)
             if device is not None and device.machine is machine:
                 machine.remove_device(device)
+                did("remove device")
             else:
                 if device is None or rng.random() < 0.5:
                     device = _new_device(thread, index)
@@ -162,11 +196,12 @@ def test_concurrent_hotplug_and_driver_churn_keep_every_invariant(
                 with lock:
                     every_device[device.path] = device
                 machine.add_device(device)
+                did("add device")
 
     @guarded
     def driver_churn(names: list[str], seed: int) -> None:
         rng = random.Random(seed)
-        while hotplug_running():
+        while keep_going():
             name = rng.choice(names)
             with lock:
                 current = registered.get(name)
@@ -174,28 +209,33 @@ def test_concurrent_hotplug_and_driver_churn_keep_every_invariant(
                 machine.unregister_driver(name)
                 with lock:
                     del registered[name]
+                did("unregister driver")
             else:
                 driver = StressDriver(name, machine)
                 with lock:
                     instances.append(driver)
                     registered[name] = driver
                 machine.register_driver(driver, priority=driver.priority)
+                did("register driver")
 
     @guarded
     def poke(seed: int) -> None:
         rng = random.Random(seed)
-        while hotplug_running():
+        while keep_going():
             with lock:
                 devices = list(every_device.values())
             if not devices:
                 continue
             device = rng.choice(devices)
+            did("reprobe")
             try:
                 machine.reprobe(device)  # the device may be gone: refused, never probed
-            except DeviceError:
-                pass
+            except DeviceError as exc:
+                assert "not in this machine" in str(exc), exc
+                did("reprobe refused: the device is gone")
             assert device.irq is not None
             machine.irqs.raise_irq(device.irq)
+            did("raise IRQ")
 
     threads = [threading.Thread(target=hotplug, args=(t,)) for t in range(DEVICE_THREADS)]
     threads += [threading.Thread(target=driver_churn, args=(["all", "even"], 10)),
@@ -214,8 +254,15 @@ def test_concurrent_hotplug_and_driver_churn_keep_every_invariant(
                 t.join()
     finally:
         sys.setswitchinterval(interval)
+    absent = sorted({p for d in instances for p in d.absent})
+    assert not absent, f"probe() was called for devices not in the machine: {absent[:5]}"
     assert not escaped, escaped
+    assert not hung(), f"hang guard: after {HANG_GUARD:.0f} s only {dict(ops)}"
+    assert all(ops[kind] >= MINIMUM for kind in KINDS), dict(ops)
+    assert ops["add device"] + ops["remove device"] >= DEVICE_THREADS * ROUNDS
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum(d.calls for d in instances) >= MINIMUM  # the check above saw real probes
+    assert ops["reprobe refused: the device is gone"] > 0  # ... and reprobes racing unplug
 
     present = {d.path: d for d in machine.devices()}
     _check_state(machine, present, every_device, registered, instances)
