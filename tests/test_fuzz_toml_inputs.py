@@ -10,13 +10,16 @@ explores small inputs; the longer campaign is ``benchmarks/fuzz_toml.py``.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import storage_directory
 
 from virtcore import Machine, MachineFileError, ManifestError, discover
 from virtcore._manifest import parse_manifest, validate_manifest
@@ -28,6 +31,14 @@ of tiny tables or one long multi-line string; a plain manifest about 12."""
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def test_hypothesis_writes_nothing_into_the_checkout() -> None:
+    """The suite's conftest: no example database, caches in a temporary folder."""
+    assert settings.default.database is None
+    home = storage_directory("examples", intent_to_write=False).home_directory
+    assert Path(tempfile.gettempdir()).resolve() in home.resolve().parents, home
+    assert ROOT not in home.resolve().parents
 
 
 def toml_value(value: Any) -> str:
