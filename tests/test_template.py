@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import Venv
+from conftest import ROOT, Venv
 
 from virtcore import VirtcoreError
 from virtcore._cli import main
 from virtcore._template import create_plugin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> None:
@@ -41,6 +48,27 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
                                                      'compatible = "acme,uart-v2"'))
     tests = core_venv.run("-m", "pytest", "-p", "no:cacheprovider", str(folder), cwd=folder)
     assert "6 passed, 1 skipped" in tests.stdout
+
+
+def test_generated_pyproject_has_the_packaging_metadata_of_the_shipped_ones(
+        tmp_path: Path) -> None:
+    folder = create_plugin("acme_meta", tmp_path)
+    project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    classifiers = set(project["classifiers"])
+    assert {"License :: OSI Approved :: MIT License", "Topic :: System :: Hardware",
+            "Programming Language :: Python :: 3",
+            "Programming Language :: Python :: 3 :: Only"} <= classifiers
+    assert any(c.startswith("Operating System ::") for c in classifiers)
+    assert "Framework :: Pytest" not in classifiers  # the core's, not a plugin's
+    # the Python versions: the core's, starting at what requires-python (>=3.10) allows
+    version = re.compile(r"Programming Language :: Python :: 3\.(\d+)")
+    versions = {c for c in classifiers if version.fullmatch(c)}
+    assert versions and versions == {c for c in core["classifiers"] if version.fullmatch(c)}
+    assert project["requires-python"] == core["requires-python"] == ">=3.10"
+    assert min(int(version.fullmatch(c)[1]) for c in versions) == 10  # type: ignore[index]
+    assert project["keywords"] and project["authors"]
+    assert project["license"] == "MIT" and (folder / "LICENSE").is_file()
 
 
 def test_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
