@@ -1,15 +1,19 @@
 """The documentation's code blocks run as written, so the docs cannot drift from the code.
 
-Every ```python and ```toml block of README.md and docs/*.md is extracted:
+Every ```python and ```toml block of README.md, docs/*.md, the plugins' READMEs and their
+docs/*.md is extracted (shell and console blocks are not):
 
 * blocks whose first line is ``# file: PATH`` together make a plugin source tree (one per
   document); ``virtcore check`` must find no problem in it and its tests must pass;
 * other Python blocks are executed in a temporary folder (and the ``test_*`` functions they
-  define that take no fixture are called), and pyflakes' rules (ruff ``F``) must find no
+  define that take no fixture are called; a block that serves a client the test cannot
+  provide says so on its first line), and pyflakes' rules (ruff ``F``) must find no
   undefined or unused name;
 * other TOML blocks must parse and are validated by what they are: a plugin manifest (a copy
-  of a shipped manifest must equal it), a ``pyproject.toml`` fragment (entry points), or a
-  machine description (sections read by installed transports; a complete one is booted).
+  of a shipped manifest must equal it) or its ``[[drivers.ids]]``, a ``pyproject.toml``
+  fragment (entry points), or a machine description or some of its sections (sections read
+  by installed transports; a complete one is booted with the files it names, every device
+  with a model bound; ``[memory]`` is read by the core's parser and booted too).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from conftest import ROOT
 
 from virtcore import Machine
 from virtcore._check import check_path
+from virtcore._guestmem import memory_from_section
 from virtcore._manifest import validate_manifest
 
 if sys.version_info >= (3, 11):
@@ -36,7 +41,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(ROOT.glob("plugins/*/README.md")), *sorted(ROOT.glob("plugins/*/docs/*.md"))]
 FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```$", re.M | re.S)
 FILE_MARK = re.compile(r"^# file: (?P<path>\S+)\n")
 SHIPPED = {p.parent.name: p for p in ROOT.glob("plugins/*/*/virtcore.toml")}
@@ -72,7 +78,11 @@ def _blocks() -> list[Block]:
 
 
 BLOCKS = _blocks()
-STANDALONE_PY = [b for b in BLOCKS if b.lang == "python" and b.file is None]
+NOT_RUN = "# not run by the docs test: "
+"""First line of a Python block that cannot run unattended (it serves a client that the test
+does not provide); it is still checked for undefined and unused names."""
+STANDALONE_PY = [b for b in BLOCKS if b.lang == "python" and b.file is None
+                 and not b.text.startswith(NOT_RUN)]
 STANDALONE_TOML = [b for b in BLOCKS if b.lang == "toml" and b.file is None]
 TREES = sorted({b.doc for b in BLOCKS if b.file is not None})
 
@@ -80,6 +90,11 @@ TREES = sorted({b.doc for b in BLOCKS if b.file is not None})
 def test_the_docs_have_code_to_check() -> None:
     assert len(STANDALONE_PY) >= 3 and len(STANDALONE_TOML) >= 4 and TREES
     assert ROOT / "docs" / "writing-plugins.md" in TREES
+    # the plugins' READMEs and docs are checked too, and nearly every Python block runs
+    assert {b.doc.parent.name for b in BLOCKS if "plugins" in b.doc.parts} >= {
+        "virt_pci", "virt_devtree", "virt_pipe", "virt_virtio", "docs"}
+    not_run = [b.id for b in BLOCKS if b.lang == "python" and b.text.startswith(NOT_RUN)]
+    assert len(not_run) <= 1, not_run
 
 
 @pytest.mark.parametrize("block", STANDALONE_PY, ids=lambda b: b.id)
@@ -120,9 +135,47 @@ def _installed(*names: str) -> bool:
     return all(importlib.util.find_spec(n) is not None for n in names)
 
 
+def _documented_files(sections: dict[str, Any], tmp_path: Path) -> None:
+    """Write the files a machine description names, next to it: a model's ``input`` file,
+    a disk ``image``, and a ``[devtree] dtb`` (the nodes its ``[[devtree.models]]`` give
+    models to, as virt_pipe devices with an interrupt each)."""
+    entries = [d for t in sections.values() if isinstance(t, dict)
+               for d in t.get("devices", []) + t.get("nodes", []) + t.get("models", [])]
+    for args in (d.get("args", {}) for d in entries):
+        if "input" in args:
+            (tmp_path / args["input"]).write_bytes(b"documented input\n")
+        if "image" in args:
+            (tmp_path / args["image"]).write_bytes(bytes(64 * 512))
+    blob = sections.get("devtree", {}).get("dtb")
+    if blob is not None:
+        from virt_devtree import DeviceTree, write_dtb
+
+        tree = DeviceTree()
+        tree.root.set("#address-cells", 1)
+        tree.root.set("#size-cells", 1)
+        intc = tree.root.add_child("interrupt-controller@f000")
+        intc.set("interrupt-controller", True)
+        intc.set("#interrupt-cells", 1)
+        intc.set("phandle", 1)
+        tree.root.set("interrupt-parent", 1)
+        for irq, entry in enumerate(sections["devtree"].get("models", []), start=5):
+            node = tree.root
+            for name in entry["path"].strip("/").split("/"):
+                node = node.child(name) or node.add_child(name)
+            node.set("compatible", ["virtcore,virt-pipe"])
+            node.set("interrupts", irq)
+        (tmp_path / blob).write_bytes(write_dtb(tree))
+
+
 def _check_machine(raw: dict[str, Any], block: Block, tmp_path: Path) -> None:
     sections = {k: v for k, v in raw.items() if k not in ("name", "description")}
     assert isinstance(raw.get("name"), str) and sections, block.id
+    text = block.text
+    memory = None
+    if "memory" in sections:  # the core's own section, read by the core's parser
+        memory = memory_from_section(sections.pop("memory"), block.id)
+        if not sections:  # alone: booted beside an empty transport, as a machine must have
+            text += "\n[loopback]\ndevices = []\n"
     with Machine("docs") as machine:
         for section, table in sections.items():
             assert isinstance(table, dict), f"{block.id}: [{section}] is not a table"
@@ -130,16 +183,24 @@ def _check_machine(raw: dict[str, Any], block: Block, tmp_path: Path) -> None:
                 pytest.skip(f"no installed transport reads [{section}]")
         if not all(sections.values()):
             return  # a sketch of the format: its sections are described further down
-        for args in (d.get("args", {}) for t in sections.values() for d in
-                     t.get("devices", []) + t.get("nodes", [])):
-            for key in ("input",):
-                if key in args:
-                    (tmp_path / args[key]).write_bytes(b"documented input\n")
+        _documented_files(sections, tmp_path)
         path = tmp_path / "machine.toml"
-        path.write_text(block.text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
         devices = machine.load(path)
-        assert devices and all(d.status.value == "bound" for d in devices), [
-            (d.path, d.status.value, d.error) for d in devices]
+        if sections:  # every device with a model behind it is bound (an empty slot, such
+            # as QEMU's unused virtio-mmio transports, may be declined)
+            modelled = [d for d in devices
+                        if d.transport is not None and d.transport.model_of(d) is not None]
+            assert modelled and all(d.status.value == "bound" for d in modelled), [
+                (d.path, d.status.value, d.error) for d in devices]
+        if memory is not None:
+            assert machine.memory.regions == memory.regions, block.id
+            memory.close()
+
+
+MACHINE_SECTIONS = ("pci", "devtree", "loopback", "memory")
+"""Top-level tables of a machine description: a block holding only these (and no ``name``)
+is a fragment of one, checked as a machine of its own."""
 
 
 @pytest.mark.parametrize("block", STANDALONE_TOML, ids=lambda b: b.id)
@@ -156,9 +217,17 @@ def test_toml_block_is_valid(block: Block, tmp_path: Path) -> None:
         _check_entry_points(raw, block.id)
     elif "name" in raw:
         _check_machine(raw, block, tmp_path)
+    elif raw and set(raw) <= set(MACHINE_SECTIONS):
+        _check_machine({"name": "docs", **raw}, replace(
+            block, text='name = "docs"\n' + block.text), tmp_path)
+    elif set(raw) == {"drivers"} and isinstance(raw["drivers"], dict):
+        # a manifest's [[drivers.ids]] entries, shown alone: inside a driver of a manifest
+        validate_manifest({"schema-version": 1, "name": "docs", "api-version": 1, "drivers": [
+            {"name": "docs_drv", "python-name": "docs_mod:Drv", **raw["drivers"]}]}, block.id)
     else:
-        pytest.fail(f"{block.id}: a TOML block that is neither a manifest, a pyproject.toml "
-                    "nor a machine description")
+        pytest.fail(f"{block.id}: a TOML block that is neither a manifest (or its "
+                    "[[drivers.ids]]), a pyproject.toml nor a machine description (or a "
+                    "section of one)")
 
 
 @pytest.mark.parametrize("doc", TREES, ids=lambda d: str(d.relative_to(ROOT)))
