@@ -37,6 +37,7 @@ from hostile_blobs import (  # noqa: E402 - the test suite's builders, found abo
     many_properties,
     one_long_string,
     overlapping_names,
+    shared_long_names,
 )
 
 INTERESTING = (0, 1, 2, 3, 4, 9, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFC, 0xD00DFEED,
@@ -125,6 +126,9 @@ FAMILIES = {
     "legal names overlapping as much as they can": lambda n: overlapping_names(n // 3200),
     "long names under the longest legal path": lambda n: deep_long_names(n // 40, 15, 255),
     "long names 62 deep (past the path limit)": lambda n: deep_long_names(n // 40, 62, 255),
+    "many properties sharing NAME_MAX-byte names": lambda n: shared_long_names(n // 3100),
+    "the deepest legal paths (62 levels of 64-byte names)": lambda n: deep_long_names(
+        n // 40, 62, 64),
 }
 
 

@@ -23,6 +23,7 @@ from hostile_blobs import (
     one_long_string,
     overlapping_names,
     prop,
+    shared_long_names,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ from virt_devtree import (
     DEFAULT_MAX_DEPTH,
     NAME_MAX,
     PATH_MAX,
+    DeviceTree,
     DevtreeTransport,
     DtbError,
     TreeError,
@@ -43,18 +45,20 @@ SIZE = 150_000
 
 
 def _nested(size: int) -> bytes:
-    """Nodes nested to the depth limit over and over."""
-    chain = b"".join(begin(b"n") for _ in range(DEFAULT_MAX_DEPTH - 1))
-    chain += END_NODE * (DEFAULT_MAX_DEPTH - 1)
-    body = begin(b"") + chain * (size // len(chain)) + END_NODE + FDT_END
-    return fdt(body, b"")
+    """Chains of nodes nested to the depth limit, side by side (each chain's top node named
+    apart, so the blob is legal)."""
+    rest = b"".join(begin(b"n") for _ in range(DEFAULT_MAX_DEPTH - 2))
+    rest += END_NODE * (DEFAULT_MAX_DEPTH - 1)
+    chains = b"".join(begin(b"c%d" % k) + rest for k in range(size // (len(rest) + 12)))
+    return fdt(begin(b"") + chains + END_NODE + FDT_END, b"")
 
 
 def _long_values(size: int) -> bytes:
     """Few properties with long values (slices of the blob, not copies per byte)."""
-    body = begin(b"") + b"".join(prop(0 + 2 * i, b"v" * 4096) for i in range(size // 4112))
-    return fdt(body + END_NODE + FDT_END, b"".join(b"%c\0" % (65 + i % 26)
-                                                   for i in range(size // 4112)))
+    count = size // 4112
+    strings = b"".join(b"p%03d\0" % i for i in range(count))
+    body = begin(b"") + b"".join(prop(5 * i, b"v" * 4096) for i in range(count))
+    return fdt(body + END_NODE + FDT_END, strings)
 
 
 def _many_devices(size: int) -> bytes:
@@ -66,25 +70,50 @@ def _many_devices(size: int) -> bytes:
     return fdt(body + END_NODE + FDT_END, strings)
 
 
-HOSTILE: dict[str, Callable[[int], bytes]] = {
-    "names overlapping in one long string": lambda n: one_long_string(n // 13),
-    "legal names overlapping as much as they can": lambda n: overlapping_names(n // 3200),
-    "long names under the longest legal path": lambda n: deep_long_names(
-        n // 40, PATH_MAX // (NAME_MAX + 1) - 1, NAME_MAX),
-    "long names past the longest legal path": lambda n: deep_long_names(n // 40, 62, NAME_MAX),
-    "nodes nested to the depth limit, repeated": _nested,
-    "long property values": _long_values,
+PARSES = None
+"""The expected outcome of a case that is legal: it parses."""
+
+HOSTILE: dict[str, tuple[Callable[[int], bytes], str | None]] = {
+    # case: (builder, None when it parses, else what the DtbError says)
+    "names overlapping in one long string, past NAME_MAX": (
+        lambda n: one_long_string(n // 13), f"longer than {NAME_MAX} bytes"),
+    "legal names overlapping as much as they can": (
+        lambda n: overlapping_names(n // 3200), PARSES),
+    "many properties sharing NAME_MAX-byte names": (
+        lambda n: shared_long_names(n // 3100, NAME_MAX), PARSES),
+    "long names under the longest legal path": (lambda n: deep_long_names(
+        n // 40, PATH_MAX // (NAME_MAX + 1) - 1, NAME_MAX), PARSES),
+    "the deepest legal paths, as long as PATH_MAX allows": (
+        lambda n: deep_long_names(n // 40, DEFAULT_MAX_DEPTH - 2, 65), PARSES),
+    "long names past the longest legal path": (
+        lambda n: deep_long_names(n // 40, 62, NAME_MAX), f"longer than {PATH_MAX} bytes"),
+    "nodes nested to the depth limit, repeated": (_nested, PARSES),
+    "long property values": (_long_values, PARSES),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_blobs_cost_a_fixed_multiple_of_their_size(case: str) -> None:
-    blob = HOSTILE[case](SIZE)
+    build, refusal = HOSTILE[case]
+    blob = build(SIZE)
     peer_blob = many_properties(len(blob) // 17)
     peer = measure_cost(lambda: parse_dtb(peer_blob))
     hostile = measure_cost(lambda: parse_dtb(blob))
-    assert isinstance(hostile.outcome, Exception) is isinstance(hostile.outcome, DtbError)
+    if refusal is PARSES:  # the cost is measured on a parse that went through
+        assert isinstance(hostile.outcome, DeviceTree), hostile.outcome
+    else:
+        assert isinstance(hostile.outcome, DtbError) and refusal in str(hostile.outcome), (
+            hostile.outcome)
     assert_cost_bounded(case, hostile, peer, len(blob), memory_ratio=40, time_ratio=10)
+
+
+def test_the_legal_shapes_reach_the_limits() -> None:
+    """The legal cases are the largest of their shape: nesting at the depth limit, a path of
+    PATH_MAX bytes."""
+    tree = parse_dtb(_nested(SIZE))
+    assert max(node.depth for node in tree.walk()) == DEFAULT_MAX_DEPTH - 1
+    deepest = parse_dtb(HOSTILE["the deepest legal paths, as long as PATH_MAX allows"][0](SIZE))
+    assert max(len(node.path) for node in deepest.walk()) == PATH_MAX
 
 
 def test_the_transport_costs_a_fixed_multiple_of_the_blob() -> None:
