@@ -161,6 +161,57 @@ def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
     assert noisy == []
 
 
+@pytest.mark.parametrize(("model", "size", "needed"), [
+    ("virtio-entropy", 0x40, "0x100"),     # no configuration: the registers alone
+    ("virtio-console", 0x100, "0x10c"),    # 12 bytes of configuration at 0x100
+    ("virtio-blk", 0x100, "0x148"),        # struct virtio_blk_config, 0x48 bytes
+])
+def test_4_2_2_a_reg_window_too_small_for_the_registers_is_one_line_naming_it(
+        tmp_path, model, size, needed):
+    """4.2.2: the register map runs to 0x0fc and the configuration starts at 0x100; a
+    ``reg`` window smaller than that (plus the model's configuration) is refused when the
+    model is attached, in one line naming the node, its ``reg`` key and the size needed
+    (it used to fail at probe with "no register window decodes address 0x1070")."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4096))
+    args = f'args = {{ image = "{image}" }}' if model == "virtio-blk" else ""
+    machine = tmp_path / "small.toml"
+    machine.write_text(f"""name = "small"
+[[devtree.nodes]]
+path = "/soc/virtio_mmio@1000"
+compatible = "virtio,mmio"
+interrupts = 16
+props = {{ reg = [0x1000, {size:#x}] }}
+model = "{model}"
+{args}
+""")
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", str(machine)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert "key 'nodes[0].props.reg'" in line and "/soc/virtio_mmio@1000" in line
+    assert f"window is {size:#x} bytes" in line and f"needs at least {needed}" in line
+    assert "MmioError" not in line and "Traceback" not in line
+
+
+def test_4_2_2_the_driver_refuses_a_foreign_window_smaller_than_the_registers():
+    """4.2.2: a ``virtio,mmio`` node whose ``reg`` window (mapped by someone else) is smaller
+    than the 0x100 bytes of registers fails to bind with a message naming the node and
+    ``reg``, not with an access outside the window."""
+    section = {"devtree": {"nodes": [{
+        "path": "/virtio_mmio@1000", "compatible": "virtio,mmio", "interrupts": 16,
+        "props": {"reg": [0x1000, 0x80]}}]}}
+    with Machine("small") as machine:
+        machine.load({"name": "small", **section})
+        device = machine.device("/virtio_mmio@1000")
+        device.transport.add_mmio(0x1000, 0x80, VirtioMmioDevice(
+            VirtioEntropy(seed=1), lambda: None, lambda: machine.memory), device)
+        machine.reprobe(device)
+        assert device.driver is None
+        assert "/virtio_mmio@1000: its 'reg' window is 0x80 bytes; the virtio-mmio registers " \
+            "need at least 0x100" in device.error
+
+
 QEMU_VIRT_DTB = Path(__file__).parent / "data" / "qemu-7.2-virt.dtb"
 
 
