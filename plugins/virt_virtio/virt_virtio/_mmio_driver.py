@@ -156,7 +156,8 @@ class VirtioMmioDriver(Driver):
             raise DeclineProbe(f"nothing decodes {base:#x} (no device behind the node)"
                                ) from None
         size = node.reg[0].size
-        if size < CONFIG:  # a foreign region: the model's own window is checked when attached
+        # a foreign region (a model's own window is checked when it is attached)
+        if size is not None and size < CONFIG:
             raise VirtioError(f"virtio_mmio: {device.path}: its 'reg' window is {size:#x} "
                               f"bytes; the virtio-mmio registers need at least {CONFIG:#x}")
         if magic != MAGIC_VALUE:
