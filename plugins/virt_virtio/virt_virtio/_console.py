@@ -73,6 +73,9 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
     """
 
     name = "virtio-console"
+    argument_help = (
+        ("capacity=BYTES", "bytes buffered in each direction (default 1048576)"),
+    )
     device_id = 3
     queue_max_sizes = (256, 256)
 

@@ -36,6 +36,12 @@ class VirtioEntropy(VirtioDeviceModel):
     """
 
     name = "virtio-entropy"
+    argument_help = (
+        ("source=FILE", "serve the file's bytes in order (at its end the device stops "
+         "serving)"),
+        ("seed=N", "a deterministic stream from N (an integer or a string); with neither "
+         "argument, random bytes"),
+    )
     device_id = 4
     queue_max_sizes = (256,)
 
