@@ -168,7 +168,8 @@ def test_read_only_disk(rig_factory, transport, image):  # noqa: F811
 
 
 def test_big_reads_are_bounded_requests(rig_factory, transport, image):  # noqa: F811
-    """One request moves at most 1 MiB: a 3 MiB raw read is short, a buffered one whole."""
+    """5.2.6: one request moves at most 1 MiB: a 3 MiB raw read is short, a buffered one
+    whole."""
     rig = disk(rig_factory, transport, image)
     with rig.machine.open(rig.misc, "rb", buffering=0) as f:
         assert len(f.read(3 * MIB)) == MIB

@@ -45,11 +45,15 @@ def test_2_7_areas_are_allocated_aligned_and_zeroed(memory):
 
 @pytest.mark.parametrize("size", [0, 5, 65536])
 def test_bad_queue_size_is_refused(memory, size):
+    """2.7: Queue Size is a power of 2, at most 32768; 0, 5 and 65536 are refused."""
     with pytest.raises(ValueError, match="not a power of 2"):
         DriverQueue(memory, 0, size, event_idx=False, indirect=False)
 
 
 def test_round_trip_through_a_device(memory):
+    """2.7.13 (readable then writable buffers placed in the descriptor table, the head in
+    the available ring) and 2.7.14 (the used buffer comes back with the bytes written);
+    every descriptor is free again."""
     drv, dev = pair(memory)
     drv.add([b"hel", b"lo"], [3, 10], token="t1")
     assert drv.num_free == 4 and drv.outstanding == 1
@@ -77,6 +81,8 @@ def test_2_7_5_3_indirect_takes_one_ring_descriptor(memory):
 
 
 def test_full_queue_raises_and_frees_nothing(memory):
+    """2.7.13.1 (buffers go into free descriptors): a chain that does not fit raises
+    QueueFullError naming the queue, and the chains already added stay outstanding."""
     drv, _ = pair(memory, 4)
     drv.add([b"a", b"b"], [], 1)
     drv.add([b"c"], [1], 2)
@@ -86,6 +92,9 @@ def test_full_queue_raises_and_frees_nothing(memory):
 
 
 def test_bad_chains_are_refused_by_the_driver(memory):
+    """2.7.13.1 (a buffer has at least one element), 2.7.5.3.1 (no chain longer than the
+    queue size), and QEMU's rule against zero-sized buffers: the driver refuses to build
+    such chains."""
     drv, _ = pair(memory, 4, indirect=True)
     with pytest.raises(ValueError, match="at least one buffer"):
         drv.add([], [], 0)
@@ -110,6 +119,9 @@ def hostile_used(memory: GuestMemory, drv: DriverQueue, head: int, length: int,
     (0, 0, 0xFFFF, "moved the used index from 0 to 65535"),
 ])
 def test_hostile_device_is_caught_and_breaks_the_queue(memory, head, length, idx, match):
+    """2.7.8 (used ``id`` is the head of a chain the driver made available, ``len`` at most
+    its writable part, ``idx`` moves by the buffers used) and Linux's BAD_RING: a hostile
+    used ring is a VirtqueueError that breaks the queue until a reset."""
     drv, _ = pair(memory)
     drv.add([b"rq"], [4], "token")
     hostile_used(memory, drv, head, length, idx)
@@ -125,6 +137,8 @@ def test_hostile_device_is_caught_and_breaks_the_queue(memory, head, length, idx
 
 
 def test_non_head_descriptor_of_a_chain_is_not_a_head(memory):
+    """2.7.8 (used ``id`` is the head of a descriptor chain): the second descriptor of a
+    chain is refused as an id."""
     drv, _ = pair(memory)
     drv.add([b"a", b"b"], [], "t")  # descriptors 0 and 1
     hostile_used(memory, drv, 1, 0)
@@ -133,6 +147,8 @@ def test_non_head_descriptor_of_a_chain_is_not_a_head(memory):
 
 
 def test_used_length_truncates_what_is_returned(memory):
+    """2.7.8, 2.7.8.3 (the driver MUST NOT assume anything past the first ``len`` bytes):
+    only ``len`` bytes are returned."""
     drv, dev = pair(memory)
     drv.add([], [8], "t")
     chain = dev.pop()
@@ -196,6 +212,9 @@ def test_2_7_7_used_event_is_moved_by_get_used(memory):
 
 
 def test_detach_all_and_close_free_every_block(memory):
+    """2.4, 2.7.6 (after a reset the driver takes back every buffer it made available):
+    detach_all returns every token, frees every block and clears the available ring; close
+    frees the rings."""
     drv, _ = pair(memory, indirect=True)
     baseline = memory.allocated
     drv.add([b"x" * 100], [50], "a")
@@ -225,6 +244,8 @@ def test_2_7_13_indexes_wrap_past_65535_both_sides(memory, event_idx, indirect):
 
 
 def test_out_buffers_of_any_buffer_type_arrive_byte_for_byte(memory):
+    """2.7.13.1 (each buffer element becomes a device-readable descriptor): any
+    buffer-protocol object arrives byte for byte."""
     drv, dev = pair(memory, indirect=True)
     words = array.array("H", [0x0102, 0x0304])
     drv.add([words, bytearray(b"ba"), memoryview(b"mv")], [], "t")
@@ -239,6 +260,8 @@ def test_out_buffers_of_any_buffer_type_arrive_byte_for_byte(memory):
 
 
 def test_get_used_into_copies_into_the_callers_buffer(memory):
+    """2.7.14, 2.7.8.3: the ``len`` bytes the device wrote are copied into the caller's
+    buffer; a buffer too small leaves the chain in the used ring."""
     drv, dev = pair(memory)
     drv.add([b"abc"], [8], "t")
     drv.add([b"defgh"], [8], "u")
@@ -256,6 +279,8 @@ def test_get_used_into_copies_into_the_callers_buffer(memory):
 
 
 def test_get_used_into_catches_a_hostile_device_like_get_used(memory):
+    """2.7.8: a used ``len`` larger than the writable part is a VirtqueueError for
+    get_used_into too, and the queue stays broken."""
     drv, _ = pair(memory)
     drv.add([b"rq"], [4], "token")
     hostile_used(memory, drv, 0, 5)
@@ -268,6 +293,8 @@ def test_get_used_into_catches_a_hostile_device_like_get_used(memory):
 
 
 def test_dma_blocks_of_equal_size_are_reused_and_spares_are_bounded(memory):
+    """2.7.13.1, 2.7.5.3 (buffers and indirect tables live in guest memory the driver
+    allocates): blocks of equal size are reused and the spares kept are bounded."""
     drv, dev = pair(memory, 8, indirect=True)
     baseline = memory.allocated
     for i in range(50):  # a steady stream of equal requests: no growth, bytes exact
@@ -290,6 +317,8 @@ def test_dma_blocks_of_equal_size_are_reused_and_spares_are_bounded(memory):
 
 
 def test_spare_blocks_go_back_to_the_allocator_when_it_runs_out():
+    """2.7.13.1 (buffers live in guest memory the driver allocates): kept spare blocks are
+    freed when a new buffer would not fit otherwise."""
     memory = GuestMemory(8192, base=0x1000)
     drv, dev = pair(memory, 8)
     room = 8192 - memory.allocated - 64  # leave a little for alignment

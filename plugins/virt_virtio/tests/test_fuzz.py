@@ -55,6 +55,9 @@ def random_descriptor(rnd: random.Random, table: int, size: int) -> bytes:
        indirect=st.booleans(), written=st.data())
 def test_hostile_driver_gets_chains_or_virtqueue_errors(rnd, size, event_idx, indirect,
                                                         written):
+    """2.7.5, 2.7.5.3, 2.7.6 (descriptor table, indirect tables and available ring filled at
+    random by a hostile driver): the device side returns valid chains or a VirtqueueError,
+    never hangs, never reads outside guest memory."""
     memory = GuestMemory(RAM, base=BASE)
     desc, avail, used, table = BASE, BASE + 0x1000, BASE + 0x2000, BASE + 0x3000
     for i in range(size):
@@ -100,6 +103,9 @@ def test_hostile_driver_gets_chains_or_virtqueue_errors(rnd, size, event_idx, in
 @FUZZ
 @given(data=st.data(), size=sizes, event_idx=st.booleans(), indirect=st.booleans())
 def test_hostile_device_gets_tokens_back_or_a_virtqueue_error(data, size, event_idx, indirect):
+    """2.7.8 (used ring filled at random by a hostile device): the driver side returns only
+    tokens it posted, with at most their writable bytes, or a VirtqueueError; nothing
+    leaks."""
     memory = GuestMemory(RAM, base=BASE)
     drv = DriverQueue(memory, 4, size, event_idx=event_idx, indirect=indirect)
     baseline = memory.allocated
@@ -151,6 +157,8 @@ def test_hostile_device_gets_tokens_back_or_a_virtqueue_error(data, size, event_
 @FUZZ
 @given(data=st.data(), size=sizes, event_idx=st.booleans(), indirect=st.booleans())
 def test_honest_pair_carries_every_byte(data, size, event_idx, indirect):
+    """2.7.13, 2.7.14 (random chains supplied and used by an honest pair): every byte
+    arrives, every token comes back once."""
     memory = GuestMemory(RAM, base=BASE)
     drv = DriverQueue(memory, 0, size, event_idx=event_idx, indirect=indirect)
     dev = DeviceQueue(memory, 0, size, drv.desc_addr, drv.avail_addr, drv.used_addr,
