@@ -14,7 +14,7 @@ def test_public_names_are_pinned() -> None:
         "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
         "MatchReport", "MiscDevice", "MiscDeviceError", "MiscFile", "Op", "PluginError",
-        "PluginLoadError", "PluginRecord", "PluginStatus", "QueueModel", "StreamModel",
+        "PluginLoadError", "PluginRecord", "PluginStatus", "Port", "QueueModel", "StreamModel",
         "TransferError", "TransferTimeoutError", "Transport", "VirtcoreError", "__version__",
         "discover", "hookimpl", "parse_manifest", "read_manifest",
     }

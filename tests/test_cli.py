@@ -116,3 +116,39 @@ def test_python_dash_m(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for command in ("plugins", "drivers", "match", "check", "run", "new-plugin"):
         assert command in proc.stdout
+
+
+class _CountingOut:
+    """A text stream that records each write call (as an unbuffered stdout makes them)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("argv", [["plugins", "--json"], ["drivers", "--json"],
+                                  ["match", "--id", "8086:a103", "--json"]])
+def test_each_json_document_is_written_in_one_call(site: Path, argv: list[str]) -> None:
+    out = _CountingOut()
+    assert main(argv, out=out) == 0  # type: ignore[arg-type]
+    assert len(out.writes) == 1
+    json.loads(out.writes[0])
+
+
+def test_importing_virtcore_imports_no_command_machinery() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, virtcore; "
+            "print(sorted(m for m in sys.modules if m.startswith('virtcore') or m in "
+            "('pluggy', 'tomllib', 'tomli', 'pickle', 'hashlib', 'tempfile', 'logging', "
+            "'dataclasses', 'inspect')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "['virtcore']"

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._check import check_installed, check_path
-from ._discovery import discover
 from ._errors import VirtcoreError
-from ._ids import DeviceIds, check_class, parse_id_pair
-from ._machine import Machine
+
+if TYPE_CHECKING:
+    from ._ids import DeviceIds
+
+# Each command imports what it needs when it runs, so ``virtcore --help`` or ``virtcore
+# plugins`` never pays for the machine, pluggy or the checker.
 
 
 def _dump(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2, sort_keys=False)
-    out.write("\n")
+    """Write ``data`` as one JSON document in a single ``write`` call (``json.dump`` writes
+    token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token)."""
+    import json
+
+    out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from ._discovery import discover
+
     catalog = discover(autoload=None if not args.all else True)
     records = list(catalog.plugins.values())
     if args.json:
@@ -42,6 +47,8 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
+    from ._machine import Machine
+
     machine = Machine("drivers")
     slots = machine.drivers()
     if args.json:
@@ -59,6 +66,8 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _parse_match_target(args: argparse.Namespace) -> tuple[DeviceIds | None, list[str]]:
+    from ._ids import DeviceIds, check_class, parse_id_pair
+
     ids = None
     if args.id:
         vendor, device = parse_id_pair(args.id)
@@ -75,6 +84,8 @@ def _parse_match_target(args: argparse.Namespace) -> tuple[DeviceIds | None, lis
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
+    from ._machine import Machine
+
     try:
         ids, compatible = _parse_match_target(args)
     except ValueError as exc:
@@ -100,6 +111,8 @@ def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ._check import check_installed, check_path
+
     result = check_path(args.path) if args.path else check_installed()
     if args.json:
         _dump({"checked": result.checked, "problems": result.problems, "ok": result.ok}, out)
@@ -182,6 +195,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging
+
     levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
     logging.basicConfig(level=levels[min(args.verbose, 3)],
                         format="virtcore: %(levelname)s: %(message)s")

@@ -22,26 +22,27 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from . import _cache
 from ._errors import ManifestError
+from ._log import get_logger
 from ._manifest import API_VERSIONS, Manifest, read_manifest
 
-log = logging.getLogger("virtcore.discovery")
+log = get_logger("virtcore.discovery")
 
 GROUP: Final = "virtcore.manifest"
 ENV_NO_AUTOLOAD: Final = "VIRTCORE_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLE: Final = "VIRTCORE_DISABLE_PLUGINS"
 ENV_PLUGINS: Final = "VIRTCORE_PLUGINS"
 
+_DIST_SUFFIXES: Final = (".dist-info", ".egg-info")
 _DIST_RE: Final = re.compile(
     r"^(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info$")
 
@@ -68,6 +69,12 @@ class PluginRecord:
     status: PluginStatus = PluginStatus.OK
     reason: str | None = None
     location: str | None = None
+
+    def copy(self) -> PluginRecord:
+        """A shallow copy (the manifest is shared: it is never modified)."""
+        return PluginRecord(self.name, self.distribution, self.version, self.value,
+                            self.manifest_path, self.manifest, self.status, self.reason,
+                            self.location)
 
     def fail(self, status: PluginStatus, reason: str) -> None:
         """Mark the plugin as not usable, keeping the first reason given."""
@@ -118,44 +125,95 @@ def _parse_group(text: str, group: str) -> Iterator[tuple[str, str]]:
             yield name.strip(), value.strip()
 
 
+def _dist_folders(path: Sequence[str]) -> list[tuple[str, int, list[str]]]:
+    """``(folder, mtime_ns, *.dist-info and *.egg-info names)`` of each folder of ``path``
+    that holds distributions (the mtime is taken before listing, so a change made while
+    listing shows as a changed mtime next time)."""
+    found = []
+    for entry in path:
+        folder = entry or "."
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        dists = [n for n in names if n.endswith(_DIST_SUFFIXES)]
+        if dists:
+            dists.sort()
+            found.append((folder, mtime, dists))
+    return found
+
+
+def _read_dist(folder: str, dirname: str, group: str) -> _cache.DistState | None:
+    """A distribution folder's identity, name, version and entry points of ``group``."""
+    m = _DIST_RE.match(dirname)
+    if m is None:
+        return None
+    base = os.path.join(folder, dirname)
+    try:
+        st = os.stat(base)
+    except OSError:
+        return None
+    eps: tuple[tuple[str, str], ...] = ()
+    try:
+        with open(os.path.join(base, "entry_points.txt"), encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if f"[{group}]" in text:
+        eps = tuple(_parse_group(text, group))
+    return (st.st_ino, st.st_mtime_ns, _normalize(m.group("name")), m.group("name"),
+            m.group("version"), eps)
+
+
+def _update_folder(
+    folder: str, names: list[str], old: dict[str, _cache.DistState], group: str
+) -> dict[str, _cache.DistState]:
+    """The distributions of a folder whose mtime changed: only new or re-created ones
+    (another inode or mtime of their ``*.dist-info`` folder) are read again."""
+    dists: dict[str, _cache.DistState] = {}
+    for dirname in names:
+        previous = old.get(dirname)
+        if previous is not None:
+            try:
+                st = os.stat(os.path.join(folder, dirname))
+            except OSError:
+                continue
+            if (st.st_ino, st.st_mtime_ns) == previous[:2]:
+                dists[dirname] = previous
+                continue
+        state = _read_dist(folder, dirname, group)
+        if state is not None:
+            dists[dirname] = state
+    return dists
+
+
+def _entry_points(
+    folders: list[tuple[str, dict[str, _cache.DistState]]]
+) -> list[EntryPointInfo]:
+    """Entry points in path order; the first distribution of a name wins."""
+    found: list[EntryPointInfo] = []
+    seen: set[str] = set()
+    for folder, dists in folders:
+        for _, _, key, name, version, eps in dists.values():
+            if key in seen:
+                continue
+            seen.add(key)
+            for ep_name, value in eps:
+                found.append(EntryPointInfo(ep_name, value, name, version, folder))
+    return found
+
+
 def scan_entry_points(
     group: str = GROUP, path: Sequence[str] | None = None
 ) -> list[EntryPointInfo]:
     """All entry points of ``group`` on ``path`` (default ``sys.path``), first dist wins."""
-    found: list[EntryPointInfo] = []
-    seen: set[str] = set()
-    marker = f"[{group}]"
-    for entry in sys.path if path is None else path:
-        folder = entry or "."
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for dirname in names:
-            if not (dirname.endswith(".dist-info") or dirname.endswith(".egg-info")):
-                continue
-            m = _DIST_RE.match(dirname)
-            if m is None:
-                continue
-            key = _normalize(m.group("name"))
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                with open(os.path.join(folder, dirname, "entry_points.txt"),
-                          encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            if marker not in text:
-                continue
-            version = m.group("version")
-            for name, value in _parse_group(text, group):
-                found.append(EntryPointInfo(name, value, m.group("name"), version, folder))
-    return found
+    folders = [(folder, _update_folder(folder, names, {}, group))
+               for folder, _, names in _dist_folders(sys.path if path is None else path)]
+    return _entry_points(folders)
 
 
-def locate_manifest(value: str, location: str | None) -> Path:
+def locate_manifest(value: str, location: str | None) -> str:
     """The manifest file an entry-point value (``package:file.toml``) names.
 
     :raises ManifestError: if the value is malformed or the file cannot be found.
@@ -170,8 +228,8 @@ def locate_manifest(value: str, location: str | None) -> Path:
             f"entry point value {value!r}: the manifest must live in a top-level package "
             "(finding a subpackage would import its parents)")
     if location is not None:
-        candidate = Path(location, package, resource)
-        if candidate.is_file():
+        candidate = os.path.join(location, package, resource)
+        if os.path.isfile(candidate):
             return candidate
     try:
         spec = importlib.util.find_spec(package)
@@ -180,8 +238,8 @@ def locate_manifest(value: str, location: str | None) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ManifestError(f"package {package!r} is not installed (entry point {value!r})")
     for folder in spec.submodule_search_locations:
-        candidate = Path(folder, resource)
-        if candidate.is_file():
+        candidate = os.path.join(folder, resource)
+        if os.path.isfile(candidate):
             return candidate
     raise ManifestError(f"package {package!r} has no file {resource!r}")
 
@@ -240,25 +298,31 @@ def discover(
     blocked = {_normalize(n) for n in [*block, *_env_list(ENV_DISABLE)]}
 
     records: list[PluginRecord] = []
+    filtered = wanted is not None or bool(blocked)
+    ok = PluginStatus.OK
     for item in _scan(path, use_cache):
-        names = {_normalize(item.name), _normalize(item.distribution)}
-        if wanted is not None and not names & wanted:
-            continue
+        is_blocked = False
+        if filtered:  # names are normalized only when a filter needs them
+            names = {_normalize(item.name), _normalize(item.distribution)}
+            if wanted is not None and not names & wanted:
+                continue
+            is_blocked = bool(names & blocked)
         record = PluginRecord(item.name, item.distribution, item.version, item.value,
-                              manifest_path=item.manifest_path, location=item.location)
+                              item.manifest_path, None, ok, None, item.location)
         records.append(record)
-        if names & blocked:
+        if is_blocked:
             record.status = PluginStatus.BLOCKED
             record.reason = f"blocked ({ENV_DISABLE} or the API)"
             continue
-        if item.error is not None or item.manifest is None:
+        manifest = item.manifest
+        if item.error is not None or manifest is None:
             record.fail(PluginStatus.BROKEN, item.error or "no manifest")
             continue
-        record.manifest = item.manifest
-        if item.manifest.api_version not in API_VERSIONS:
+        record.manifest = manifest
+        if manifest.api_version not in API_VERSIONS:
             record.fail(
                 PluginStatus.INCOMPATIBLE,
-                f"written for core API version {item.manifest.api_version}; this virtcore "
+                f"written for core API version {manifest.api_version}; this virtcore "
                 f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
             )
     _reject_duplicates(records)
@@ -266,37 +330,95 @@ def discover(
 
 
 def _scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
-    """Every entry point with its manifest read and validated (or its error), cached."""
+    """Every entry point with its manifest read and validated (or its error).
+
+    With the cache, only what changed since the last scan of the same distribution folders
+    is read again (see :mod:`virtcore._cache`).
+    """
     from . import __version__
 
-    entries = list(sys.path if path is None else path)
-    key = _cache.path_key(entries)
-    cached = _cache.load(__version__, key) if use_cache else None
-    if cached is not None:
-        # a plugin whose manifest could not be found may have gained it since (an editable
-        # install being fixed): such items are looked at again, the rest reused
-        return [_read_item(EntryPointInfo(i.name, i.value, i.distribution, i.version,
-                                          i.location))
-                if i.error is not None and i.manifest_path is None else i for i in cached]
-    items = [_read_item(ep) for ep in scan_entry_points(GROUP, entries)]
-    if use_cache:
-        _cache.store(__version__, key, items)
+    listing = _dist_folders(sys.path if path is None else path)
+    if not (use_cache and _cache.enabled()):
+        folders = [(f, _update_folder(f, names, {}, GROUP)) for f, _, names in listing]
+        return [_read_item(ep) for ep in _entry_points(folders)]
+    now = time.time_ns()
+    key = _cache.key_of(__version__, [os.path.abspath(f) for f, _, _ in listing])
+    snapshot = _cache.load(key)
+    old_folders = snapshot.folders if snapshot is not None else {}
+    new_folders: dict[str, _cache.FolderState] = {}
+    changed = snapshot is None
+    for folder, mtime, names in listing:
+        old = old_folders.get(folder)
+        if old is not None and old[0] == mtime:
+            new_folders[folder] = old
+            continue
+        changed = True
+        dists = _update_folder(folder, names, old[1] if old is not None else {}, GROUP)
+        # a folder changed in the clock tick of this scan may change again unseen: recheck
+        new_folders[folder] = (mtime if _cache.trusted(mtime, now) else -1, dists)
+    if snapshot is not None and not changed:
+        items, dirty = _refresh(snapshot.items, now)
+    else:
+        previous = {(i.manifest_path, i.name): i for i in snapshot.items} if snapshot else {}
+        eps = _entry_points([(f, new_folders[f][1]) for f, _, _ in listing])
+        items = [_reuse_or_read(ep, previous, now) for ep in eps]
+        dirty = True
+    if dirty:
+        _cache.store(_cache.Snapshot(key, new_folders, items))
     return items
 
 
-def _read_item(ep: EntryPointInfo) -> _cache.ScanItem:
+def _refresh(items: list[_cache.ScanItem], now: int) -> tuple[list[_cache.ScanItem], bool]:
+    """Cached items with each changed manifest read again (one ``stat`` per manifest).
+
+    A plugin whose manifest could not be found is looked for again (an editable install
+    being fixed)."""
+    stamp = _cache.file_stamp
+    out = items
+    for i, item in enumerate(items):
+        path = item.manifest_path
+        if path is not None and item.stamp is not None and stamp(path) == item.stamp:
+            continue
+        if out is items:
+            out = list(items)
+        ep = EntryPointInfo(item.name, item.value, item.distribution, item.version,
+                            item.location)
+        out[i] = _read_item(ep, now)
+    return out, out is not items
+
+
+def _reuse_or_read(
+    ep: EntryPointInfo, previous: dict[tuple[str | None, str], _cache.ScanItem], now: int
+) -> _cache.ScanItem:
+    """The item of an entry point, reusing the manifest read last time if it is unchanged."""
+    try:
+        located = locate_manifest(ep.value, ep.location)
+    except ManifestError:
+        return _read_item(ep, now)
+    old = previous.get((located, ep.name))
+    if (old is not None and old.stamp is not None and old.value == ep.value
+            and _cache.file_stamp(located) == old.stamp):
+        return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
+                               located, old.manifest, old.error, old.stamp)
+    return _read_item(ep, now)
+
+
+def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
     manifest: Manifest | None = None
     error: str | None = None
     manifest_path: str | None = None
+    stamp: _cache.Stamp | None = None
     try:
         located = locate_manifest(ep.value, ep.location)
-        manifest_path = str(located)
+        manifest_path = located
+        stamp = _cache.file_stamp(manifest_path)  # before reading: an edit then shows
         manifest = read_manifest(located, plugin=ep.name)
     except ManifestError as exc:
         error = str(exc)
-    return _cache.ScanItem(
-        ep.name, ep.value, ep.distribution, ep.version, ep.location, manifest_path,
-        manifest, error, _cache.stamp(manifest_path) if manifest_path else None)
+    if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):
+        stamp = None  # changed in this clock tick: read it again next time
+    return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
+                           manifest_path, manifest, error, stamp)
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:

@@ -148,10 +148,9 @@ class IdEntry:
     @property
     def specificity(self) -> tuple[int, int]:
         """(fixed ID fields, class-mask bits): larger is more specific; class-only is least."""
-        fixed = sum(
-            v is not None for v in (self.vendor, self.device, self.subvendor, self.subdevice)
-        )
-        return fixed, bin(self.class_mask).count("1")
+        fixed = ((self.vendor is not None) + (self.device is not None)
+                 + (self.subvendor is not None) + (self.subdevice is not None))
+        return fixed, self.class_mask.bit_count()
 
     def matches(self, ids: DeviceIds) -> bool:
         """Whether this numeric entry matches ``ids`` (``pci_match_one_device``)."""

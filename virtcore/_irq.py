@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("virtcore.irq")
+from ._log import get_logger
+
+log = get_logger("virtcore.irq")
 
 IrqHandler = Callable[[int, Any], object]
 """``handler(irq, dev_id)``: called on the raising thread; must not block."""

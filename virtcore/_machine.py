@@ -10,19 +10,13 @@ All public methods are safe to call from several threads.
 
 from __future__ import annotations
 
-import copy
 import enum
-import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from . import _builtin_hooks, _hookspecs
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
@@ -38,13 +32,19 @@ from ._errors import (
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
+from ._log import get_logger
 from ._manifest import NAME_RE, HookDecl, Manifest, ModelDecl, TransportDecl
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
 from ._transport import Transport
 
-log = logging.getLogger("virtcore")
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pluggy
+
+log = get_logger("virtcore")
 
 CODE_PLUGIN = "(code)"
 """The plugin name recorded for drivers registered directly in Python."""
@@ -124,10 +124,10 @@ class Machine:
     ) -> None:
         self.name = name
         self._lock = threading.RLock()
-        found = catalog if catalog is not None else discover(
-            autoload=autoload, only=plugins, block=block)
-        # a private copy: a plugin failing in this machine must not change other machines
-        self.catalog = Catalog({k: copy.copy(r) for k, r in found.plugins.items()})
+        if catalog is None:  # discovered for this machine alone: no copy needed
+            self.catalog = discover(autoload=autoload, only=plugins, block=block)
+        else:  # a private copy: a plugin failing in this machine must not change others
+            self.catalog = Catalog({k: r.copy() for k, r in catalog.plugins.items()})
         self.index = MatchIndex()
         self.irqs = IrqController()
         self.misc = MiscRegistry()
@@ -143,11 +143,28 @@ class Machine:
         self._section_decls: dict[str, TransportDecl] = {}
         self._model_decls: dict[str, ModelDecl] = {}
         self._pending_hooks: dict[str, list[HookDecl]] = {}
-        self.pm = pluggy.PluginManager(_hookspecs.PROJECT)
-        self.pm.add_hookspecs(_hookspecs)
-        self.pm.register(_builtin_hooks, name="virtcore.builtin")
+        self._pm: pluggy.PluginManager | None = None
         for record in self.catalog.ok():
             self.add_plugin(record)
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The machine's pluggy plugin manager (created, and pluggy imported, at first use:
+        a machine that never calls a hook never pays for it)."""
+        pm = self._pm
+        if pm is None:
+            import pluggy
+
+            from . import _builtin_hooks, _hookspecs
+
+            with self._lock:
+                if self._pm is None:
+                    pm = pluggy.PluginManager(_hookspecs.PROJECT)
+                    pm.add_hookspecs(_hookspecs)
+                    pm.register(_builtin_hooks, name="virtcore.builtin")
+                    self._pm = pm
+                pm = self._pm
+        return pm
 
     # -- plugins ---------------------------------------------------------------------------
 
@@ -226,6 +243,8 @@ class Machine:
             log.exception("a %s hook implementation raised", hook)
 
     def _load_hook_module(self, decl: HookDecl) -> None:
+        import pluggy
+
         key = f"{decl.plugin}:{decl.python_name}"
         if self.pm.has_plugin(key):
             return
@@ -768,4 +787,3 @@ class Machine:
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} devices={len(self._devices)} drivers={len(self._drivers)}>"
-

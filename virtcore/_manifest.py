@@ -7,18 +7,14 @@ wrong types, invalid IDs and duplicate names are errors that name the file and t
 from __future__ import annotations
 
 import re
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import IdTableError, ManifestError
 from ._ids import IdEntry, entry_from_mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SCHEMA_VERSIONS: Final = frozenset({1})
 """Manifest schema versions this core reads."""
@@ -105,7 +101,6 @@ class Manifest:
     transports: tuple[TransportDecl, ...] = ()
     models: tuple[ModelDecl, ...] = ()
     hooks: tuple[HookDecl, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def provides(self) -> dict[str, list[str]]:
         """What the plugin provides, by kind (for ``virtcore plugins``)."""
@@ -182,13 +177,15 @@ def parse_manifest(
     :param plugin: the plugin's entry-point name; the manifest's ``name`` must equal it.
     :raises ManifestError: naming the file and key of the first problem found.
     """
+    from . import _toml
+
     spath = str(path)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = tomllib.loads(text)
+        raw = _toml.loads(text)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
-    except tomllib.TOMLDecodeError as exc:
+    except _toml.TOMLDecodeError as exc:
         raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
     return validate_manifest(raw, spath, plugin=plugin)
 
@@ -285,7 +282,7 @@ def validate_manifest(
     manifest = Manifest(
         name=name, schema_version=schema, api_version=api, path=spath, description=description,
         drivers=tuple(drivers), transports=tuple(transports), models=tuple(models),
-        hooks=tuple(hooks), raw=raw,
+        hooks=tuple(hooks),
     )
     return manifest
 
@@ -310,8 +307,66 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
                             plugin=plugin) from None
     return parse_manifest(data, path, plugin=plugin)
+
+
+# -- the flat form the discovery cache stores ----------------------------------------------
+#
+# Plain tuples of str/int/bool/None (and TOML data), which ``marshal`` writes and reads at C
+# speed; rebuilding skips validation (the manifest was validated when it was parsed) and
+# ``__init__`` (frozen dataclasses set each field through ``object.__setattr__``).
+
+_new = object.__new__
+_ID_FIELDS: Final = ("vendor", "device", "subvendor", "subdevice", "class_", "class_mask",
+                     "compatible", "data", "override_only")
+
+
+def _id_to_flat(e: IdEntry) -> tuple[Any, ...]:
+    return (e.vendor, e.device, e.subvendor, e.subdevice, e.class_, e.class_mask,
+            e.compatible, e.data, e.override_only)
+
+
+def _id_from_flat(t: tuple[Any, ...]) -> IdEntry:
+    e: IdEntry = _new(IdEntry)
+    e.__dict__.update(zip(_ID_FIELDS, t, strict=True))
+    return e
+
+
+def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
+    """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
+    return (
+        m.name, m.schema_version, m.api_version, m.path, m.description,
+        tuple((d.name, d.python_name, d.priority, d.description,
+               tuple(_id_to_flat(e) for e in d.ids)) for d in m.drivers),
+        tuple((t.name, t.python_name, t.machine_section, t.file_types, t.description)
+              for t in m.transports),
+        tuple((x.name, x.python_name, x.description) for x in m.models),
+        tuple((h.python_name, h.hooks) for h in m.hooks),
+    )
+
+
+def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:
+    """Rebuild a manifest written by :func:`manifest_to_flat` (no validation)."""
+    name, schema, api, path, description, drivers, transports, models, hooks = t
+    ds = []
+    for dname, pyname, priority, ddesc, ids in drivers:
+        d: DriverDecl = _new(DriverDecl)
+        d.__dict__.update(name=dname, python_name=pyname, plugin=name,
+                          ids=tuple(map(_id_from_flat, ids)), priority=priority,
+                          description=ddesc)
+        ds.append(d)
+    m: Manifest = _new(Manifest)
+    m.__dict__.update(
+        name=name, schema_version=schema, api_version=api, path=path, description=description,
+        drivers=tuple(ds),
+        transports=tuple(TransportDecl(n, p, name, s, tuple(f), desc)
+                         for n, p, s, f, desc in transports),
+        models=tuple(ModelDecl(n, p, name, desc) for n, p, desc in models),
+        hooks=tuple(HookDecl(p, name, tuple(h)) for p, h in hooks),
+    )
+    return m

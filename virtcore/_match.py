@@ -20,8 +20,7 @@ handful of dictionary lookups whatever the number of entries installed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._ids import DeviceIds, IdEntry
 
@@ -30,35 +29,65 @@ KIND_COMPATIBLE = "compatible"
 KIND_ID = "id"
 
 
-@dataclass(frozen=True, slots=True)
-class TableEntry:
-    """An ID-table entry of one driver, as the index holds it."""
+class TableEntry(NamedTuple):
+    """An ID-table entry of one driver, as the index holds it (with its specificity)."""
 
     driver: str
     plugin: str
     priority: int
     position: int
     entry: IdEntry
+    fixed: int = 0
+    """Numeric ID fields the entry fixes."""
+    bits: int = 0
+    """Bits set in its class mask."""
 
 
-@dataclass(frozen=True, slots=True)
 class Match:
     """A ranked candidate: which driver, through which entry, and why.
 
     ``data`` is the matched entry's per-entry data (Linux's ``driver_data``).  ``entry`` is
-    ``None`` only when a driver override binds a driver whose table has no hit.
+    ``None`` only when a driver override binds a driver whose table has no hit.  ``reason``
+    is worded when first read, so ranking candidates costs no formatting.
     """
 
-    driver: str
-    plugin: str
-    kind: str
-    entry: IdEntry | None
-    rank: tuple[Any, ...]
-    reason: str
+    __slots__ = ("driver", "plugin", "kind", "entry", "rank", "_reason", "_why")
+
+    def __init__(self, driver: str, plugin: str, kind: str, entry: IdEntry | None,
+                 rank: tuple[Any, ...], reason: str | None = None) -> None:
+        self.driver = driver
+        self.plugin = plugin
+        self.kind = kind
+        self.entry = entry
+        self.rank = rank
+        self._reason = reason
+        self._why: tuple[Any, ...] | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why this candidate matched (and at which priority)."""
+        if self._reason is None:
+            self._reason = _word(self)
+        return self._reason
 
     @property
     def data(self) -> Any:
         return self.entry.data if self.entry is not None else None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.driver, self.plugin, self.kind, self.entry, self.rank, self.reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Match):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Match(driver={self.driver!r}, plugin={self.plugin!r}, kind={self.kind!r}, "
+                f"entry={self.entry!r}, rank={self.rank!r}, reason={self.reason!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +98,29 @@ class Match:
             "rank": list(self.rank),
             "reason": self.reason,
         }
+
+
+def _word(m: Match) -> str:
+    why = m._why
+    assert why is not None and m.entry is not None
+    e = m.entry
+    if m.kind == KIND_COMPATIBLE:
+        text = f"compatible {e.compatible!r} is string {why[0]} of the device's list"
+    else:
+        fixed, bits = why[0], why[1]
+        text = (f"ID entry {e.describe()}: {fixed} fixed ID field(s), "
+                f"{bits} class-mask bit(s)")
+    priority = -m.rank[-4]
+    if priority:
+        text += f"; priority {priority}"
+    return text
+
+
+def _lazy(te: TableEntry, kind: str, head: tuple[int, ...], why: tuple[Any, ...]) -> Match:
+    m = Match(te.driver, te.plugin, kind, te.entry,
+              (*head, -te.priority, te.plugin, te.driver, te.position))
+    m._why = why
+    return m
 
 
 class MatchIndex:
@@ -103,13 +155,33 @@ class MatchIndex:
         self, driver: str, plugin: str, priority: int, entries: Iterable[IdEntry]
     ) -> None:
         """Index ``driver``'s table (replacing any table it had)."""
-        self.remove_driver(driver)
-        table = [TableEntry(driver, plugin, priority, i, e) for i, e in enumerate(entries)]
+        if driver in self._by_driver:
+            self.remove_driver(driver)
+        table = []
+        for i, e in enumerate(entries):
+            fixed, bits = e.specificity
+            te = TableEntry(driver, plugin, priority, i, e, fixed, bits)
+            table.append(te)
+            if e.override_only:
+                continue
+            if e.compatible is not None:
+                key = e.compatible.lower()
+                bucket = self._compatible.get(key)
+                if bucket is None:
+                    self._compatible[key] = [te]
+                else:
+                    bucket.append(te)
+            elif e.vendor is None and e.device is None:
+                by_class = self._classes.setdefault(e.class_mask, {})
+                by_class.setdefault((e.class_ or 0) & e.class_mask, []).append(te)
+            else:
+                pair = (e.vendor, e.device)
+                bucket = self._pairs.get(pair)
+                if bucket is None:
+                    self._pairs[pair] = [te]
+                else:
+                    bucket.append(te)
         self._by_driver[driver] = table
-        for te in table:
-            bucket = self._bucket(te.entry)
-            if bucket is not None:
-                bucket.append(te)
 
     def remove_driver(self, driver: str) -> None:
         """Drop ``driver``'s table from the index."""
@@ -118,10 +190,7 @@ class MatchIndex:
             if bucket is not None:
                 bucket[:] = [x for x in bucket if x.driver != driver]
 
-    def _numeric_candidates(self, ids: DeviceIds) -> Iterable[TableEntry]:
-        pairs = self._pairs
-        for key in ((ids.vendor, ids.device), (ids.vendor, None), (None, ids.device)):
-            yield from pairs.get(key, ())
+    def _class_candidates(self, ids: DeviceIds) -> Iterable[TableEntry]:
         for mask, by_class in self._classes.items():
             if mask == 0:
                 yield from by_class.get(0, ())
@@ -157,25 +226,38 @@ class MatchIndex:
                               "driver override; no table entry matches (bound by name)")]
             found.sort(key=lambda m: m.rank)
             return found[:1]
+        compat_index = self._compatible
         for idx, name in enumerate(compatible):
-            for te in self._compatible.get(name.lower(), ()):
-                found.append(_make(
-                    te, KIND_COMPATIBLE, (1, idx),
-                    f"compatible {te.entry.compatible!r} is string {idx} of the device's list"))
+            bucket = compat_index.get(name.lower())
+            if bucket:
+                for te in bucket:
+                    found.append(_lazy(te, KIND_COMPATIBLE, (1, idx), (idx,)))
         if ids is not None:
-            for te in self._numeric_candidates(ids):
-                e = te.entry
-                if e.matches(ids):
-                    fixed, bits = e.specificity
-                    found.append(_make(
-                        te, KIND_ID, (2, -fixed, -bits),
-                        f"ID entry {e.describe()}: {fixed} fixed ID field(s), "
-                        f"{bits} class-mask bit(s)"))
-        found.sort(key=lambda m: m.rank)
+            pairs = self._pairs
+            vendor, device = ids.vendor, ids.device
+            for key in ((vendor, device), (vendor, None), (None, device)):
+                bucket = pairs.get(key)
+                if bucket:
+                    for te in bucket:
+                        if te.entry.matches(ids):
+                            found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
+                                               (te.fixed, te.bits)))
+            if self._classes:
+                for te in self._class_candidates(ids):
+                    if te.entry.matches(ids):
+                        found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
+                                           (te.fixed, te.bits)))
+        if len(found) < 2:
+            return found
+        found.sort(key=_rank)
         best: dict[str, Match] = {}
         for m in found:
             best.setdefault(m.driver, m)
         return list(best.values())
+
+
+def _rank(m: Match) -> tuple[Any, ...]:
+    return m.rank
 
 
 def _make(te: TableEntry, kind: str, head: tuple[int, ...], reason: str) -> Match:

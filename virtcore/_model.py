@@ -11,8 +11,10 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class DeviceModel(abc.ABC):
