@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from virtcore import Device, DeviceIds, DeviceModel, Op, TransferError, Transport
+from virtcore import Device, DeviceIds, DeviceModel, Op, Port, TransferError, Transport
 
 from ._caps import CAP_ID_VNDR, CFG_TYPE_REGS, VendorCap
 from ._enum import EnumeratedFunction, enumerate_segment
@@ -162,6 +162,35 @@ class PciTransport(Transport):
                 return 0
             return segment.mmio_write_string(base + REG_WRITE_PORT, view)
         raise TransferError(f"unknown transfer operation {op!r}", device=device)
+
+    def bind_port(self, device: Device) -> Port:
+        """The fast path: the register block's string ports resolved now (and again only when
+        the segment's decode state changes), the buffer checks left to the caller."""
+        segment = self.segment
+        state = [segment.generation, self._regs_base(device)]
+        mmio_read, mmio_write = segment.mmio_read_string, segment.mmio_write_string
+
+        def resolve() -> int:
+            if self._closed:
+                raise TransferError("transport is closed", device=device)
+            if segment.generation != state[0]:
+                state[0], state[1] = segment.generation, self._regs_base(device)
+            return state[1]
+
+        def read(view: memoryview) -> int | None:
+            base = state[1]
+            if self._closed or segment.generation != state[0]:
+                base = resolve()
+            count = mmio_read(base + REG_READ_PORT, view)
+            return None if count == COUNT_AGAIN else count
+
+        def write(view: memoryview) -> int:
+            base = state[1]
+            if self._closed or segment.generation != state[0]:
+                base = resolve()
+            return mmio_write(base + REG_WRITE_PORT, view)
+
+        return Port(read, write)
 
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind the function's register block, if it has one."""
