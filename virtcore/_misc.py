@@ -96,8 +96,8 @@ class MiscFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation(f"{self.name} was not opened for reading")
-        view = memoryview(buffer)
-        if view.format != "B" or view.ndim != 1:
+        view = memoryview(buffer)  # checked once here; drivers and ports rely on it
+        if type(buffer) is not bytearray and (view.format != "B" or view.ndim != 1):
             view = view.cast("B")
         if not len(view):
             return 0

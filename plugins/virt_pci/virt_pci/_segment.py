@@ -9,7 +9,7 @@ bit (memory or I/O space) is set in the function's command register.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from . import _config as c
@@ -226,6 +226,31 @@ class PciSegment:
             return window[4].read_string(address - window[0], buffer)
         except BadAccess as exc:
             raise self._access_error(window, address, len(buffer), exc) from None
+
+    def string_ports(
+        self, read_address: int, write_address: int
+    ) -> tuple[Callable[[memoryview], int], Callable[[memoryview], int]]:
+        """``mmio_read_string`` at ``read_address`` and ``mmio_write_string`` at
+        ``write_address`` with the address decode done now: valid while :attr:`generation`
+        is unchanged (a bound data path re-binds when it changes)."""
+        rwin = self._lookup(True, read_address, 1, True)
+        wwin = self._lookup(True, write_address, 1, True)
+        rregion, roffset = rwin[4], read_address - rwin[0]
+        wregion, woffset = wwin[4], write_address - wwin[0]
+
+        def read(buffer: memoryview) -> int:
+            try:
+                return rregion.read_string(roffset, buffer)
+            except BadAccess as exc:
+                raise self._access_error(rwin, read_address, len(buffer), exc) from None
+
+        def write(data: memoryview) -> int:
+            try:
+                return wregion.write_string(woffset, data)
+            except BadAccess as exc:
+                raise self._access_error(wwin, write_address, len(data), exc) from None
+
+        return read, write
 
     def mmio_write_string(self, address: int, data: memoryview) -> int:
         """A string write through the register at ``address`` (``outsb``); returns the

@@ -164,31 +164,32 @@ class PciTransport(Transport):
         raise TransferError(f"unknown transfer operation {op!r}", device=device)
 
     def bind_port(self, device: Device) -> Port:
-        """The fast path: the register block's string ports resolved now (and again only when
+        """The fast path: the register block's string ports decoded now (and again only when
         the segment's decode state changes), the buffer checks left to the caller."""
         segment = self.segment
-        state = [segment.generation, self._regs_base(device)]
-        mmio_read, mmio_write = segment.mmio_read_string, segment.mmio_write_string
+        state: list[Any] = []
 
-        def resolve() -> int:
+        def bind() -> None:
             if self._closed:
                 raise TransferError("transport is closed", device=device)
-            if segment.generation != state[0]:
-                state[0], state[1] = segment.generation, self._regs_base(device)
-            return state[1]
+            generation = segment.generation
+            base = self._regs_base(device)
+            state[:] = [generation, *segment.string_ports(base + REG_READ_PORT,
+                                                          base + REG_WRITE_PORT)]
+
+        bind()
 
         def read(view: memoryview) -> int | None:
-            base = state[1]
             if self._closed or segment.generation != state[0]:
-                base = resolve()
-            count = mmio_read(base + REG_READ_PORT, view)
+                bind()
+            count: int = state[1](view)
             return None if count == COUNT_AGAIN else count
 
         def write(view: memoryview) -> int:
-            base = state[1]
             if self._closed or segment.generation != state[0]:
-                base = resolve()
-            return mmio_write(base + REG_WRITE_PORT, view)
+                bind()
+            count: int = state[2](view)
+            return count
 
         return Port(read, write)
 

@@ -161,16 +161,24 @@ class PipeFileOperations(FileOperations):
         """Block until data (the count), end of data (``0``) or the timeout; with
         ``nonblocking``, ``None`` when nothing is there."""
         state = self.state
+        with state.xfer:  # the fast path, inline: one lock, one port call
+            if state.removed:
+                raise state._removed_error("while reading")
+            generation = state.generation
+            state.transfers += 1
+            n = state._read(buffer)
+        if n is not None:
+            return n
         deadline: float | None = None
         while True:
-            n, generation = state.read(buffer)
-            if n is not None:
-                return n
             if file.nonblocking:
                 return None
             if deadline is None:  # the clock starts at the first wait: none on the fast path
                 deadline = _deadline(file)
             state.wait(generation, deadline, "while reading", file.timeout)
+            n, generation = state.read(buffer)
+            if n is not None:
+                return n
 
     def write(self, file: MiscFile, data: memoryview) -> int | None:
         """Write all of ``data``, waiting for room (back-pressure).
