@@ -42,11 +42,14 @@ import os
 import sys
 import time
 import zlib
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
 
 from ._log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple
 
 log = get_logger("virtcore.discovery")
 
@@ -72,27 +75,35 @@ FolderState = tuple[int, dict[str, DistState]]
 """A distribution folder as last listed: (mtime_ns, distributions by folder name)."""
 
 
-class ScanItem(NamedTuple):
-    """One entry point as a scan left it: its manifest, or why there is none."""
+if TYPE_CHECKING:
+    class ScanItem(NamedTuple):
+        """One entry point as a scan left it: its manifest, or why there is none."""
 
-    name: str
-    value: str
-    distribution: str
-    version: str | None
-    location: str
-    manifest_path: str | None
-    manifest: Any  # Manifest | None (typed loosely to keep this module import-light)
-    error: str | None
-    stamp: Stamp | None  # (mtime_ns, size) of the manifest file; None: check again
+        name: str
+        value: str
+        distribution: str
+        version: str | None
+        location: str
+        manifest_path: str | None
+        manifest: Any  # Manifest | None
+        error: str | None
+        stamp: Stamp | None  # (mtime_ns, size) of the manifest file; None: check again
+else:  # the same, without importing typing
+    ScanItem = namedtuple("ScanItem", ["name", "value", "distribution", "version", "location",
+                                       "manifest_path", "manifest", "error", "stamp"])
+    ScanItem.__doc__ = "One entry point as a scan left it: its manifest, or why there is none."
 
 
-@dataclass
 class Snapshot:
     """What one cache file holds."""
 
-    key: tuple[str, ...]
-    folders: dict[str, FolderState]
-    items: list[ScanItem]
+    __slots__ = ("key", "folders", "items")
+
+    def __init__(self, key: tuple[str, ...], folders: dict[str, FolderState],
+                 items: list[ScanItem]) -> None:
+        self.key = key
+        self.folders = folders
+        self.items = items
 
 
 def cache_dir() -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import VirtcoreError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from ._ids import DeviceIds
 
 # Each command imports what it needs when it runs, so ``virtcore --help`` or ``virtcore

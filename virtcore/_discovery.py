@@ -21,19 +21,21 @@ autoloading off (then only plugins named in ``VIRTCORE_PLUGINS`` or passed to th
 from __future__ import annotations
 
 import enum
-import importlib.util
 import os
 import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
 
 from . import _cache
 from ._errors import ManifestError
 from ._log import get_logger
 from ._manifest import API_VERSIONS, Manifest, read_manifest
+from ._record import Frozen, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 log = get_logger("virtcore.discovery")
 
@@ -56,19 +58,28 @@ class PluginStatus(str, enum.Enum):
     INCOMPATIBLE = "incompatible"
 
 
-@dataclass(slots=True)
-class PluginRecord:
+class PluginRecord(Record):
     """One plugin as discovery found it: where it came from, its manifest, its status."""
 
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    value: str | None = None
-    manifest_path: str | None = None
-    manifest: Manifest | None = None
-    status: PluginStatus = PluginStatus.OK
-    reason: str | None = None
-    location: str | None = None
+    __slots__ = ("name", "distribution", "version", "value", "manifest_path", "manifest",
+                 "status", "reason", "location")
+    _fields = __slots__
+
+    def __init__(
+        self, name: str, distribution: str | None = None, version: str | None = None,
+        value: str | None = None, manifest_path: str | None = None,
+        manifest: Manifest | None = None, status: PluginStatus = PluginStatus.OK,
+        reason: str | None = None, location: str | None = None,
+    ) -> None:
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.value = value
+        self.manifest_path = manifest_path
+        self.manifest = manifest
+        self.status = status
+        self.reason = reason
+        self.location = location
 
     def copy(self) -> PluginRecord:
         """A shallow copy (the manifest is shared: it is never modified)."""
@@ -95,15 +106,25 @@ class PluginRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPointInfo:
+class EntryPointInfo(Frozen):
     """A ``virtcore.manifest`` entry point found by the scanner."""
 
+    __slots__ = ("name", "value", "distribution", "version", "location")
+    _fields = __slots__
     name: str
     value: str
     distribution: str
     version: str | None
     location: str
+
+    def __init__(self, name: str, value: str, distribution: str, version: str | None,
+                 location: str) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "name", name)
+        setattr_(self, "value", value)
+        setattr_(self, "distribution", distribution)
+        setattr_(self, "version", version)
+        setattr_(self, "location", location)
 
 
 def _normalize(name: str) -> str:
@@ -231,6 +252,8 @@ def locate_manifest(value: str, location: str | None) -> str:
         candidate = os.path.join(location, package, resource)
         if os.path.isfile(candidate):
             return candidate
+    import importlib.util
+
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError) as exc:
@@ -248,11 +271,14 @@ def _env_list(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
 
-@dataclass(slots=True)
-class Catalog:
+class Catalog(Record):
     """Every plugin discovery found, by name, sorted.  Usable plugins have status ``ok``."""
 
-    plugins: dict[str, PluginRecord] = field(default_factory=dict)
+    __slots__ = ("plugins",)
+    _fields = __slots__
+
+    def __init__(self, plugins: dict[str, PluginRecord] | None = None) -> None:
+        self.plugins: dict[str, PluginRecord] = {} if plugins is None else plugins
 
     def ok(self) -> list[PluginRecord]:
         return [p for p in self.plugins.values() if p.status is PluginStatus.OK]
@@ -428,29 +454,29 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
     naming the other, so nothing is silently replaced and install or discovery order never
     decides.  Blocking one of them (``VIRTCORE_DISABLE_PLUGINS``) settles the conflict.
     """
-    records.sort(key=lambda r: (r.name, r.distribution or ""))
-    by_name: dict[str, list[PluginRecord]] = {}
-    for record in records:
-        if record.status is not PluginStatus.BLOCKED:
-            by_name.setdefault(record.name, []).append(record)
-    for name, group in by_name.items():
-        if len(group) > 1:
-            dists = " and ".join(repr(r.distribution) for r in group)
-            for record in group:
-                record.status = PluginStatus.OK
-                record.fail(PluginStatus.BROKEN,
-                            f"duplicate plugin name {name!r}: declared by distributions {dists}")
+    records.sort(key=_by_name)
+    names = [r.name for r in records if r.status is not PluginStatus.BLOCKED]
+    if len(set(names)) != len(names):  # the usual case skips this: no name given twice
+        by_name: dict[str, list[PluginRecord]] = {}
+        for record in records:
+            if record.status is not PluginStatus.BLOCKED:
+                by_name.setdefault(record.name, []).append(record)
+        for name, group in by_name.items():
+            if len(group) > 1:
+                dists = " and ".join(repr(r.distribution) for r in group)
+                for record in group:
+                    record.status = PluginStatus.OK
+                    record.fail(PluginStatus.BROKEN, f"duplicate plugin name {name!r}: "
+                                f"declared by distributions {dists}")
+    usable = [r for r in records if r.status is PluginStatus.OK and r.manifest is not None]
+    claimed = [(kind, name) for r in usable for kind, name in _claims(r.manifest)]
+    if len(set(claimed)) == len(claimed):
+        return  # nothing claimed twice
     owners: dict[tuple[str, str], PluginRecord] = {}
-    for record in records:
-        if record.status is not PluginStatus.OK or record.manifest is None:
+    for record in usable:
+        if record.status is not PluginStatus.OK:
             continue
-        m = record.manifest
-        claims = [("driver", d.name) for d in m.drivers]
-        claims += [("transport", t.name) for t in m.transports]
-        claims += [("machine section", t.machine_section) for t in m.transports
-                   if t.machine_section]
-        claims += [("model", x.name) for x in m.models]
-        for claim in claims:
+        for claim in _claims(record.manifest):
             other = owners.get(claim)
             if other is None:
                 owners[claim] = record
@@ -460,6 +486,24 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
                        f"by plugin {record.name!r}")
             record.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
                         f"by plugin {other.name!r}")
+
+
+def _by_name(record: PluginRecord) -> tuple[str, str]:
+    return record.name, record.distribution or ""
+
+
+def _claims(m: Manifest | None) -> list[tuple[str, str]]:
+    """The names a manifest claims, by kind."""
+    if m is None:
+        return []
+    claims = [("driver", d.name) for d in m.drivers]
+    if m.transports:
+        claims += [("transport", t.name) for t in m.transports]
+        claims += [("machine section", t.machine_section) for t in m.transports
+                   if t.machine_section]
+    if m.models:
+        claims += [("model", x.name) for x in m.models]
+    return claims
 
 
 def _catalog_of(records: list[PluginRecord]) -> Catalog:

@@ -23,10 +23,11 @@ Probe signals (not errors, but raised by drivers from ``probe``):
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 
 class VirtcoreError(Exception):

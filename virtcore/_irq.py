@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from ._log import get_logger
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 log = get_logger("virtcore.irq")
 
-IrqHandler = Callable[[int, Any], object]
+IrqHandler = Callable[[int, object], object]
 """``handler(irq, dev_id)``: called on the raising thread; must not block."""
 
 

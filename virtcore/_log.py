@@ -7,7 +7,10 @@ pay for it.  Records go to ``logging.getLogger(name)`` exactly as with a plain l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 if TYPE_CHECKING:
     import logging

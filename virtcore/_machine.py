@@ -13,9 +13,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
@@ -33,14 +31,17 @@ from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
 from ._log import get_logger
-from ._manifest import NAME_RE, HookDecl, Manifest, ModelDecl, TransportDecl
+from ._manifest import NAME_RE, DriverDecl, HookDecl, Manifest, ModelDecl, TransportDecl
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
+from ._record import Record
 from ._transport import Transport
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     import pluggy
 
@@ -57,17 +58,31 @@ class _Probe(enum.Enum):
     FAILED = 4
 
 
-@dataclass(slots=True)
-class DriverSlot:
+class DriverSlot(Record):
     """A registered driver: its table is known; its code is imported at first probe."""
 
-    name: str
-    plugin: str
-    priority: int
-    ids: tuple[IdEntry, ...]
-    python_name: str | None = None
-    instance: Driver | None = None
-    error: str | None = None
+    __slots__ = ("name", "plugin", "priority", "_ids", "python_name", "instance", "error",
+                 "_decl")
+    _fields = ("name", "plugin", "priority", "ids", "python_name", "instance", "error")
+
+    def __init__(self, name: str, plugin: str, priority: int, ids: tuple[IdEntry, ...] | None,
+                 python_name: str | None = None, instance: Driver | None = None,
+                 error: str | None = None, *, decl: DriverDecl | None = None) -> None:
+        self.name = name
+        self.plugin = plugin
+        self.priority = priority
+        self._ids = ids
+        self._decl = decl
+        self.python_name = python_name
+        self.instance = instance
+        self.error = error
+
+    @property
+    def ids(self) -> tuple[IdEntry, ...]:
+        """The driver's ID table (built from its declaration when first read)."""
+        if self._ids is None:
+            self._ids = self._decl.ids if self._decl is not None else ()
+        return self._ids
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,13 +96,17 @@ class DriverSlot:
         }
 
 
-@dataclass(slots=True)
-class MatchReport:
+class MatchReport(Record):
     """Why a device binds (or would bind) to what: every candidate in rank order."""
 
-    candidates: list[Match]
-    override: str | None = None
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("candidates", "override", "notes")
+    _fields = __slots__
+
+    def __init__(self, candidates: list[Match], override: str | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.candidates = candidates
+        self.override = override
+        self.notes: list[str] = [] if notes is None else notes
 
     @property
     def winner(self) -> Match | None:
@@ -180,7 +199,8 @@ class Machine:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
                               plugin=record.name)
         with self._lock:
-            if self.catalog.plugins.get(record.name) not in (None, record):
+            listed = self.catalog.plugins.get(record.name)
+            if listed is not None and listed is not record:
                 record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
                             "loaded in this machine")
                 self.catalog.add_duplicate(record)
@@ -193,10 +213,11 @@ class Machine:
                             f"duplicate {kind} name {name!r}: already registered by plugin "
                             f"{owner!r}")
                 return
-            for decl in manifest.drivers:
+            for decl in manifest.drivers:  # tables stay flat until someone reads them
                 self._drivers[decl.name] = DriverSlot(
-                    decl.name, record.name, decl.priority, decl.ids, decl.python_name)
-                self.index.add_driver(decl.name, record.name, decl.priority, decl.ids)
+                    decl.name, record.name, decl.priority, None, decl.python_name, decl=decl)
+                self.index.add_flat(decl.name, record.name, decl.priority, decl.flat_ids,
+                                    decl)
             for tdecl in manifest.transports:
                 self._transport_decls[tdecl.name] = tdecl
                 if tdecl.machine_section:
@@ -206,8 +227,9 @@ class Machine:
             for hdecl in manifest.hooks:
                 for hook in hdecl.hooks:
                     self._pending_hooks.setdefault(hook, []).append(hdecl)
-            for decl in manifest.drivers:
-                self._attach_unbound(decl.name)
+            if self._devices:
+                for decl in manifest.drivers:
+                    self._attach_unbound(decl.name)
 
     def _first_clash(self, manifest: Manifest) -> tuple[str, str, str] | None:
         for d in manifest.drivers:

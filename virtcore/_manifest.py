@@ -7,14 +7,15 @@ wrong types, invalid IDs and duplicate names are errors that name the file and t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import IdTableError, ManifestError
-from ._ids import IdEntry, entry_from_mapping
+from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat
+from ._record import Frozen
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Final
 
 SCHEMA_VERSIONS: Final = frozenset({1})
 """Manifest schema versions this core reads."""
@@ -45,62 +46,110 @@ _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
 
 
-@dataclass(frozen=True)
-class DriverDecl:
+class DriverDecl(Frozen):
     """A driver declared in a manifest: enough to match without importing it."""
 
+    _fields = ("name", "python_name", "plugin", "ids", "priority", "description")
     name: str
     python_name: str
     plugin: str
     ids: tuple[IdEntry, ...]
-    priority: int = 0
-    description: str = ""
+    priority: int
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str, ids: tuple[IdEntry, ...],
+                 priority: int = 0, description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin, ids=ids,
+                             priority=priority, description=description)
+
+    def __getattr__(self, name: str) -> Any:
+        # a declaration rebuilt from the discovery cache builds its IdEntry objects only
+        # when ``ids`` is first read (matching works on the flat entries)
+        if name == "ids":
+            ids = tuple(map(entry_from_flat, self.__dict__["_flat_ids"]))
+            self.__dict__["ids"] = ids
+            return ids
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def flat_ids(self) -> tuple[tuple[Any, ...], ...]:
+        """The ID table as flat tuples (see :func:`virtcore._ids.entry_to_flat`)."""
+        flat = self.__dict__.get("_flat_ids")
+        if flat is None:
+            flat = tuple(map(entry_to_flat, self.ids))
+            self.__dict__["_flat_ids"] = flat
+        return flat
 
 
-@dataclass(frozen=True)
-class TransportDecl:
+class TransportDecl(Frozen):
     """A transport declared in a manifest, and the machine-description section it reads."""
 
+    _fields = ("name", "python_name", "plugin", "machine_section", "file_types", "description")
     name: str
     python_name: str
     plugin: str
-    machine_section: str | None = None
-    file_types: tuple[str, ...] = ()
-    description: str = ""
+    machine_section: str | None
+    file_types: tuple[str, ...]
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str,
+                 machine_section: str | None = None, file_types: tuple[str, ...] = (),
+                 description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
+                             machine_section=machine_section, file_types=file_types,
+                             description=description)
 
 
-@dataclass(frozen=True)
-class ModelDecl:
+class ModelDecl(Frozen):
     """A device model declared in a manifest."""
 
+    _fields = ("name", "python_name", "plugin", "description")
     name: str
     python_name: str
     plugin: str
-    description: str = ""
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str,
+                 description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
+                             description=description)
 
 
-@dataclass(frozen=True)
-class HookDecl:
+class HookDecl(Frozen):
     """A module of pluggy hook implementations, imported when one of ``hooks`` is first called."""
 
+    _fields = ("python_name", "plugin", "hooks")
     python_name: str
     plugin: str
     hooks: tuple[str, ...]
 
+    def __init__(self, python_name: str, plugin: str, hooks: tuple[str, ...]) -> None:
+        self.__dict__.update(python_name=python_name, plugin=plugin, hooks=hooks)
 
-@dataclass(frozen=True)
-class Manifest:
+
+class Manifest(Frozen):
     """A validated plugin manifest."""
 
+    _fields = ("name", "schema_version", "api_version", "path", "description", "drivers",
+               "transports", "models", "hooks")
     name: str
     schema_version: int
     api_version: int
     path: str
-    description: str = ""
-    drivers: tuple[DriverDecl, ...] = ()
-    transports: tuple[TransportDecl, ...] = ()
-    models: tuple[ModelDecl, ...] = ()
-    hooks: tuple[HookDecl, ...] = ()
+    description: str
+    drivers: tuple[DriverDecl, ...]
+    transports: tuple[TransportDecl, ...]
+    models: tuple[ModelDecl, ...]
+    hooks: tuple[HookDecl, ...]
+
+    def __init__(self, name: str, schema_version: int, api_version: int, path: str,
+                 description: str = "", drivers: tuple[DriverDecl, ...] = (),
+                 transports: tuple[TransportDecl, ...] = (),
+                 models: tuple[ModelDecl, ...] = (), hooks: tuple[HookDecl, ...] = ()) -> None:
+        self.__dict__.update(name=name, schema_version=schema_version,
+                             api_version=api_version, path=path, description=description,
+                             drivers=drivers, transports=transports, models=models,
+                             hooks=hooks)
 
     def provides(self) -> dict[str, list[str]]:
         """What the plugin provides, by kind (for ``virtcore plugins``)."""
@@ -322,27 +371,14 @@ def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
 # ``__init__`` (frozen dataclasses set each field through ``object.__setattr__``).
 
 _new = object.__new__
-_ID_FIELDS: Final = ("vendor", "device", "subvendor", "subdevice", "class_", "class_mask",
-                     "compatible", "data", "override_only")
-
-
-def _id_to_flat(e: IdEntry) -> tuple[Any, ...]:
-    return (e.vendor, e.device, e.subvendor, e.subdevice, e.class_, e.class_mask,
-            e.compatible, e.data, e.override_only)
-
-
-def _id_from_flat(t: tuple[Any, ...]) -> IdEntry:
-    e: IdEntry = _new(IdEntry)
-    e.__dict__.update(zip(_ID_FIELDS, t, strict=True))
-    return e
 
 
 def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
     """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
     return (
         m.name, m.schema_version, m.api_version, m.path, m.description,
-        tuple((d.name, d.python_name, d.priority, d.description,
-               tuple(_id_to_flat(e) for e in d.ids)) for d in m.drivers),
+        tuple((d.name, d.python_name, d.priority, d.description, d.flat_ids)
+              for d in m.drivers),
         tuple((t.name, t.python_name, t.machine_section, t.file_types, t.description)
               for t in m.transports),
         tuple((x.name, x.python_name, x.description) for x in m.models),
@@ -356,9 +392,8 @@ def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:
     ds = []
     for dname, pyname, priority, ddesc, ids in drivers:
         d: DriverDecl = _new(DriverDecl)
-        d.__dict__.update(name=dname, python_name=pyname, plugin=name,
-                          ids=tuple(map(_id_from_flat, ids)), priority=priority,
-                          description=ddesc)
+        d.__dict__.update(name=dname, python_name=pyname, plugin=name, _flat_ids=ids,
+                          priority=priority, description=ddesc)  # ids: built when read
         ds.append(d)
     m: Manifest = _new(Manifest)
     m.__dict__.update(

@@ -19,28 +19,60 @@ handful of dictionary lookups whatever the number of entries installed.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable
-from typing import Any, NamedTuple
 
-from ._ids import DeviceIds, IdEntry
+from ._ids import DeviceIds, IdEntry, entry_to_flat, flat_matches, flat_specificity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 KIND_OVERRIDE = "override"
 KIND_COMPATIBLE = "compatible"
 KIND_ID = "id"
 
 
-class TableEntry(NamedTuple):
-    """An ID-table entry of one driver, as the index holds it (with its specificity)."""
+if TYPE_CHECKING:
+    class TableEntry(NamedTuple):
+        """An ID-table entry of one driver, as the index holds it: flat (a plain tuple in
+        :data:`virtcore._ids.FLAT_FIELDS` order), with its specificity precomputed and the
+        object whose ``ids`` hold the :class:`IdEntry` (built only when a match needs it)."""
 
-    driver: str
-    plugin: str
-    priority: int
-    position: int
-    entry: IdEntry
-    fixed: int = 0
-    """Numeric ID fields the entry fixes."""
-    bits: int = 0
-    """Bits set in its class mask."""
+        driver: str
+        plugin: str
+        priority: int
+        position: int
+        flat: tuple[Any, ...]
+        fixed: int
+        """Numeric ID fields the entry fixes."""
+        bits: int
+        """Bits set in its class mask."""
+        owner: Any
+        """Has ``ids``: the driver's table as :class:`IdEntry` objects."""
+
+        @property
+        def entry(self) -> IdEntry: ...
+else:  # the same, without importing typing
+    class TableEntry(namedtuple("TableEntry", ["driver", "plugin", "priority", "position",
+                                               "flat", "fixed", "bits", "owner"])):
+        __slots__ = ()
+
+        @property
+        def entry(self) -> IdEntry:
+            return self.owner.ids[self.position]
+
+
+class _Table:
+    """The owner of a table given as :class:`IdEntry` objects."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: tuple[IdEntry, ...]) -> None:
+        self.ids = ids
+
+
+_new_entry = tuple.__new__
 
 
 class Match:
@@ -141,44 +173,55 @@ class MatchIndex:
     def entries(self, driver: str) -> list[TableEntry]:
         return list(self._by_driver.get(driver, ()))
 
-    def _bucket(self, entry: IdEntry) -> list[TableEntry] | None:
-        if entry.override_only:
+    def _bucket(self, e: tuple[Any, ...]) -> list[TableEntry] | None:
+        if e[8]:  # override-only
             return None
-        if entry.compatible is not None:
-            return self._compatible.setdefault(entry.compatible.lower(), [])
-        if entry.vendor is None and entry.device is None:
-            by_class = self._classes.setdefault(entry.class_mask, {})
-            return by_class.setdefault((entry.class_ or 0) & entry.class_mask, [])
-        return self._pairs.setdefault((entry.vendor, entry.device), [])
+        if e[6] is not None:
+            return self._compatible.setdefault(e[6].lower(), [])
+        if e[0] is None and e[1] is None:
+            by_class = self._classes.setdefault(e[5], {})
+            return by_class.setdefault((e[4] or 0) & e[5], [])
+        return self._pairs.setdefault((e[0], e[1]), [])
 
     def add_driver(
         self, driver: str, plugin: str, priority: int, entries: Iterable[IdEntry]
     ) -> None:
         """Index ``driver``'s table (replacing any table it had)."""
+        ids = tuple(entries)
+        self.add_flat(driver, plugin, priority, tuple(map(entry_to_flat, ids)), _Table(ids))
+
+    def add_flat(self, driver: str, plugin: str, priority: int,
+                 entries: tuple[tuple[Any, ...], ...], owner: Any) -> None:
+        """Index a table of flat entries (:func:`virtcore._ids.entry_to_flat`) whose
+        :class:`IdEntry` objects ``owner.ids`` holds (or builds when first read)."""
         if driver in self._by_driver:
             self.remove_driver(driver)
         table = []
+        pairs, compatible = self._pairs, self._compatible
         for i, e in enumerate(entries):
-            fixed, bits = e.specificity
-            te = TableEntry(driver, plugin, priority, i, e, fixed, bits)
+            vendor, device, compat, mask = e[0], e[1], e[6], e[5]
+            fixed = ((vendor is not None) + (device is not None) + (e[2] is not None)
+                     + (e[3] is not None))
+            te: TableEntry = _new_entry(TableEntry, (driver, plugin, priority, i, e, fixed,
+                                                     mask.bit_count(), owner))
             table.append(te)
-            if e.override_only:
+            if e[8]:  # override-only
                 continue
-            if e.compatible is not None:
-                key = e.compatible.lower()
-                bucket = self._compatible.get(key)
+            if compat is not None:
+                key = compat.lower()
+                bucket = compatible.get(key)
                 if bucket is None:
-                    self._compatible[key] = [te]
+                    compatible[key] = [te]
                 else:
                     bucket.append(te)
-            elif e.vendor is None and e.device is None:
-                by_class = self._classes.setdefault(e.class_mask, {})
-                by_class.setdefault((e.class_ or 0) & e.class_mask, []).append(te)
+            elif vendor is None and device is None:
+                by_class = self._classes.setdefault(mask, {})
+                by_class.setdefault((e[4] or 0) & mask, []).append(te)
             else:
-                pair = (e.vendor, e.device)
-                bucket = self._pairs.get(pair)
+                pair = (vendor, device)
+                bucket = pairs.get(pair)
                 if bucket is None:
-                    self._pairs[pair] = [te]
+                    pairs[pair] = [te]
                 else:
                     bucket.append(te)
         self._by_driver[driver] = table
@@ -186,7 +229,7 @@ class MatchIndex:
     def remove_driver(self, driver: str) -> None:
         """Drop ``driver``'s table from the index."""
         for te in self._by_driver.pop(driver, ()):
-            bucket = self._bucket(te.entry)
+            bucket = self._bucket(te.flat)
             if bucket is not None:
                 bucket[:] = [x for x in bucket if x.driver != driver]
 
@@ -211,13 +254,14 @@ class MatchIndex:
                 return []
             compat = [c.lower() for c in compatible]
             for te in table:
-                e = te.entry
-                if e.compatible is not None and e.compatible.lower() in compat:
-                    idx = compat.index(e.compatible.lower())
+                flat = te.flat
+                if flat[6] is not None and flat[6].lower() in compat:
+                    idx = compat.index(flat[6].lower())
                     found.append(_make(te, KIND_OVERRIDE, (0, idx), f"override; compatible "
-                                       f"{e.compatible!r} at position {idx} of the device"))
-                elif ids is not None and e.compatible is None and e.matches(ids):
-                    spec = e.specificity
+                                       f"{flat[6]!r} at position {idx} of the device"))
+                elif ids is not None and flat[6] is None and flat_matches(flat, ids):
+                    e = te.entry
+                    spec = flat_specificity(flat)
                     found.append(_make(te, KIND_OVERRIDE, (1, -spec[0], -spec[1]),
                                        f"override; ID entry {e.describe()}"))
             if not found:
@@ -239,12 +283,12 @@ class MatchIndex:
                 bucket = pairs.get(key)
                 if bucket:
                     for te in bucket:
-                        if te.entry.matches(ids):
+                        if flat_matches(te.flat, ids):
                             found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
                                                (te.fixed, te.bits)))
             if self._classes:
                 for te in self._class_candidates(ids):
-                    if te.entry.matches(ids):
+                    if flat_matches(te.flat, ids):
                         found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
                                            (te.fixed, te.bits)))
         if len(found) < 2:

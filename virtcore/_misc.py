@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 import re
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ._errors import MiscDeviceError
+from ._record import Record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._device import Device
 
 _BASE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*[A-Za-z_\-]$|^[A-Za-z_]$")
@@ -133,13 +135,16 @@ class MiscFile(io.RawIOBase):
         return f"<MiscFile {self.name} mode={self.mode!r}>"
 
 
-@dataclass(slots=True)
-class MiscDevice:
+class MiscDevice(Record):
     """A registered misc device: its name, the device it belongs to, its file operations."""
 
-    name: str
-    device: Device
-    fops: FileOperations
+    __slots__ = ("name", "device", "fops")
+    _fields = __slots__
+
+    def __init__(self, name: str, device: Device, fops: FileOperations) -> None:
+        self.name = name
+        self.device = device
+        self.fops = fops
 
 
 class MiscRegistry:

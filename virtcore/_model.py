@@ -11,10 +11,11 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 
 class DeviceModel(abc.ABC):

@@ -16,9 +16,11 @@ import abc
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar, NoReturn
+
     from ._device import Device
     from ._machine import Machine
     from ._machine_file import MachineContext
