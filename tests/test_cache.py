@@ -48,18 +48,19 @@ class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.dists: list[str] = []
         self.manifests: list[str] = []
-        real_dist, real_manifest = _discovery._read_dist, _discovery.read_manifest
+        real_dist, real_manifest = _discovery._read_dist, _discovery._read_manifest_file
 
         def read_dist(folder: str, dirname: str, group: str) -> object:
             self.dists.append(dirname)
             return real_dist(folder, dirname, group)
 
-        def read_manifest(path: str, *, plugin: str | None = None) -> object:
-            self.manifests.append(os.path.basename(os.path.dirname(path)))
-            return real_manifest(path, plugin=plugin)
+        def read_manifest(ep: _discovery.EntryPointInfo) -> object:
+            result = real_manifest(ep)
+            self.manifests.append(os.path.basename(os.path.dirname(result[0])))
+            return result
 
         monkeypatch.setattr(_discovery, "_read_dist", read_dist)
-        monkeypatch.setattr(_discovery, "read_manifest", read_manifest)
+        monkeypatch.setattr(_discovery, "_read_manifest_file", read_manifest)
 
     def reset(self) -> None:
         self.dists.clear()

@@ -23,14 +23,16 @@ from __future__ import annotations
 import enum
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from . import _cache
 from ._errors import ManifestError
+from ._gcpause import paused_gc
 from ._log import get_logger
-from ._manifest import API_VERSIONS, Manifest, read_manifest
+from ._manifest import API_VERSIONS, Manifest, parse_manifest
 from ._record import Frozen, Record
 
 TYPE_CHECKING = False
@@ -234,11 +236,8 @@ def scan_entry_points(
     return _entry_points(folders)
 
 
-def locate_manifest(value: str, location: str | None) -> str:
-    """The manifest file an entry-point value (``package:file.toml``) names.
-
-    :raises ManifestError: if the value is malformed or the file cannot be found.
-    """
+def _split_value(value: str) -> tuple[str, str]:
+    """``(package, resource)`` of an entry-point value, or :class:`ManifestError`."""
     package, sep, resource = value.partition(":")
     package, resource = package.strip(), resource.strip()
     if not sep or not package or not resource or "/" in resource or "\\" in resource:
@@ -248,6 +247,15 @@ def locate_manifest(value: str, location: str | None) -> str:
         raise ManifestError(
             f"entry point value {value!r}: the manifest must live in a top-level package "
             "(finding a subpackage would import its parents)")
+    return package, resource
+
+
+def locate_manifest(value: str, location: str | None) -> str:
+    """The manifest file an entry-point value (``package:file.toml``) names.
+
+    :raises ManifestError: if the value is malformed or the file cannot be found.
+    """
+    package, resource = _split_value(value)
     if location is not None:
         candidate = os.path.join(location, package, resource)
         if os.path.isfile(candidate):
@@ -323,6 +331,12 @@ def discover(
         wanted = {_normalize(n) for n in _env_list(ENV_PLUGINS)} if from_env else set()
     blocked = {_normalize(n) for n in [*block, *_env_list(ENV_DISABLE)]}
 
+    with paused_gc():  # everything built here is acyclic: see virtcore._gcpause
+        return _discover(path, use_cache, wanted, blocked)
+
+
+def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | None,
+              blocked: set[str]) -> Catalog:
     records: list[PluginRecord] = []
     filtered = wanted is not None or bool(blocked)
     ok = PluginStatus.OK
@@ -385,7 +399,8 @@ def _scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
     if snapshot is not None and not changed:
         items, dirty = _refresh(snapshot.items, now)
     else:
-        previous = {(i.manifest_path, i.name): i for i in snapshot.items} if snapshot else {}
+        previous = ({(i.name, i.value, i.location): i for i in snapshot.items}
+                    if snapshot else {})
         eps = _entry_points([(f, new_folders[f][1]) for f, _, _ in listing])
         items = [_reuse_or_read(ep, previous, now) for ep in eps]
         dirty = True
@@ -414,18 +429,15 @@ def _refresh(items: list[_cache.ScanItem], now: int) -> tuple[list[_cache.ScanIt
 
 
 def _reuse_or_read(
-    ep: EntryPointInfo, previous: dict[tuple[str | None, str], _cache.ScanItem], now: int
+    ep: EntryPointInfo, previous: dict[tuple[str, str, str], _cache.ScanItem], now: int
 ) -> _cache.ScanItem:
-    """The item of an entry point, reusing the manifest read last time if it is unchanged."""
-    try:
-        located = locate_manifest(ep.value, ep.location)
-    except ManifestError:
-        return _read_item(ep, now)
-    old = previous.get((located, ep.name))
-    if (old is not None and old.stamp is not None and old.value == ep.value
-            and _cache.file_stamp(located) == old.stamp):
+    """The item of an entry point, reusing the manifest read last time if the entry point
+    is the same and its manifest file is unchanged (one ``stat``)."""
+    old = previous.get((ep.name, ep.value, ep.location))
+    if old is not None and old.stamp is not None and old.manifest_path is not None \
+            and _cache.file_stamp(old.manifest_path) == old.stamp:
         return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
-                               located, old.manifest, old.error, old.stamp)
+                               old.manifest_path, old.manifest, old.error, old.stamp)
     return _read_item(ep, now)
 
 
@@ -435,16 +447,47 @@ def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
     manifest_path: str | None = None
     stamp: _cache.Stamp | None = None
     try:
-        located = locate_manifest(ep.value, ep.location)
-        manifest_path = located
-        stamp = _cache.file_stamp(manifest_path)  # before reading: an edit then shows
-        manifest = read_manifest(located, plugin=ep.name)
+        manifest_path, data, stamp = _read_manifest_file(ep)
+        manifest = parse_manifest(data, manifest_path, plugin=ep.name)
     except ManifestError as exc:
         error = str(exc)
     if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):
         stamp = None  # changed in this clock tick: read it again next time
     return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
                            manifest_path, manifest, error, stamp)
+
+
+def _read_manifest_file(ep: EntryPointInfo) -> tuple[str, bytes, _cache.Stamp]:
+    """The manifest of an entry point: its path, bytes, and (mtime_ns, size) taken from the
+    open file before reading (so an edit during the read shows as a change next time).
+
+    The usual place, beside the distribution, is tried with one ``open``; elsewhere (an
+    editable install) :func:`locate_manifest` finds it.
+    """
+    package, resource = _split_value(ep.value)
+    path = os.path.join(ep.location, package, resource)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        path = locate_manifest(ep.value, None)  # elsewhere on the path, or raises
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
+                                plugin=ep.name) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError("not a regular file", path=path, plugin=ep.name)
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size + 1, 4096)):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
+                            plugin=ep.name) from None
+    finally:
+        os.close(fd)
+    return path, b"".join(chunks), (st.st_mtime_ns, st.st_size)
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:

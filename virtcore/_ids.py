@@ -144,10 +144,14 @@ class IdEntry(Frozen):
         d["class_"], d["class_mask"], d["compatible"], d["data"] = (
             class_, class_mask, compatible, data)
         d["override_only"] = override_only
-        for name in ("vendor", "device", "subvendor", "subdevice"):
-            check_id(d[name], name)
-        check_class(class_)
-        check_class(class_mask, "class-mask")
+        for value, name in ((vendor, "vendor"), (device, "device"), (subvendor, "subvendor"),
+                            (subdevice, "subdevice")):
+            if value is not None and not (type(value) is int and 0 <= value <= ID_MAX):
+                check_id(value, name)  # raises, naming the field
+        if class_ is not None and not (type(class_) is int and 0 <= class_ <= CLASS_MAX):
+            check_class(class_)
+        if not (type(class_mask) is int and 0 <= class_mask <= CLASS_MAX):
+            check_class(class_mask, "class-mask")
         if compatible is not None:
             check_compatible(compatible)
             if self.is_numeric_constrained():
@@ -305,8 +309,8 @@ def entry_from_mapping(
     if not isinstance(raw, dict):
         raise IdTableError("an ID entry must be a table", path=path, key=key, plugin=plugin,
                            entry=raw)
-    unknown = sorted(set(raw) - _ENTRY_KEYS)
-    if unknown:
+    if not raw.keys() <= _ENTRY_KEYS:
+        unknown = sorted(set(raw) - _ENTRY_KEYS)
         raise IdTableError(
             f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_ENTRY_KEYS))}",
             path=path, key=f"{key}.{unknown[0]}", plugin=plugin, entry=raw,

@@ -27,6 +27,7 @@ from ._errors import (
     PluginError,
     PluginLoadError,
 )
+from ._gcpause import paused_gc
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
@@ -163,8 +164,9 @@ class Machine:
         self._model_decls: dict[str, ModelDecl] = {}
         self._pending_hooks: dict[str, list[HookDecl]] = {}
         self._pm: pluggy.PluginManager | None = None
-        for record in self.catalog.ok():
-            self.add_plugin(record)
+        with paused_gc():  # declarations and index entries are acyclic: see _gcpause
+            for record in self.catalog.ok():
+                self.add_plugin(record)
 
     @property
     def pm(self) -> pluggy.PluginManager:

@@ -375,6 +375,9 @@ _new = object.__new__
 
 def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
     """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
+    flat = m.__dict__.get("_flat")
+    if flat is not None:  # rebuilt from this very form
+        return flat  # type: ignore[no-any-return]
     return (
         m.name, m.schema_version, m.api_version, m.path, m.description,
         tuple((d.name, d.python_name, d.priority, d.description, d.flat_ids)
@@ -397,7 +400,8 @@ def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:
         ds.append(d)
     m: Manifest = _new(Manifest)
     m.__dict__.update(
-        name=name, schema_version=schema, api_version=api, path=path, description=description,
+        _flat=t, name=name, schema_version=schema, api_version=api, path=path,
+        description=description,
         drivers=tuple(ds),
         transports=tuple(TransportDecl(n, p, name, s, tuple(f), desc)
                          for n, p, s, f, desc in transports),
