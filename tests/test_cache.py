@@ -313,3 +313,30 @@ def test_the_command_module_and_scripts_in_other_folders_share_one_file(
 def _plain_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()
             if not k.startswith("VIRTCORE_") and k != "PYTHONPATH"}
+
+
+def test_a_machine_from_the_cache_matches_and_lists_like_one_from_a_fresh_scan(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtcore import DeviceIds, Machine
+
+    body = ('[[drivers]]\nname = "{n}_drv"\npython-name = "{n}:D"\npriority = {p}\n'
+            '[[drivers.ids]]\nvendor = 0x1234\ndevice = 0x{d:04x}\ndata = "{n}"\n'
+            '[[drivers.ids]]\nvendor = 0x1234\nclass = 0x010600\nclass-mask = 0xffff00\n'
+            '[[drivers.ids]]\ncompatible = "acme,{n}"\n')
+    for i, name in enumerate(("one", "two", "three")):
+        _dist(env, name, body.format(n=name, p=i, d=i % 2))
+    _age(env)
+    monkeypatch.setattr("sys.path", [str(env)])
+
+    def snapshot() -> object:
+        machine = Machine("m")
+        report = machine.explain(ids=DeviceIds(0x1234, 0x0001, class_=0x010601),
+                                 compatible=["acme,three", "acme,one"])
+        return ([s.to_dict() for s in machine.drivers()], report.to_dict(),
+                [r.to_dict() for r in machine.plugins()],
+                [(m.driver, m.data) for m in report.candidates])
+
+    fresh = snapshot()  # scanned, then stored
+    from_cache = snapshot()  # rebuilt from the flat cache file
+    assert from_cache == fresh
+    assert fresh[3] == [("three_drv", None), ("one_drv", None), ("two_drv", "two")]

@@ -85,7 +85,7 @@ if TYPE_CHECKING:
         version: str | None
         location: str
         manifest_path: str | None
-        manifest: Any  # Manifest | None
+        manifest: Any  # Manifest, its flat form (from the cache), or None
         error: str | None
         stamp: Stamp | None  # (mtime_ns, size) of the manifest file; None: check again
 else:  # the same, without importing typing
@@ -165,17 +165,16 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
         return None
     finally:
         os.close(fd)
-    from ._manifest import manifest_from_flat
-
     collecting = gc.isenabled()
     gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
     try:
         fmt, stored_key, folders, flat = marshal.loads(b"".join(chunks))
         if fmt != FORMAT or tuple(stored_key) != key:
             return None  # a hash collision, or a file of another format
-        new = tuple.__new__
-        items = [new(ScanItem, (*t[:6], manifest_from_flat(t[6]) if t[6] else None, *t[7:]))
-                 for t in flat]
+        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
+        items = [new(ScanItem, t) for t in flat]
+        if any(len(t) != 9 for t in items):
+            return None
     except Exception:  # truncated, or written by an incompatible virtcore
         return None
     finally:
@@ -246,8 +245,10 @@ def store(snapshot: Snapshot) -> None:
 def _flat_item(item: ScanItem) -> tuple[Any, ...]:
     from ._manifest import manifest_to_flat
 
-    flat = manifest_to_flat(item.manifest) if item.manifest is not None else None
-    return (*item[:6], flat, *item[7:])
+    manifest = item.manifest
+    if manifest is None or type(manifest) is tuple:
+        return tuple(item)
+    return (*item[:6], manifest_to_flat(manifest), *item[7:])
 
 
 def _marshallable(flat: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -32,7 +32,7 @@ from . import _cache
 from ._errors import ManifestError
 from ._gcpause import paused_gc
 from ._log import get_logger
-from ._manifest import API_VERSIONS, Manifest, parse_manifest
+from ._manifest import API_VERSIONS, Manifest, manifest_from_flat, parse_manifest
 from ._record import Frozen, Record
 
 TYPE_CHECKING = False
@@ -63,9 +63,10 @@ class PluginStatus(str, enum.Enum):
 class PluginRecord(Record):
     """One plugin as discovery found it: where it came from, its manifest, its status."""
 
-    __slots__ = ("name", "distribution", "version", "value", "manifest_path", "manifest",
-                 "status", "reason", "location")
-    _fields = __slots__
+    __slots__ = ("name", "distribution", "version", "value", "manifest_path", "_manifest",
+                 "status", "reason", "location", "_flat")
+    _fields = ("name", "distribution", "version", "value", "manifest_path", "manifest",
+               "status", "reason", "location")
 
     def __init__(
         self, name: str, distribution: str | None = None, version: str | None = None,
@@ -78,16 +79,38 @@ class PluginRecord(Record):
         self.version = version
         self.value = value
         self.manifest_path = manifest_path
-        self.manifest = manifest
+        self._manifest = manifest
+        self._flat: tuple[Any, ...] | None = None
         self.status = status
         self.reason = reason
         self.location = location
 
+    @property
+    def manifest(self) -> Manifest | None:
+        """The validated manifest (``None`` if it could not be read); one that came from the
+        discovery cache is rebuilt from its flat form when first read."""
+        manifest = self._manifest
+        if manifest is None and self._flat is not None:
+            manifest = self._manifest = manifest_from_flat(self._flat)
+        return manifest
+
+    @manifest.setter
+    def manifest(self, value: Manifest | None) -> None:
+        self._manifest = value
+        self._flat = None
+
+    def flat_manifest(self) -> tuple[Any, ...] | None:
+        """The manifest in flat form (:func:`~virtcore._manifest.manifest_to_flat`) if it has
+        not been rebuilt as objects yet, else ``None``: the machine's fast path."""
+        return self._flat if self._manifest is None else None
+
     def copy(self) -> PluginRecord:
         """A shallow copy (the manifest is shared: it is never modified)."""
-        return PluginRecord(self.name, self.distribution, self.version, self.value,
-                            self.manifest_path, self.manifest, self.status, self.reason,
-                            self.location)
+        record = PluginRecord(self.name, self.distribution, self.version, self.value,
+                              self.manifest_path, self._manifest, self.status, self.reason,
+                              self.location)
+        record._flat = self._flat
+        return record
 
     def fail(self, status: PluginStatus, reason: str) -> None:
         """Mark the plugin as not usable, keeping the first reason given."""
@@ -358,11 +381,16 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
         if item.error is not None or manifest is None:
             record.fail(PluginStatus.BROKEN, item.error or "no manifest")
             continue
-        record.manifest = manifest
-        if manifest.api_version not in API_VERSIONS:
+        if type(manifest) is tuple:  # flat, from the cache: objects are built when read
+            record._flat = manifest
+            api_version = manifest[2]
+        else:
+            record._manifest = manifest
+            api_version = manifest.api_version
+        if api_version not in API_VERSIONS:
             record.fail(
                 PluginStatus.INCOMPATIBLE,
-                f"written for core API version {manifest.api_version}; this virtcore "
+                f"written for core API version {api_version}; this virtcore "
                 f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
             )
     _reject_duplicates(records)
@@ -511,15 +539,16 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
                     record.status = PluginStatus.OK
                     record.fail(PluginStatus.BROKEN, f"duplicate plugin name {name!r}: "
                                 f"declared by distributions {dists}")
-    usable = [r for r in records if r.status is PluginStatus.OK and r.manifest is not None]
-    claimed = [(kind, name) for r in usable for kind, name in _claims(r.manifest)]
+    usable = [r for r in records if r.status is PluginStatus.OK
+              and (r._manifest is not None or r._flat is not None)]
+    claimed = [(kind, name) for r in usable for kind, name in _claims(r)]
     if len(set(claimed)) == len(claimed):
         return  # nothing claimed twice
     owners: dict[tuple[str, str], PluginRecord] = {}
     for record in usable:
         if record.status is not PluginStatus.OK:
             continue
-        for claim in _claims(record.manifest):
+        for claim in _claims(record):
             other = owners.get(claim)
             if other is None:
                 owners[claim] = record
@@ -535,8 +564,18 @@ def _by_name(record: PluginRecord) -> tuple[str, str]:
     return record.name, record.distribution or ""
 
 
-def _claims(m: Manifest | None) -> list[tuple[str, str]]:
-    """The names a manifest claims, by kind."""
+def _claims(record: PluginRecord) -> list[tuple[str, str]]:
+    """The names a plugin's manifest claims, by kind."""
+    flat = record.flat_manifest()
+    if flat is not None:
+        claims = [("driver", d[0]) for d in flat[5]]
+        if flat[6]:
+            claims += [("transport", t[0]) for t in flat[6]]
+            claims += [("machine section", t[2]) for t in flat[6] if t[2]]
+        if flat[7]:
+            claims += [("model", x[0]) for x in flat[7]]
+        return claims
+    m = record.manifest
     if m is None:
         return []
     claims = [("driver", d.name) for d in m.drivers]

@@ -28,7 +28,7 @@ from ._errors import (
     PluginLoadError,
 )
 from ._gcpause import paused_gc
-from ._ids import DeviceIds, IdEntry, entry_from_mapping
+from ._ids import DeviceIds, IdEntry, entry_from_flat, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
 from ._log import get_logger
@@ -63,17 +63,19 @@ class DriverSlot(Record):
     """A registered driver: its table is known; its code is imported at first probe."""
 
     __slots__ = ("name", "plugin", "priority", "_ids", "python_name", "instance", "error",
-                 "_decl")
+                 "_decl", "_flat_ids")
     _fields = ("name", "plugin", "priority", "ids", "python_name", "instance", "error")
 
     def __init__(self, name: str, plugin: str, priority: int, ids: tuple[IdEntry, ...] | None,
                  python_name: str | None = None, instance: Driver | None = None,
-                 error: str | None = None, *, decl: DriverDecl | None = None) -> None:
+                 error: str | None = None, *, decl: DriverDecl | None = None,
+                 flat_ids: tuple[tuple[Any, ...], ...] | None = None) -> None:
         self.name = name
         self.plugin = plugin
         self.priority = priority
         self._ids = ids
         self._decl = decl
+        self._flat_ids = flat_ids
         self.python_name = python_name
         self.instance = instance
         self.error = error
@@ -82,7 +84,10 @@ class DriverSlot(Record):
     def ids(self) -> tuple[IdEntry, ...]:
         """The driver's ID table (built from its declaration when first read)."""
         if self._ids is None:
-            self._ids = self._decl.ids if self._decl is not None else ()
+            if self._decl is not None:
+                self._ids = self._decl.ids
+            else:
+                self._ids = tuple(map(entry_from_flat, self._flat_ids or ()))
         return self._ids
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +201,10 @@ class Machine:
         already has is refused whole (marked broken, naming the plugin that has the name):
         nothing of it is registered and nothing already registered is replaced.
         """
+        flat = record.flat_manifest()
+        if flat is not None and not (flat[6] or flat[7] or flat[8]):
+            self._add_flat_plugin(record, flat)
+            return
         manifest = record.manifest
         if manifest is None or record.status is not PluginStatus.OK:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
@@ -232,6 +241,36 @@ class Machine:
             if self._devices:
                 for decl in manifest.drivers:
                     self._attach_unbound(decl.name)
+
+    def _add_flat_plugin(self, record: PluginRecord, flat: tuple[Any, ...]) -> None:
+        """:meth:`add_plugin` for a plugin of drivers only whose manifest is still in the
+        cache's flat form: nothing is rebuilt as objects until someone reads it."""
+        if record.status is not PluginStatus.OK:
+            raise PluginError(f"cannot add a plugin with status {record.status.value}",
+                              plugin=record.name)
+        with self._lock:
+            listed = self.catalog.plugins.get(record.name)
+            if listed is not None and listed is not record:
+                record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
+                            "loaded in this machine")
+                self.catalog.add_duplicate(record)
+                return
+            self.catalog.plugins.setdefault(record.name, record)
+            drivers = self._drivers
+            for d in flat[5]:
+                if d[0] in drivers:
+                    record.fail(PluginStatus.BROKEN,
+                                f"duplicate driver name {d[0]!r}: already registered by "
+                                f"plugin {drivers[d[0]].plugin!r}")
+                    return
+            plugin, add = record.name, self.index.add_flat
+            for name, python_name, priority, _, ids in flat[5]:
+                slot = DriverSlot(name, plugin, priority, None, python_name, flat_ids=ids)
+                drivers[name] = slot
+                add(name, plugin, priority, ids, slot)
+            if self._devices:
+                for d in flat[5]:
+                    self._attach_unbound(d[0])
 
     def _first_clash(self, manifest: Manifest) -> tuple[str, str, str] | None:
         for d in manifest.drivers:
