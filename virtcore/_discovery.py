@@ -201,15 +201,32 @@ def _read_dist(folder: str, dirname: str, group: str) -> _cache.DistState | None
     except OSError:
         return None
     eps: tuple[tuple[str, str], ...] = ()
-    try:
-        with open(os.path.join(base, "entry_points.txt"), encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    if f"[{group}]" in text:
-        eps = tuple(_parse_group(text, group))
+    data = _read_small(os.path.join(base, "entry_points.txt"))
+    if data and f"[{group}]".encode() in data:
+        try:
+            eps = tuple(_parse_group(data.decode("utf-8"), group))
+        except UnicodeDecodeError:
+            pass
     return (st.st_ino, st.st_mtime_ns, _normalize(m.group("name")), m.group("name"),
             m.group("version"), eps)
+
+
+def _read_small(path: str) -> bytes:
+    """A small file's bytes (``b""`` if it cannot be read): plain ``os`` calls, without the
+    three file objects ``open`` builds."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _update_folder(
