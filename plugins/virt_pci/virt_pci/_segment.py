@@ -17,7 +17,7 @@ from ._bars import BarKind
 from ._errors import MmioError
 from ._function import PciFunction, PciFunctionSpec
 from ._naming import PciAddress
-from ._regs import BadAccess, Region
+from ._regs import REG_READ_PORT, REG_WRITE_PORT, BadAccess, Region, RegisterBlock
 
 _MMIO_SIZES: Final = (1, 2, 4, 8)
 
@@ -237,6 +237,15 @@ class PciSegment:
         wwin = self._lookup(True, write_address, 1, True)
         rregion, roffset = rwin[4], read_address - rwin[0]
         wregion, woffset = wwin[4], write_address - wwin[0]
+        if (rregion is wregion and isinstance(rregion, RegisterBlock)
+                and roffset == REG_READ_PORT and woffset == REG_WRITE_PORT):
+            # the register block's own bound ports: no decode and no frame per access
+            def read_error(exc: BadAccess, size: int) -> Exception:
+                return self._access_error(rwin, read_address, size, exc)
+
+            def write_error(exc: BadAccess, size: int) -> Exception:
+                return self._access_error(wwin, write_address, size, exc)
+            return rregion.bind_ports(read_error, write_error)
 
         def read(buffer: memoryview) -> int:
             try:
