@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Venv
 
-from virtcore import PluginStatus, _discovery, discover
+from virtcore import PluginStatus, _scan, discover
 from virtcore import _cache as cache
 
 HOUR_NS = 3600 * 1_000_000_000
@@ -48,19 +48,19 @@ class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.dists: list[str] = []
         self.manifests: list[str] = []
-        real_dist, real_manifest = _discovery._read_dist, _discovery._read_manifest_file
+        real_dist, real_manifest = _scan._read_dist, _scan._read_manifest_file
 
         def read_dist(folder: str, dirname: str, group: str) -> object:
             self.dists.append(dirname)
             return real_dist(folder, dirname, group)
 
-        def read_manifest(ep: _discovery.EntryPointInfo) -> object:
+        def read_manifest(ep: _scan.EntryPointInfo) -> object:
             result = real_manifest(ep)
             self.manifests.append(os.path.basename(os.path.dirname(result[0])))
             return result
 
-        monkeypatch.setattr(_discovery, "_read_dist", read_dist)
-        monkeypatch.setattr(_discovery, "_read_manifest_file", read_manifest)
+        monkeypatch.setattr(_scan, "_read_dist", read_dist)
+        monkeypatch.setattr(_scan, "_read_manifest_file", read_manifest)
 
     def reset(self) -> None:
         self.dists.clear()

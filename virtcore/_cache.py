@@ -10,7 +10,7 @@ not part of it, so ``virtcore``, ``python -m virtcore``, pytest and a user's scr
 from any folder share one file.  Several keys coexist (one file each); the least recently
 used are pruned beyond :data:`KEEP` files.
 
-**Validity**, checked on every use (see :mod:`virtcore._discovery`):
+**Validity**, checked on every use (see :mod:`virtcore._scan`):
 
 * each distribution folder's mtime: installing or removing a distribution adds or removes a
   ``*.dist-info`` folder, which changes it.  Only a changed folder is listed again, and in
