@@ -152,3 +152,21 @@ def test_importing_virtcore_imports_no_command_machinery() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "['virtcore']"
+
+
+def test_a_machine_that_calls_no_hook_imports_no_heavy_machinery(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, virtcore; m = virtcore.Machine(); "
+            "m.explain(ids=virtcore.DeviceIds(0x1af4, 0x1041)); "
+            "print(sorted(m for m in sys.modules if m in ('pluggy', 'typing', 'dataclasses', "
+            "'inspect', 'logging', 'pathlib', 'pickle', 'tomli', 'tomllib')))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTCORE_")}
+    env.update(VIRTCORE_DISABLE_PLUGIN_AUTOLOAD="1", VIRTCORE_CACHE_DIR=str(tmp_path / "c"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env,  # fills the cache
+                   capture_output=True)
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env=env).stdout.strip()
+    assert loaded == "[]"

@@ -9,9 +9,10 @@ Entry points are found and manifests read by :mod:`virtcore._scan` (incrementall
 cache of :mod:`virtcore._cache`); this module turns what it found into a :class:`Catalog`:
 filters, API versions, and refusal of duplicate names.
 
-Blocking happens before anything is read: ``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD=1`` turns
-autoloading off (then only plugins named in ``VIRTCORE_PLUGINS`` or passed to the API load),
-``VIRTCORE_DISABLE_PLUGINS=a,b`` lists plugins to skip.
+Blocking happens before any plugin code could be imported:
+``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD=1`` turns autoloading off (then only plugins named in
+``VIRTCORE_PLUGINS`` or passed to the API load), ``VIRTCORE_DISABLE_PLUGINS=a,b`` lists
+plugins to skip.
 """
 
 from __future__ import annotations
