@@ -340,3 +340,13 @@ def test_a_machine_from_the_cache_matches_and_lists_like_one_from_a_fresh_scan(
     from_cache = snapshot()  # rebuilt from the flat cache file
     assert from_cache == fresh
     assert fresh[3] == [("three_drv", None), ("one_drv", None), ("two_drv", "two")]
+
+
+def test_files_of_the_earlier_pickled_format_are_deleted(env: Path, cache_dir: Path) -> None:
+    cache_dir.mkdir(mode=0o700)
+    (cache_dir / "scan-292b587e9f6958c67800.pickle").write_bytes(b"old")
+    (cache_dir / "notes.txt").write_text("not ours\n")
+    _dist(env, "one")
+    _age(env)
+    _names(env)
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".marshal", ".txt"]

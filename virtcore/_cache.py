@@ -260,9 +260,14 @@ def _marshallable(flat: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def prune(folder: str, *, keep: str) -> None:
-    """Delete the least recently written cache files beyond :data:`KEEP`."""
+    """Delete the least recently written cache files beyond :data:`KEEP`, and files of the
+    earlier, pickled format (``scan-*.pickle``, ``scan2-*.pickle``)."""
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
+        listing = os.listdir(folder)
+        for name in listing:
+            if name.startswith("scan") and name.endswith(".pickle"):
+                os.unlink(os.path.join(folder, name))
+        names = [n for n in listing if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
         if len(names) <= KEEP:
             return
         dated = []
