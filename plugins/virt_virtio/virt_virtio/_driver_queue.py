@@ -95,6 +95,11 @@ class UsedBuffer:
         self._record: _Outstanding | None = record
 
     @property
+    def queue(self) -> DriverQueue:
+        """The queue that lent the block (give it back there)."""
+        return self._queue
+
+    @property
     def lent(self) -> bool:
         """Whether the block is still the caller's (not yet requeued or released)."""
         return self._record is not None
@@ -478,11 +483,14 @@ class DriverQueue:
             self._avail16[2 + self.size] = last  # used_event
 
     def disable_interrupts(self) -> None:
-        """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX stop moving
-        ``used_event``).  A hint only: spurious interrupts still come (2.7.7)."""
+        """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX ``used_event`` is
+        set just behind what the driver consumed, the index the device passes last, and no
+        longer moved).  A hint only: spurious interrupts still come (2.7.7)."""
         with self._lock:
             self._interrupts = False
-            if not self.event_idx:
+            if self.event_idx:
+                self._avail16[2 + self.size] = (self._last_used - 1) & 0xFFFF
+            else:
                 self._avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def enable_interrupts(self) -> bool:
