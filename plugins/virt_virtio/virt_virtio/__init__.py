@@ -6,6 +6,8 @@ virtio-pci and virtio-mmio transports with their drivers, and the ``virtio`` bus
 
 from __future__ import annotations
 
+from virtcore import virtio_modalias  # the core's; re-exported as before
+
 # -- queues and device models (branch i9a) ---------------------------------------------------
 from . import _features as features
 from . import _ring as ring
@@ -13,7 +15,7 @@ from . import _status as status
 from ._blk import VirtioBlk
 from ._console import VirtioConsole
 from ._device_queue import DescriptorChain, DeviceQueue
-from ._driver_queue import DriverQueue
+from ._driver_queue import DriverQueue, UsedBuffer
 from ._entropy import VirtioEntropy
 from ._errors import QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
@@ -27,7 +29,6 @@ from ._bus import (
     add_virtio_device,
     remove_virtio_device,
     virtio_compatible,
-    virtio_modalias,
 )
 from ._console_port import ConsolePort
 from ._device_state import VirtioDeviceState
@@ -48,6 +49,7 @@ __all__: list[str] = [
     "DriverQueue",
     "QueueFullError",
     "RequestTimeoutError",
+    "UsedBuffer",
     "VirtioBlk",
     "VirtioBlkDriver",
     "VirtioBus",

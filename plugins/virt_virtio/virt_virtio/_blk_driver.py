@@ -42,7 +42,7 @@ from virtcore import (
 
 from ._errors import VirtioError
 from ._features import BLK_F_FLUSH, BLK_F_RO, has
-from ._virtio_device import RequestTimeoutError, VirtioDevice, give_back
+from ._virtio_device import RequestTimeoutError, VirtioDevice
 
 SECTOR: Final = 512
 MAX_REQUEST: Final = 1 << 20
@@ -99,7 +99,7 @@ class BlkDisk(FileOperations):
                         return b""
                     return reply[:in_size].tobytes()
                 finally:
-                    give_back(used)
+                    self.vdev.give_back(used)
         except RequestTimeoutError:
             raise TransferTimeoutError(f"{self.name}: no answer within {timeout:g}s",
                                        device=self.device) from None

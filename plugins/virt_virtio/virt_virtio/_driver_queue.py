@@ -520,15 +520,15 @@ class DriverQueue:
             for record in records:
                 self._release(record)
             for used in list(self._lent.values()):  # lent blocks come back too
-                record = used._record
-                assert record is not None
+                lent = used._record
+                assert lent is not None
                 try:
                     self._give_back(used)
                 except BufferError:  # still exported by the caller: never reuse the block
                     self._lent.pop(id(used), None)
                     used._record = None
                     continue
-                self._release_block(record)
+                self._release_block(lent)
             self._drop_spares()
             self._free = list(range(self.size - 1, -1, -1))
             if not self._closed:

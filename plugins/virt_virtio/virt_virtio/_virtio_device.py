@@ -47,16 +47,6 @@ DEFAULT_QUEUE_SIZE: Final = 256
 
 
 
-def give_back(used: UsedBuffer) -> None:
-    """Give a block :meth:`VirtioDevice.request_view` lent back to its queue, unless the
-    queue already took it back (a reset or close meanwhile)."""
-    try:
-        used.queue.release(used)
-    except ValueError:
-        if used.lent:  # not the race above: a real misuse
-            raise
-
-
 class RequestTimeoutError(VirtioError, TimeoutError):
     """:meth:`VirtioDevice.request` got no answer in time (the request stays posted)."""
 
@@ -259,13 +249,26 @@ class VirtioDevice:
         try:
             return used.data.tobytes()
         finally:
-            give_back(used)
+            self.give_back(used)
+
+    @staticmethod
+    def give_back(used: UsedBuffer) -> None:
+        """Give a block :meth:`request_view` lent back to its queue, unless the queue
+        already took it back (a reset or close meanwhile).
+
+        :raises ValueError: ``used`` was given back already.
+        """
+        try:
+            used.queue.release(used)
+        except ValueError:
+            if used.lent:  # not the race above: a real misuse
+                raise
 
     def request_view(self, index: int, out: Sequence[Any], in_sizes: Sequence[int],
                      timeout: float | None = None) -> UsedBuffer:
         """:meth:`request`, but the answer is lent, not copied
         (:meth:`DriverQueue.get_used_view`): read ``used.data`` (the bytes the device
-        wrote, in the DMA block), then give the block back with :func:`give_back`.
+        wrote, in the DMA block), then give the block back with :meth:`give_back`.
 
         :raises VirtioError: as :meth:`request`.
         """
@@ -279,7 +282,8 @@ class VirtioDevice:
         # No interrupt while the answer may come at once (a device served by the kick):
         # poll first, and ask for one only to wait (Linux's virtqueue_enable_cb_prepare).
         queue.disable_interrupts()
-        self.kick(index)
+        if queue.kick_needed():
+            self.ops.notify(index)
         while True:
             used = queue.get_used_view()
             if used is not None:
