@@ -187,7 +187,7 @@ class ConsolePort:
             if borrowed is not None and borrowed.lent:
                 if self._pending_off < len(self._pending):
                     self._kept.append(bytes(self._pending[self._pending_off:]))
-                self.vdev.queue(RECEIVEQ).release(borrowed)
+                borrowed.queue.release(borrowed)
             self._pending, self._pending_off = memoryview(b""), 0
             rx = self.vdev.queue(RECEIVEQ)
             while (used := rx.get_used()) is not None:
