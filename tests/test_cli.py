@@ -167,7 +167,7 @@ def test_match_modalias_ranks_as_the_equivalent_options(
     (["--id", "1:2", "--subsystem", "1:10000"], "--subsystem: subdevice 0x10000 is outside"),
     (["--compatible", "acme uart"], "--compatible: compatible 'acme uart' is malformed"),
     (["--compatible", ""], "--compatible: compatible must not be empty"),
-    (["--modalias", "usb:v1234p5678"], "has no known prefix (known: of:, pci:)"),
+    (["--modalias", "usb:v1234p5678"], "has no known prefix (known: of:, pci:, virtio:)"),
     (["--modalias", "pci:v00001234d*sv*sd*bc*sc*i*"], "is a pattern (a module alias)"),
     (["--modalias", "pci:v00001234d00005678"], "is not in the PCI form"),
     (["--modalias", "pci:v00012345d00005678sv00000000sd00000000bc00sc00i00"],

@@ -45,14 +45,17 @@ def test_demo_shows_one_driver_over_four_transports() -> None:
                for line in lines)
     # the virtio-pci function, and its virtio device one level below it
     at = lines.index("  pci0000:00:04.0 [1af4:1043 sub 1af4:1100 class 078000] irq 16")
-    assert lines[at + 3] == ("      driver in use: virtio_pci (ID entry 1af4:*: 1 fixed ID "
+    assert lines[at + 1] == ("      modalias: "
+                             "pci:v00001AF4d00001043sv00001AF4sd00001100bc07sc80i00")
+    assert lines[at + 4] == ("      driver in use: virtio_pci (ID entry 1af4:*: 1 fixed ID "
                              "field(s), 0 class-mask bit(s))")
-    assert lines[at + 4] == "    pci0000:00:04.0/virtio0 (virtio) irq 16"
-    assert lines[at + 5] == "        modalias: virtio:d00000003v00001AF4"
+    assert lines[at + 5] == "    pci0000:00:04.0/virtio0 (virtio) irq 16"
+    assert lines[at + 6] == "        modalias: virtio:d00000003v00001AF4"
     at = lines.index("  /soc/virtio_mmio@10001000 irq 6")
-    assert lines[at + 4] == "    /soc/virtio_mmio@10001000/virtio0 (virtio) irq 6"
-    assert lines[at + 5] == "        modalias: virtio:d00000003v554D4551"
-    assert lines[at + 8] == ("        driver in use: virt_pipe (compatible 'virtio,device3' is "
+    assert lines[at + 1] == "      modalias: of:Nvirtio_mmioT(null)Cvirtio,mmio"
+    assert lines[at + 5] == "    /soc/virtio_mmio@10001000/virtio0 (virtio) irq 6"
+    assert lines[at + 6] == "        modalias: virtio:d00000003v554D4551"
+    assert lines[at + 9] == ("        driver in use: virt_pipe (compatible 'virtio,device3' is "
                              "string 0 of the device's list)")
     assert "  virt_pipe0 -> pci0000:00:03.0 (driver virt_pipe)" in lines
     assert "  virt_pipe1 -> pci0000:00:04.0/virtio0 (driver virt_pipe)" in lines

@@ -41,7 +41,7 @@ hooks = ["virtcore_device_added"]
     assert m.transports[0].machine_section == "tsec"
     assert m.transports[0].file_types == (".dtb",)
     assert m.provides() == {"drivers": ["d"], "transports": ["t"], "models": ["m"],
-                            "hooks": ["virtcore_device_added"]}
+                            "hooks": ["virtcore_device_added"], "commands": []}
 
 
 @pytest.mark.parametrize(("text", "key", "message"), [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pluggy
 
 from . import _hookspecs
+from ._commands import check_commands
 from ._discovery import PluginRecord, PluginStatus, discover
 from ._driver import Driver
 from ._errors import ManifestError, PluginLoadError
@@ -62,6 +63,7 @@ def check_imports(manifest: Manifest) -> Iterator[str]:
                         f"declares {declared!r}", plugin=manifest.name, python_name=python_name)
         except PluginLoadError as exc:
             yield f"{where}: key {key!r}: {exc.reason}"
+    yield from check_commands(manifest)
     for i, decl in enumerate(manifest.hooks):
         key = f"hooks[{i}].python-name"
         try:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._check import check_installed, check_path
+from ._commands import add_plugin_commands
 from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, discover
 from ._errors import VirtcoreError
 from ._ids import CLASS_MAX, DeviceIds, check_compatible, parse_id_pair
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default=".", help="folder to create it in (default: .)")
     p.add_argument("--force", action="store_true", help="write into an existing folder")
     p.set_defaults(func=cmd_new_plugin)
+
+    add_plugin_commands(sub)  # [[commands]] of installed plugins, imported only when run
     return parser
 
 

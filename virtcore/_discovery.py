@@ -304,7 +304,7 @@ def _read_item(ep: EntryPointInfo) -> _cache.ScanItem:
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:
-    """Refuse duplicate plugin, driver, transport, model and machine-section names.
+    """Refuse duplicate plugin, driver, transport, model, command and machine-section names.
 
     Neither claimant keeps a contested name: both plugins are marked broken, each reason
     naming the other, so nothing is silently replaced and install or discovery order never
@@ -332,6 +332,7 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
         claims += [("machine section", t.machine_section) for t in m.transports
                    if t.machine_section]
         claims += [("model", x.name) for x in m.models]
+        claims += [("command", c.name) for c in m.commands]
         for claim in claims:
             other = owners.get(claim)
             if other is None:

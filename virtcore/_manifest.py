@@ -37,7 +37,7 @@ MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")
 
 _TOP_KEYS: Final = {
     "schema-version", "name", "api-version", "description", "drivers", "transports", "models",
-    "hooks",
+    "hooks", "commands",
 }
 _DRIVER_KEYS: Final = {"name", "python-name", "priority", "description", "ids"}
 _TRANSPORT_KEYS: Final = {
@@ -45,6 +45,8 @@ _TRANSPORT_KEYS: Final = {
 }
 _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
+_COMMAND_KEYS: Final = {"name", "python-name", "description"}
+COMMAND_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class HookDecl:
 
 
 @dataclass(frozen=True)
+class CommandDecl:
+    """A ``virtcore`` subcommand a plugin contributes; imported only when it is run."""
+
+    name: str
+    python_name: str
+    plugin: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated plugin manifest."""
 
@@ -103,6 +115,7 @@ class Manifest:
     transports: tuple[TransportDecl, ...] = ()
     models: tuple[ModelDecl, ...] = ()
     hooks: tuple[HookDecl, ...] = ()
+    commands: tuple[CommandDecl, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def provides(self) -> dict[str, list[str]]:
@@ -112,6 +125,7 @@ class Manifest:
             "transports": [t.name for t in self.transports],
             "models": [m.name for m in self.models],
             "hooks": sorted({h for decl in self.hooks for h in decl.hooks}),
+            "commands": [c.name for c in self.commands],
         }
 
 
@@ -280,10 +294,24 @@ def validate_manifest(
                     f"{key}.hooks")
         hooks.append(HookDecl(module, name, tuple(names)))
 
+    commands: list[CommandDecl] = []
+    for i, item in enumerate(reader.array(raw.get("commands"), "commands")):
+        key = f"commands[{i}]"
+        table = reader.table(item, key, _COMMAND_KEYS)
+        commands.append(CommandDecl(
+            reader.string(table, "name", key, pattern=COMMAND_NAME_RE,
+                          what="a command name (lowercase words joined by '-')"),
+            reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
+                          what="'module:attribute'"),
+            name,
+            reader.string(table, "description", key, required=False),
+        ))
+    _no_duplicates(reader, [c.name for c in commands], "commands", "command")
+
     manifest = Manifest(
         name=name, schema_version=schema, api_version=api, path=spath, description=description,
         drivers=tuple(drivers), transports=tuple(transports), models=tuple(models),
-        hooks=tuple(hooks), raw=raw,
+        hooks=tuple(hooks), commands=tuple(commands), raw=raw,
     )
     return manifest
 

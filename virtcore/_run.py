@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -331,9 +332,23 @@ def _stream(machine: Machine, args: argparse.Namespace) -> int:
                     if not chunk:
                         break
                     stdout.write(chunk)
+                    stdout.flush()
+        except BrokenPipeError:
+            # the reader went away (``| head -c 16`` on an endless stream such as hwrng0):
+            # a normal end; point stdout at /dev/null so the interpreter's final flush is quiet
+            _quiet_stdout()
+            return 0
         except TransferTimeoutError as exc:
             stdout.flush()
             sys.stderr.write(f"virtcore run: {exc}\n")
             return 1
         stdout.flush()
     return 0
+
+
+def _quiet_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

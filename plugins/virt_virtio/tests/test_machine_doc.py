@@ -4,6 +4,8 @@ model behind each transport, every driver bound, the empty transport declined.""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,23 @@ def test_the_documented_virtio_machine_boots(tmp_path):
             disk.seek(512)
             assert disk.read(512) == bytes(range(256)) * 2
         assert virtio["pci0000:00:06.0"].driver_data.serial() == "pci-disk"
+
+
+def test_cat_of_an_endless_stream_ends_cleanly_when_the_reader_goes(tmp_path):
+    """``virtcore run lab.toml --cat hwrng0 | head -c 16``: the reader closing the pipe is a
+    normal end of ``--cat`` (exit 0, nothing on stderr), so the recipe works under
+    ``set -o pipefail``."""
+    machine = tmp_path / "rng.toml"
+    machine.write_text('name = "rng"\n[pci]\n[[pci.devices]]\nslot = "00:05.0"\n'
+                       'model = "virtio-entropy"\nargs = { seed = 7 }\n')
+    proc = subprocess.Popen([sys.executable, "-m", "virtcore", "run", str(machine), "--cat",
+                             "hwrng0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with proc:
+        try:
+            first = proc.stdout.read(16)
+            proc.stdout.close()
+            assert proc.wait(timeout=60) == 0
+        finally:
+            proc.kill()
+        assert len(first) == 16
+        assert proc.stderr.read() == b""

@@ -6,8 +6,6 @@ virtio-pci and virtio-mmio transports with their drivers, and the ``virtio`` bus
 
 from __future__ import annotations
 
-from virtcore import virtio_modalias  # the core's; re-exported as before
-
 # -- queues and device models (branch i9a) ---------------------------------------------------
 from . import _features as features
 from . import _ring as ring
@@ -41,6 +39,19 @@ from ._rng_driver import VirtioRngDriver
 from ._transports import VirtioTransports
 from ._virtio_device import RequestTimeoutError, VirtioDevice
 
+# isort: split
+# -- vhost-user back-end (branch i10) ----------------------------------------------------------
+from ._vhost_user import (
+    SessionEnd,
+    SessionResult,
+    VhostUserBackend,
+    VhostUserError,
+    VhostUserProtocolError,
+    VhostUserRequestError,
+    VhostUserServer,
+    vhost_user_main,
+)
+
 __all__: list[str] = [
     "BlkDisk",
     "ConsolePort",
@@ -49,7 +60,14 @@ __all__: list[str] = [
     "DriverQueue",
     "QueueFullError",
     "RequestTimeoutError",
+    "SessionEnd",
+    "SessionResult",
     "UsedBuffer",
+    "VhostUserBackend",
+    "VhostUserError",
+    "VhostUserProtocolError",
+    "VhostUserRequestError",
+    "VhostUserServer",
     "VirtioBlk",
     "VirtioBlkDriver",
     "VirtioBus",
@@ -74,7 +92,7 @@ __all__: list[str] = [
     "remove_virtio_device",
     "ring",
     "status",
+    "vhost_user_main",
     "virtio_compatible",
-    "virtio_modalias",
     "virtio_pci_spec",
 ]

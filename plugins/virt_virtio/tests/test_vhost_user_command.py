@@ -1,0 +1,140 @@
+"""``virtcore vhost-user``: the command virt_virtio contributes through its manifest."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "virtcore", "vhost-user", *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no socket"
+        time.sleep(0.05)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "virtcore", "vhost-user", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_serves_one_front_end_and_exits_0_on_clean_disconnect(tmp_path: Path) -> None:
+    sock_path = tmp_path / "rng.sock"
+    proc = _start("--socket", str(sock_path), "--model", "virtio-rng", "--arg", "seed=3")
+    _wait_for(sock_path, proc)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock_path))
+        s.sendall(struct.pack("=III", 1, 1, 0))  # GET_FEATURES
+        request, flags, size = struct.unpack("=III", s.recv(12))
+        assert (request, flags, size) == (1, 0x5, 8)
+        assert struct.unpack("=Q", s.recv(8))[0] >> 32 & 1  # VERSION_1
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"serving virtio-entropy on {sock_path}" in err
+    assert err.rstrip().endswith("virtcore vhost-user: front-end disconnected")
+    assert not sock_path.exists()
+
+
+def test_sigterm_while_waiting_exits_0_and_removes_socket(tmp_path: Path) -> None:
+    sock_path = tmp_path / "blk.sock"
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4096))
+    proc = _start("--socket", str(sock_path), "--model", "virtio-blk", "--arg", f"image={image}")
+    _wait_for(sock_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "stopped before a front-end connected" in err
+    assert not sock_path.exists()
+
+
+def test_stale_socket_is_replaced(tmp_path: Path) -> None:
+    sock_path = tmp_path / "s.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock_path))
+    stale.close()  # the file stays, nobody listens
+    proc = _start("--socket", str(sock_path), "--model", "virtio-rng")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock_path))
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--model", "nope"], "model 'nope': no device model named 'nope'"),
+    (["--model", "virtio-rng", "--arg", "bogus"], "--arg 'bogus': expected KEY=VALUE"),
+    (["--model", "virtio-rng", "--arg", "colour=red"], "unknown argument(s) colour"),
+    (["--model", "virtio-blk", "--arg", "image=/nonexistent/disk.img"],
+     "No such file or directory"),
+    (["--model", "virt_pipe"], "is not a virtio device model"),
+])
+def test_bad_model_or_args_are_one_line_errors(tmp_path: Path, args: list[str],
+                                               words: str) -> None:
+    proc = _run("--socket", str(tmp_path / "x.sock"), *args)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("virtcore vhost-user: error: ")
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.sock").exists()
+
+
+def test_refuses_to_replace_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "notasocket"
+    target.write_text("keep me")
+    proc = _run("--socket", str(target), "--model", "virtio-rng")
+    assert proc.returncode == 1
+    assert "exists and is not a socket" in proc.stderr
+    assert target.read_text() == "keep me"
+
+
+def test_help_comes_from_the_plugin() -> None:
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert "vhost-user" in proc.stdout
+    proc = _run("--help")
+    assert proc.returncode == 0 and "--socket PATH" in proc.stdout
+
+
+def test_server_stop_ends_a_running_session(tmp_path: Path) -> None:
+    """VhostUserServer.stop() (what SIGTERM calls) ends a session in progress cleanly."""
+    import threading
+
+    from virt_virtio import SessionEnd, VhostUserServer, VirtioEntropy
+
+    server = VhostUserServer(tmp_path / "s.sock")
+    results = []
+    model = VirtioEntropy(seed=1)
+    thread = threading.Thread(target=lambda: results.append(server.serve(model)))
+    thread.start()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(tmp_path / "s.sock"))
+        s.sendall(struct.pack("=III", 17, 1, 0))  # GET_QUEUE_NUM: the session is running
+        assert struct.unpack("=IIIQ", s.recv(20))[3] == 1
+        server.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert s.recv(1) == b""  # the back-end closed its end
+    (result,) = results
+    assert result.end is SessionEnd.STOPPED and result.exit_status == 0
+    assert not (tmp_path / "s.sock").exists()
+    model.close()

@@ -1,0 +1,271 @@
+"""Listening on a Unix socket for one front-end, and the ``virtcore vhost-user`` command."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from virtcore import Machine, VirtcoreError
+
+from .._model import VirtioDeviceModel
+from ._backend import SessionEnd, SessionResult, VhostUserBackend
+from ._errors import VhostUserError
+
+log = logging.getLogger("virt_virtio.vhost_user")
+
+MODEL_ALIASES: Mapping[str, str] = {"virtio-rng": "virtio-entropy"}
+"""Other names the command accepts for a model (QEMU calls the entropy device ``rng``)."""
+
+_SUN_PATH_MAX = 107
+
+
+class VhostUserServer:
+    """A listening Unix socket at ``path`` that serves one front-end connection.
+
+    The socket is bound under a temporary name in the same folder and renamed into place once
+    it listens, so a front-end that sees ``path`` can connect at once.  A stale socket left at
+    ``path`` by a dead server is replaced; anything else there is refused.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._backend: VhostUserBackend | None = None
+        self._stopped = threading.Event()
+        self.listener = self._listen()
+
+    def _listen(self) -> socket.socket:
+        path = self.path
+        if len(os.fsencode(path)) > _SUN_PATH_MAX:
+            raise VhostUserError(f"socket path {str(path)!r} is longer than {_SUN_PATH_MAX} "
+                                 "bytes (the AF_UNIX limit)")
+        self._clear_stale(path)
+        temp = path.parent / f".{path.name[:40]}.{os.getpid()}.tmp"
+        if len(os.fsencode(temp)) > _SUN_PATH_MAX:
+            temp = path.parent / f".vhu{os.getpid()}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if temp.exists() or temp.is_symlink():
+                temp.unlink()
+            sock.bind(str(temp))
+            sock.listen(1)
+            os.rename(temp, path)
+        except OSError as exc:
+            sock.close()
+            try:
+                temp.unlink()
+            except OSError:
+                pass
+            raise VhostUserError(f"cannot listen on {str(path)!r}: "
+                                 f"{exc.strerror or exc}") from None
+        return sock
+
+    @staticmethod
+    def _clear_stale(path: Path) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise VhostUserError(f"{str(path)!r}: {exc.strerror}") from None
+        if not stat.S_ISSOCK(mode):
+            raise VhostUserError(f"{str(path)!r} exists and is not a socket; refusing to "
+                                 "replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                raise VhostUserError(f"{str(path)!r}: {exc.strerror}") from None
+            path.unlink(missing_ok=True)  # nobody listens: a stale socket
+            return
+        finally:
+            probe.close()
+        raise VhostUserError(f"{str(path)!r} is in use: another server listens there")
+
+    def accept(self) -> socket.socket | None:
+        """Wait for the front-end; ``None`` if :meth:`stop` came first."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.listener, selectors.EVENT_READ, "accept")
+            sel.register(self._wake_r, selectors.EVENT_READ, "stop")
+            while True:
+                for key, _ in sel.select():
+                    if key.data == "stop":
+                        return None
+                    try:
+                        conn, _ = self.listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    self.listener.close()  # one front-end per server
+                    return conn
+
+    def serve(self, model: VirtioDeviceModel, *, stall_timeout: float = 5.0) -> SessionResult:
+        """Accept one front-end and serve ``model`` to it until the session ends."""
+        try:
+            conn = self.accept()
+            if conn is None or self._stopped.is_set():
+                if conn is not None:
+                    conn.close()
+                return SessionResult(SessionEnd.STOPPED, "stopped before a front-end connected")
+            conn.setblocking(True)
+            self._backend = VhostUserBackend(model, conn, label=str(self.path),
+                                             stall_timeout=stall_timeout)
+            if self._stopped.is_set():  # stop() ran between accept and here
+                self._backend.stop()
+            return self._backend.serve()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """End :meth:`serve` soon (safe from signal handlers and other threads)."""
+        self._stopped.set()
+        backend = self._backend
+        if backend is not None:
+            backend.stop()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file; idempotent."""
+        if self.listener.fileno() >= 0:
+            self.listener.close()
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except OSError:
+            pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+
+def create_model(name: str, args: Mapping[str, Any],
+                 base_dir: Path | None = None) -> VirtioDeviceModel:
+    """Build installed model ``name`` (or an alias) from its manifest declaration.
+
+    :raises VhostUserError: unknown name, a model that is not a virtio model, or bad args.
+    """
+    wanted = MODEL_ALIASES.get(name, name)
+    machine = Machine("vhost-user")
+    try:
+        try:
+            model = machine.create_model(wanted, args, base_dir=base_dir)
+        except LookupError as exc:
+            message = str(exc.args[0]) if exc.args else str(exc)
+            raise VhostUserError(f"model {name!r}: {message}") from None
+        except (TypeError, ValueError, OSError) as exc:
+            raise VhostUserError(f"model {name!r}: {exc}") from None
+        if not isinstance(model, VirtioDeviceModel):
+            model.close()
+            virtio = [n for n in machine.model_names() if n.startswith("virtio")]
+            raise VhostUserError(f"model {name!r} is not a virtio device model (virtio models: "
+                                 f"{', '.join(virtio) or 'none'})")
+        machine.models.remove(model)
+        return model
+    finally:
+        machine.close()
+
+
+def parse_args_list(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings to a mapping; :class:`VhostUserError` for a malformed one."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise VhostUserError(f"--arg {item!r}: expected KEY=VALUE")
+        if key.strip() in out:
+            raise VhostUserError(f"--arg {key.strip()!r} given twice")
+        out[key.strip()] = value
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="virtcore vhost-user",
+        description="Serve a virtio device model to a vhost-user front-end (QEMU) on a Unix "
+                    "socket: one connection, then exit (0 when the front-end disconnects "
+                    "cleanly).")
+    p.add_argument("--socket", required=True, metavar="PATH",
+                   help="Unix socket to listen on (QEMU: -chardev socket,path=PATH)")
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help="virtio-rng (= virtio-entropy), virtio-blk, or any installed virtio "
+                        "model")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="model argument, repeatable: source=FILE or seed=N (rng), "
+                        "image=FILE, readonly=true (blk)")
+    p.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="longest wait for the rest of a message once it started (default 5)")
+    return p
+
+
+def vhost_user_main(argv: Sequence[str]) -> int:
+    """``virtcore vhost-user``: the plugin command declared in virt_virtio's manifest."""
+    args = _parser().parse_args(list(argv))
+    err = sys.stderr
+    if args.stall_timeout <= 0:
+        err.write("virtcore vhost-user: error: --stall-timeout must be positive\n")
+        return 2
+    try:
+        model = create_model(args.model, parse_args_list(args.arg), Path.cwd())
+    except VhostUserError as exc:
+        err.write(f"virtcore vhost-user: error: {exc}\n")
+        return 1
+    try:
+        try:
+            server = VhostUserServer(args.socket)
+        except VirtcoreError as exc:
+            err.write(f"virtcore vhost-user: error: {exc}\n")
+            return 1
+        previous = _install_signals(server.stop)
+        try:
+            err.write(f"virtcore vhost-user: serving {model.name} on {args.socket}\n")
+            err.flush()
+            result = server.serve(model, stall_timeout=args.stall_timeout)
+        finally:
+            _restore_signals(previous)
+    finally:
+        model.close()
+    prefix = "virtcore vhost-user: " if result.exit_status == 0 else \
+        "virtcore vhost-user: error: "
+    err.write(f"{prefix}{result.message}\n")
+    return result.exit_status
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _install_signals(stop: Callable[[], None]) -> dict[int, _Handler]:
+    previous: dict[int, _Handler] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: the caller handles signals
+            break
+    return previous
+
+
+def _restore_signals(previous: dict[int, _Handler]) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
