@@ -15,7 +15,7 @@ def test_public_names_are_pinned() -> None:
         "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
         "MatchReport", "MemoryRegion", "MiscDevice", "MiscDeviceError", "MiscFile",
-        "ModaliasTarget", "Op", "PluginError", "PluginLoadError", "PluginRecord",
+        "ModaliasTarget", "Op", "Port", "PluginError", "PluginLoadError", "PluginRecord",
         "PluginStatus", "QueueModel", "StreamModel", "TransferError", "TransferTimeoutError",
         "Transport", "VirtcoreError", "__version__", "discover", "hookimpl", "of_modalias",
         "parse_manifest", "parse_modalias", "pci_modalias", "read_manifest",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
-log = logging.getLogger("virtcore.irq")
+from ._log import get_logger
 
-IrqHandler = Callable[[int, Any], object]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger("virtcore.irq")
+
+IrqHandler = Callable[[int, object], object]
 """``handler(irq, dev_id)``: called on the raising thread; must not block."""
 
 
