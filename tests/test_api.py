@@ -12,13 +12,15 @@ def test_public_names_are_pinned() -> None:
         "DeviceError", "DeviceIds", "DeviceModel", "DeviceRemovedError", "DeviceStatus",
         "Driver", "DriverError", "DriverSlot", "FileOperations", "GuestMemory", "GuestMemoryError",
         "IdEntry", "IdTableError",
-        "IrqController", "LoopbackTransport", "MODEL_EOF", "MODEL_READABLE", "MODEL_WRITABLE",
+        "IrqController", "LoopbackTransport", "MAX_TOML_SIZE", "MODEL_EOF", "MODEL_READABLE",
+        "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
         "MatchReport", "MemoryRegion", "MiscDevice", "MiscDeviceError", "MiscFile",
         "ModaliasTarget", "Op", "PluginError", "PluginLoadError", "PluginRecord",
         "PluginStatus", "QueueModel", "StreamModel", "TransferError", "TransferTimeoutError",
-        "Transport", "VirtcoreError", "__version__", "discover", "hookimpl", "of_modalias",
-        "parse_manifest", "parse_modalias", "pci_modalias", "read_manifest",
+        "Transport", "VirtcoreError", "__version__", "check_regular_file", "discover", "hookimpl",
+        "of_modalias",
+        "parse_manifest", "parse_modalias", "pci_modalias", "read_bounded", "read_manifest",
         "register_modalias_parser", "virtio_modalias",
     }
     for name in virtcore.__all__:

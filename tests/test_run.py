@@ -96,7 +96,7 @@ def test_unknown_file_type_and_missing_file(tmp_path: Path) -> None:
     machine = Machine(plugins=["virtcore"])
     with pytest.raises(MachineFileError, match="unknown machine file type '.yaml'"):
         machine.load(tmp_path / "m.yaml")
-    with pytest.raises(MachineFileError, match="cannot read"):
+    with pytest.raises(MachineFileError, match="no such file"):
         machine.load(tmp_path / "missing.toml")
 
 

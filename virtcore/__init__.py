@@ -26,6 +26,7 @@ from ._errors import (
     TransferTimeoutError,
     VirtcoreError,
 )
+from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemory, GuestMemoryError, MemoryRegion
 from ._hookspecs import hookimpl
 from ._ids import ANY, DeviceIds, IdEntry
@@ -72,6 +73,7 @@ __all__ = [
     "IdTableError",
     "IrqController",
     "LoopbackTransport",
+    "MAX_TOML_SIZE",
     "MODEL_EOF",
     "MODEL_READABLE",
     "MODEL_WRITABLE",
@@ -99,12 +101,14 @@ __all__ = [
     "Transport",
     "VirtcoreError",
     "__version__",
+    "check_regular_file",
     "discover",
     "hookimpl",
     "of_modalias",
     "parse_manifest",
     "parse_modalias",
     "pci_modalias",
+    "read_bounded",
     "read_manifest",
     "register_modalias_parser",
     "virtio_modalias",

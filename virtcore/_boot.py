@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._device import Device
 from ._errors import DeviceError, MachineFileError, PluginError
+from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemoryError, memory_from_section
 from ._machine_file import MachineContext
 from ._toml import TOMLError, loads
@@ -29,10 +30,8 @@ MEMORY_SECTION = "memory"
 
 def read_description(path: str | Path) -> dict[str, Any]:
     """Parse a TOML machine description, naming the file on error."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise MachineFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    data = read_bounded(path, MAX_TOML_SIZE, lambda why: MachineFileError(why, path=path),
+                        what="a machine description")
     try:
         return loads(data.decode("utf-8"))
     except (UnicodeDecodeError, TOMLError) as exc:
@@ -63,8 +62,7 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
             if from_file is None:
                 raise MachineFileError(f"transport {decl.name!r} declares {suffix} files but "
                                        "has no from_file()", path=path)
-            if not path.is_file():
-                raise MachineFileError("no such file", path=path)
+            check_regular_file(path, None, lambda why: MachineFileError(why, path=path))
             first_model = len(machine.models)
             transport = from_file(path, context)
             machine.name = path.stem

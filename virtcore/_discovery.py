@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from . import _cache
 from ._errors import ManifestError
+from ._files import MAX_TOML_SIZE, read_bounded
 from ._manifest import API_VERSIONS, Manifest, read_manifest
 
 log = logging.getLogger("virtcore.discovery")
@@ -143,11 +144,10 @@ def scan_entry_points(
             if key in seen:
                 continue
             seen.add(key)
-            try:
-                with open(os.path.join(folder, dirname, "entry_points.txt"),
-                          encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError:
+            try:  # bounded: one hostile distribution must not stop discovery
+                text = read_bounded(os.path.join(folder, dirname, "entry_points.txt"),
+                                    MAX_TOML_SIZE, ValueError).decode("utf-8")
+            except ValueError:  # unreadable, not a regular file, too big, not UTF-8
                 continue
             if marker not in text:
                 continue
@@ -173,7 +173,7 @@ def locate_manifest(value: str, location: str | None) -> Path:
             "(finding a subpackage would import its parents)")
     if location is not None:
         candidate = Path(location, package, resource)
-        if candidate.is_file():
+        if candidate.exists():  # read_manifest says if it is not a regular file
             return candidate
     try:
         spec = importlib.util.find_spec(package)
@@ -183,7 +183,7 @@ def locate_manifest(value: str, location: str | None) -> Path:
         raise ManifestError(f"package {package!r} is not installed (entry point {value!r})")
     for folder in spec.submodule_search_locations:
         candidate = Path(folder, resource)
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
     raise ManifestError(f"package {package!r} has no file {resource!r}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._errors import IdTableError, ManifestError
+from ._files import MAX_TOML_SIZE, read_bounded
 from ._ids import IdEntry, entry_from_mapping
 from ._toml import TOMLError, loads
 
@@ -335,9 +336,7 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
 
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
-                            plugin=plugin) from None
+    data = read_bounded(path, MAX_TOML_SIZE,
+                        lambda why: ManifestError(why, path=path, plugin=plugin),
+                        what="a manifest")
     return parse_manifest(data, path, plugin=plugin)

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from ._dtb import DEFAULT_MAX_DEPTH, parse_dtb, read_dtb
+from virtcore import check_regular_file
+
+from ._dtb import DEFAULT_MAX_DEPTH, MAX_DTB_SIZE, parse_dtb, read_dtb
 from ._errors import DtsError
 from ._tree import DeviceTree
 
@@ -54,8 +56,8 @@ def compile_dts(
     if exe is None:
         raise DtsError(f"cannot compile a .dts file: 'dtc' was not found on PATH; {INSTALL_HINT}",
                        path=source)
-    if not source.is_file():
-        raise DtsError("no such file", path=source)
+    check_regular_file(source, MAX_DTB_SIZE, lambda why: DtsError(why, path=source),
+               what="a device-tree source")
     command = [exe, "-I", "dts", "-O", "dtb", "-o", "-"]
     if symbols:
         command.append("-@")
