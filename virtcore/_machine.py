@@ -34,6 +34,7 @@ from ._errors import (
     IdTableError,
     PluginError,
     PluginLoadError,
+    VirtcoreError,
 )
 from ._guestmem import DEFAULT_BASE, DEFAULT_SIZE, GuestMemory, GuestMemoryError
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
@@ -791,6 +792,10 @@ class Machine:
     def model_names(self) -> list[str]:
         return sorted(self._model_decls)
 
+    def model_decl(self, name: str) -> ModelDecl | None:
+        """The manifest declaration of device model ``name`` (``None`` if unknown)."""
+        return self._model_decls.get(name)
+
     def create_model(
         self, name: str, args: Mapping[str, Any] | None = None, *, base_dir: Path | None = None
     ) -> DeviceModel:
@@ -807,7 +812,16 @@ class Machine:
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
-        model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        try:
+            model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        except (TypeError, ValueError, LookupError, OSError, VirtcoreError):
+            raise  # what from_args documents for bad arguments: the caller names the key
+        except Exception as exc:  # a bug in the plugin: named, never a traceback
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args raised "
+                              f"{type(exc).__name__}: {exc}", plugin=decl.plugin) from exc
+        if not isinstance(model, DeviceModel):
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args returned "
+                              f"{type(model).__name__}, not a DeviceModel", plugin=decl.plugin)
         with self._lock:
             self.models.append(model)
         return model

@@ -202,6 +202,12 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     rows = []
     try:
         devices = list(transport.enumerate())
+    except VirtcoreError:
+        raise
+    except Exception as exc:  # a bug in the plugin: one line naming it, never a traceback
+        decl = machine.transport_decls()["pci-host"]
+        raise VirtcoreError(f"transport 'pci-host' (plugin {decl.plugin!r}) failed in "
+                            f"enumerate: {type(exc).__name__}: {exc}") from None
     finally:
         transport.close()
     for device in devices:
