@@ -173,7 +173,7 @@ def test_match_modalias_ranks_as_the_equivalent_options(
     (["--modalias", "pci:v00012345d00005678sv00000000sd00000000bc00sc00i00"],
      "vendor 0x12345 is outside 16 bits"),
     (["--modalias", "of:NfooT(null)"], "has no compatible string"),
-    (["--modalias", "of:NfooT(null)Cacme,aCCacme,b"], "compatible must not be empty"),
+    (["--modalias", "of:NfooT(null)C"], "compatible must not be empty"),
     (["--modalias", "of:NserialT(null)Cns16550a", "--id", "1:2"],
      "--modalias describes the whole device: give it alone"),
 ])
