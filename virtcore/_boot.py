@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
+from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, not_loaded
 from ._errors import DeviceError, MachineFileError, PluginError, VirtcoreError
 from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemoryError, memory_from_section
@@ -78,11 +79,27 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
             machine.name = path.stem
             return _boot(machine, [(context.section, transport, decl, context)],
                          {"name": path.stem, "source": str(path)}, first_model, path)
+    hidden = _hidden_reader(machine, lambda t: suffix in t.file_types)
+    if hidden:
+        raise MachineFileError(f"{suffix} files are read by {hidden}", path=path)
     known = sorted({".toml", *(t for d in machine.transport_decls().values()
                                for t in d.file_types)})
     raise MachineFileError(
         f"unknown machine file type {suffix or '(none)'!r}; installed transports read "
         f"{', '.join(known)}", path=path)
+
+
+def _hidden_reader(machine: Machine, reads: Callable[[TransportDecl], bool]) -> str:
+    """``"transport 'pci' of plugin 'virt_pci', installed but not loaded: ..."`` when a
+    plugin autoload kept out declares a transport that ``reads``; else ``""``."""
+    hidden = not_loaded(machine.catalog)
+    for record in hidden:
+        for decl in record.manifest.transports if record.manifest else ():
+            if reads(decl):
+                return (f"transport {decl.name!r} of plugin {record.name!r}, which is "
+                        f"installed but not loaded because autoload is off "
+                        f"({ENV_NO_AUTOLOAD}; name it in {ENV_PLUGINS})")
+    return ""
 
 
 def _plugin_call(
@@ -166,6 +183,9 @@ def _section_decl(
             f"{', '.join(TOP_KEYS)}, and every other entry is a [section] table",
             path=path, key=str(section))
     if decl is None:
+        hidden = _hidden_reader(machine, lambda t: t.machine_section == section)
+        if hidden:
+            raise MachineFileError(f"it is read by {hidden}", path=path, section=section)
         known = sorted(d.machine_section for d in machine.transport_decls().values()
                        if d.machine_section)
         raise MachineFileError(

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ._check import check_installed, check_path
 from ._commands import add_plugin_commands
-from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, discover
+from ._discovery import discover, not_loaded, not_loaded_note
 from ._errors import VirtcoreError
 from ._ids import CLASS_MAX, DeviceIds, check_compatible, parse_id_pair
 from ._machine import Machine
@@ -29,8 +29,7 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _dump([r.to_dict() for r in records], out)
         return 0
-    hidden = [] if args.all else [
-        n for n in discover(autoload=True).plugins if n not in catalog.plugins]
+    hidden = [] if args.all else not_loaded(catalog)
     if not records and not hidden:
         out.write("no plugins installed (entry-point group 'virtcore.manifest')\n")
         return 0
@@ -43,9 +42,7 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
                 if names:
                     out.write(f"    {kind}: {', '.join(names)}\n")
     if hidden:
-        out.write(f"{len(hidden)} installed plugin(s) not loaded because autoload is off "
-                  f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}, or use --all): "
-                  f"{', '.join(hidden)}\n")
+        out.write(not_loaded_note(hidden, ", or use --all") + "\n")
     return 0
 
 
@@ -56,7 +53,8 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
         _dump([s.to_dict() for s in slots], out)
         return 0
     if not slots:
-        out.write("no drivers installed\n")
+        hidden = not_loaded_note(not_loaded(machine.catalog))
+        out.write(f"no drivers loaded: {hidden}\n" if hidden else "no drivers installed\n")
     for s in slots:
         prio = f", priority {s.priority}" if s.priority else ""
         out.write(f"{s.name} (plugin {s.plugin}, {s.python_name}{prio})\n")
@@ -149,6 +147,10 @@ def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {i}. {m.driver} (plugin {m.plugin}) {verdict}: {m.reason}\n")
     for note in report.notes:
         out.write(f"  note: {note}\n")
+    if winner is None:
+        hidden = not_loaded_note(not_loaded(machine.catalog))
+        if hidden:
+            out.write(f"  note: {hidden}\n")
     return 0
 
 

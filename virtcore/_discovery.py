@@ -355,3 +355,21 @@ def _catalog_of(records: list[PluginRecord]) -> Catalog:
         catalog.plugins[key] = record
     catalog.plugins = dict(sorted(catalog.plugins.items()))
     return catalog
+
+
+def not_loaded(catalog: Catalog) -> list[PluginRecord]:
+    """Installed plugins that ``catalog`` does not hold: those autoload being off
+    (``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD``, or ``only=``) kept out.  Empty when every
+    installed plugin is in it."""
+    everything = discover(autoload=True)
+    return [r for key, r in everything.plugins.items() if key not in catalog.plugins]
+
+
+def not_loaded_note(records: Sequence[PluginRecord], hint: str = "") -> str:
+    """One sentence naming plugins :func:`not_loaded` found (``""`` for none); ``hint``
+    adds a way round, such as ``", or use --all"``."""
+    if not records:
+        return ""
+    return (f"{len(records)} installed plugin(s) not loaded because autoload is off "
+            f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}{hint}): "
+            f"{', '.join(r.name for r in records)}")

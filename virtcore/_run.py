@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TextIO
 
 from ._cli import unusable_summary, warn_unusable
 from ._device import Device, DeviceStatus
+from ._discovery import not_loaded, not_loaded_note
 from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
 from ._machine import Machine
 from ._model import DeviceModel, StreamModel
@@ -278,6 +279,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         missing = [p for p in DEMO_PLUGINS if p not in machine.catalog.plugins
                    or machine.catalog.plugins[p].status.value != "ok"]
         if missing:
+            hidden = [r for r in not_loaded(machine.catalog) if r.name in missing]
+            if hidden:  # installed: say why they are not here, not how to install them
+                sys.stderr.write(f"virtcore run: error: the demo machine needs the plugins "
+                                 f"{', '.join(DEMO_PLUGINS)}; {not_loaded_note(hidden)}\n")
+                return 1
             sys.stderr.write(
                 "virtcore run: the demo machine needs the plugins "
                 f"{', '.join(DEMO_PLUGINS)}; missing or not loadable: {', '.join(missing)}\n"
