@@ -11,7 +11,7 @@ def test_public_names_are_pinned() -> None:
         "ANY", "API_VERSION", "Catalog", "DeclineProbe", "DeferProbe", "Device",
         "DeviceError", "DeviceIds", "DeviceModel", "DeviceRemovedError", "DeviceStatus",
         "Driver", "DriverError", "DriverSlot", "FileOperations", "GuestMemory", "GuestMemoryError",
-        "IdEntry", "IdTableError",
+        "IRQ_MAX", "IdEntry", "IdTableError", "InvalidDeviceError",
         "IrqController", "LoopbackTransport", "MAX_TOML_SIZE", "MODEL_EOF", "MODEL_READABLE",
         "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",

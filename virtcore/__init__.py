@@ -17,6 +17,7 @@ from ._errors import (
     DeviceRemovedError,
     DriverError,
     IdTableError,
+    InvalidDeviceError,
     MachineFileError,
     ManifestError,
     MiscDeviceError,
@@ -30,7 +31,7 @@ from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemory, GuestMemoryError, MemoryRegion
 from ._hookspecs import hookimpl
 from ._ids import ANY, DeviceIds, IdEntry
-from ._irq import IrqController
+from ._irq import IRQ_MAX, IrqController
 from ._loopback import LoopbackTransport, QueueModel
 from ._machine import DriverSlot, Machine, MatchReport
 from ._machine_file import MachineContext
@@ -69,8 +70,10 @@ __all__ = [
     "FileOperations",
     "GuestMemory",
     "GuestMemoryError",
+    "IRQ_MAX",
     "IdEntry",
     "IdTableError",
+    "InvalidDeviceError",
     "IrqController",
     "LoopbackTransport",
     "MAX_TOML_SIZE",

@@ -90,11 +90,10 @@ class DeviceIds:
     class_: int | None = None
 
     def __post_init__(self) -> None:
-        check_id(self.vendor, "vendor")
-        check_id(self.device, "device")
-        check_id(self.subvendor, "subvendor")
-        check_id(self.subdevice, "subdevice")
-        check_class(self.class_)
+        """:raises IdTableError: (a ``ValueError``) naming the field out of range."""
+        for name in ("vendor", "device", "subvendor", "subdevice"):
+            _checked(check_id, getattr(self, name), name, self)
+        _checked(check_class, self.class_, "class", self)
 
     def __str__(self) -> str:
         text = f"{self.vendor:04x}:{self.device:04x}"
@@ -103,6 +102,13 @@ class DeviceIds:
         if self.class_ is not None:
             text += f" class {self.class_:06x}"
         return text
+
+
+def _checked(check: Any, value: object, name: str, entry: object) -> None:
+    try:
+        check(value, name)
+    except ValueError as exc:
+        raise IdTableError(str(exc), key=name, entry=entry) from None
 
 
 def _hex4(value: int | None) -> str:
@@ -130,24 +136,28 @@ class IdEntry:
     override_only: bool = False
 
     def __post_init__(self) -> None:
+        """:raises IdTableError: (a ``ValueError``) naming the field at fault."""
         if self.class_mask is _MASK_NOT_GIVEN:  # not given: a class means the exact class
             object.__setattr__(self, "class_mask", CLASS_MAX if self.class_ is not None else 0)
         for name in ("vendor", "device", "subvendor", "subdevice"):
-            check_id(getattr(self, name), name)
-        check_class(self.class_)
-        check_class(self.class_mask, "class-mask")
+            _checked(check_id, getattr(self, name), name, self)
+        _checked(check_class, self.class_, "class", self)
+        _checked(check_class, self.class_mask, "class-mask", self)
+        if not isinstance(self.override_only, bool):
+            raise IdTableError(f"override-only must be true or false, not "
+                               f"{self.override_only!r}", key="override-only", entry=self)
         if self.compatible is not None:
-            check_compatible(self.compatible)
+            _checked(lambda v, _n: check_compatible(v), self.compatible, "compatible", self)
             if self.is_numeric_constrained():
-                raise ValueError(
-                    "an entry holds either a compatible string or numeric IDs, not both")
+                raise IdTableError(
+                    "an entry holds either a compatible string or numeric IDs, not both",
+                    key="compatible", entry=self)
         elif not self.is_numeric_constrained() and not self.override_only:
-            raise ValueError(
+            raise IdTableError(
                 "entry matches every device: give a compatible string, at least one ID, "
-                "or a class (or mark it override-only)"
-            )
+                "or a class (or mark it override-only)", entry=self)
         if self.class_mask and self.class_ is None:
-            raise ValueError("class-mask given without class")
+            raise IdTableError("class-mask given without class", key="class-mask", entry=self)
 
     def is_numeric_constrained(self) -> bool:
         return (
@@ -258,8 +268,8 @@ def entry_from_mapping(
             subdevice=raw.get("subdevice"), class_=class_, class_mask=mask,
             compatible=raw.get("compatible"), data=raw.get("data"), override_only=override_only,
         )
-    except ValueError as exc:
-        raise IdTableError(str(exc), path=path, key=key, plugin=plugin, entry=raw) from None
+    except IdTableError as exc:  # the entry's field: the message names it already
+        raise IdTableError(exc.reason, path=path, key=key, plugin=plugin, entry=raw) from None
 
 
 def parse_id_pair(

@@ -40,7 +40,15 @@ from ._guestmem import DEFAULT_BASE, DEFAULT_SIZE, GuestMemory, GuestMemoryError
 from ._ids import DeviceIds, IdEntry, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
-from ._manifest import NAME_RE, HookDecl, Manifest, ModelDecl, TransportDecl
+from ._manifest import (
+    NAME_RE,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    HookDecl,
+    Manifest,
+    ModelDecl,
+    TransportDecl,
+)
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
@@ -128,6 +136,8 @@ class Machine:
         plugins: Iterable[str] | None = None,
         block: Iterable[str] = (),
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a machine's name must be a non-empty string, not {name!r:.60}")
         self.name = name
         self._lock = threading.RLock()
         found = catalog if catalog is not None else discover(
@@ -269,17 +279,30 @@ class Machine:
 
         :param id_table: entries (``IdEntry`` or manifest-style tables); default
             ``driver.id_table``.
-        :raises DriverError: if the name is invalid or already registered.
+        :param priority: from :data:`PRIORITY_MIN` to :data:`PRIORITY_MAX`, as in a manifest.
+        :raises DriverError: if ``driver`` is not a :class:`Driver` (or subclass), its name
+            is invalid or already registered, ``priority`` is out of range, or ``id_table``
+            is not an iterable of entries.
         :raises IdTableError: if an entry is invalid.
         """
-        instance = driver() if isinstance(driver, type) else driver
+        if isinstance(driver, type) and issubclass(driver, Driver):
+            instance = driver()
+        elif isinstance(driver, Driver):
+            instance = driver
+        else:
+            raise DriverError(f"expected a Driver instance or subclass, not {driver!r:.60}")
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise DriverError(f"invalid driver name {name!r}", driver=str(name))
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise DriverError(f"priority must be an integer, not {priority!r}", driver=name)
+            raise DriverError(f"invalid driver name {name!r:.60}", driver=str(name)[:60])
+        if isinstance(priority, bool) or not isinstance(priority, int) or not (
+                PRIORITY_MIN <= priority <= PRIORITY_MAX):
+            raise DriverError(f"priority must be an integer from {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}, not {priority!r:.60}", driver=name)
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table
+        if isinstance(raw_table, (str, bytes, Mapping)) or not isinstance(raw_table, Iterable):
+            raise DriverError(f"id_table must be a list of IdEntry or tables, not "
+                              f"{raw_table!r:.60}", driver=name)
         for i, raw in enumerate(raw_table):
             if isinstance(raw, IdEntry):
                 table.append(raw)

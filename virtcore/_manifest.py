@@ -47,6 +47,10 @@ _TRANSPORT_KEYS: Final = {
 _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
 _COMMAND_KEYS: Final = {"name", "python-name", "description"}
+PRIORITY_MIN: Final = -(1 << 31)
+PRIORITY_MAX: Final = (1 << 31) - 1
+"""A driver's ``priority`` range (a 32-bit signed integer), in manifests and in
+``Machine.register_driver``."""
 COMMAND_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 
@@ -234,6 +238,9 @@ def validate_manifest(
         pyname = reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
                                what="'module:attribute'")
         priority = reader.integer(table, "priority", key, 0)
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise reader.fail(f"priority {priority} is outside {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}", f"{key}.priority")
         ids: list[IdEntry] = []
         for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
             try:
