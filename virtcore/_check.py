@@ -17,7 +17,7 @@ from ._driver import Driver
 from ._errors import ManifestError, PluginLoadError
 from ._files import MAX_TOML_SIZE, read_bounded
 from ._loader import check_kind, import_python_name
-from ._manifest import Manifest, read_manifest
+from ._manifest import Manifest, incompatible_reason, read_manifest
 from ._model import DeviceModel
 from ._toml import TOMLError, loads
 from ._transport import Transport
@@ -180,6 +180,11 @@ def check_path(path: str | Path) -> CheckResult:
             result.problems.append(str(exc))
             continue
         result.checked.append(manifest.name)
+        incompatible = incompatible_reason(manifest)
+        if incompatible is not None:  # as discovery would find it once installed
+            result.problems.append(f"{manifest.path}: key 'api-version': {incompatible} "
+                                   "(incompatible)")
+            continue
         sys.path.insert(0, str(import_root))
         try:
             result.problems.extend(check_imports(manifest))

@@ -34,7 +34,7 @@ from typing import Any, Final
 from . import _cache
 from ._errors import ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded
-from ._manifest import API_VERSIONS, Manifest, read_manifest
+from ._manifest import Manifest, incompatible_reason, read_manifest
 
 log = logging.getLogger("virtcore.discovery")
 
@@ -259,12 +259,9 @@ def discover(
             record.fail(PluginStatus.BROKEN, item.error or "no manifest")
             continue
         record.manifest = item.manifest
-        if item.manifest.api_version not in API_VERSIONS:
-            record.fail(
-                PluginStatus.INCOMPATIBLE,
-                f"written for core API version {item.manifest.api_version}; this virtcore "
-                f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
-            )
+        incompatible = incompatible_reason(item.manifest)
+        if incompatible is not None:
+            record.fail(PluginStatus.INCOMPATIBLE, incompatible)
     _reject_duplicates(records)
     return _catalog_of(records)
 

@@ -22,6 +22,15 @@ SCHEMA_VERSIONS: Final = frozenset({1})
 API_VERSIONS: Final = frozenset({1})
 """Core API versions a plugin may declare it was written for."""
 
+def incompatible_reason(manifest: Manifest) -> str | None:
+    """Why this core cannot use the plugin (its ``api-version``), or ``None``: the one test
+    discovery and ``virtcore check`` apply."""
+    if manifest.api_version in API_VERSIONS:
+        return None
+    return (f"written for core API version {manifest.api_version}; this virtcore supports "
+            f"{', '.join(map(str, sorted(API_VERSIONS)))}")
+
+
 HOOK_NAMES: Final = frozenset({
     "virtcore_device_added", "virtcore_device_removed", "virtcore_driver_bound",
     "virtcore_driver_unbound", "virtcore_probe_failed", "virtcore_probe_deferred",
@@ -228,6 +237,8 @@ def validate_manifest(
             f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
     reader.plugin = name
     api = reader.integer(raw, "api-version", "", None)
+    if api < 1:
+        raise reader.fail(f"api-version must be 1 or more, not {api}", "api-version")
     description = reader.string(raw, "description", "", required=False)
 
     drivers: list[DriverDecl] = []
