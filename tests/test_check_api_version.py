@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import build_plugin
+
 from virtcore import ManifestError, parse_manifest
 from virtcore._cli import main
 
@@ -26,8 +26,8 @@ def test_check_reports_an_api_version_this_core_does_not_support(
     out = capsys.readouterr().out
     manifest = tree / "apiv" / "virtcore.toml"
     assert out.splitlines()[0] == (
-        f"error: {manifest}: key 'api-version': written for core API version {api}; this "
-        "virtcore supports 1 (incompatible)")
+        f"virtcore check: error: {manifest}: key 'api-version': written for core API "
+        f"version {api}; this virtcore supports 1 (incompatible)")
 
 
 @pytest.mark.parametrize("api", [0, -1])

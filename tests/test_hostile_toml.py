@@ -154,7 +154,7 @@ def test_check_reports_a_hostile_pyproject(case: str, tmp_path: Path,
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith(f"error: {tmp_path / 'pyproject.toml'}")
+    assert lines[0].startswith(f"virtcore check: error: {tmp_path / 'pyproject.toml'}")
     assert expected in lines[0]
     assert lines[1] == "checked no plugins: 1 problem(s)"
 

@@ -49,6 +49,7 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
     machine = Machine("drivers")
     slots = machine.drivers()
+    warn_unusable(machine, "drivers")
     if args.json:
         _dump([s.to_dict() for s in slots], out)
         return 0
@@ -160,7 +161,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         _dump({"checked": result.checked, "problems": result.problems, "ok": result.ok}, out)
     else:
         for problem in result.problems:
-            out.write(f"error: {problem}\n")
+            out.write(f"virtcore check: error: {problem}\n")
         names = ", ".join(result.checked) or "no plugins"
         out.write(f"checked {names}: {len(result.problems)} problem(s)\n")
     return 0 if result.ok else 1
@@ -241,11 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # logging is set up before build_parser, which discovers plugins for their commands:
+    # otherwise Python's last-resort handler prints each broken plugin's warning, and the
+    # command's own summary repeats it
+    root = logging.getLogger()
+    ours = not root.handlers
+    if ours:
+        logging.basicConfig(level=logging.ERROR, format="virtcore: %(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
-    logging.basicConfig(level=levels[min(args.verbose, 3)],
-                        format="virtcore: %(levelname)s: %(message)s")
+    if ours:
+        root.setLevel(levels[min(args.verbose, 3)])
     stream = out if out is not None else sys.stdout
     try:
         status: int = args.func(args, stream)
