@@ -23,7 +23,7 @@ CLASS_MAX: Final = 0xFFFFFF
 # vendor,model: printable, no blanks, no quotes; a vendor prefix is recommended but Linux also
 # has bare strings such as "ns16550a" and several commas ("arm,vexpress,v2p-p1", the OF PCI
 # binding's "pciclass,0c0330"), so commas are free.
-_COMPATIBLE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9,._+\-/]*$")
+_COMPATIBLE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._+\-/]*\Z")
 
 
 class _Unset(int):

@@ -37,13 +37,13 @@ HOOK_NAMES: Final = frozenset({
     "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
 })
 
-NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 """Plugin, driver, transport, model and machine-section names: letters, digits, ``_ . -``,
 not starting with ``.`` or ``-``.  A leading digit is allowed: Linux module names such as
 ``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are real driver names."""
 _DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-PYTHON_NAME_RE: Final = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")
+PYTHON_NAME_RE: Final = re.compile(rf"{_DOTTED}:{_DOTTED}\Z")
+MODULE_NAME_RE: Final = re.compile(rf"{_DOTTED}\Z")
 
 _TOP_KEYS: Final = {
     "schema-version", "name", "api-version", "description", "drivers", "transports", "models",
@@ -60,7 +60,10 @@ PRIORITY_MIN: Final = -(1 << 31)
 PRIORITY_MAX: Final = (1 << 31) - 1
 """A driver's ``priority`` range (a 32-bit signed integer), in manifests and in
 ``Machine.register_driver``."""
-COMMAND_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+COMMAND_NAME_RE: Final = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")
+FILE_TYPE_RE: Final = re.compile(r"\.[A-Za-z0-9]+\Z")
+"""Every validation pattern ends in ``\\Z`` and is applied with ``fullmatch``: ``$`` also
+matches before a trailing newline, so matching ``^x$`` against ``"x\\n"`` succeeds."""
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,7 @@ def _file_types(reader: _Reader, value: object, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-            isinstance(v, str) and re.match(r"^\.[A-Za-z0-9]+$", v) for v in value):
+            isinstance(v, str) and FILE_TYPE_RE.fullmatch(v) for v in value):
         raise reader.fail("expected an array of file suffixes such as \".dtb\"", key)
     return tuple(v.lower() for v in value)
 

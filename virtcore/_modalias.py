@@ -51,7 +51,7 @@ ModaliasParser = Callable[[str], ModaliasTarget]
 MODALIAS_PARSERS: dict[str, ModaliasParser] = {}
 """Parsers by prefix (``"pci"``, ``"of"``), see :func:`register_modalias_parser`."""
 
-_PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
+_PREFIX_RE: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def register_modalias_parser(prefix: str, parser: ModaliasParser) -> None:
@@ -87,9 +87,9 @@ def parse_modalias(text: str) -> ModaliasTarget:
 # -- pci --------------------------------------------------------------------------------------
 
 _PCI_RE: Final = re.compile(
-    r"^pci:v(?P<v>[0-9A-Fa-f]{8})d(?P<d>[0-9A-Fa-f]{8})sv(?P<sv>[0-9A-Fa-f]{8})"
+    r"pci:v(?P<v>[0-9A-Fa-f]{8})d(?P<d>[0-9A-Fa-f]{8})sv(?P<sv>[0-9A-Fa-f]{8})"
     r"sd(?P<sd>[0-9A-Fa-f]{8})bc(?P<bc>[0-9A-Fa-f]{2})sc(?P<sc>[0-9A-Fa-f]{2})"
-    r"i(?P<i>[0-9A-Fa-f]{2})$")
+    r"i(?P<i>[0-9A-Fa-f]{2})\Z")
 
 
 def pci_modalias(ids: DeviceIds) -> str:
@@ -283,7 +283,7 @@ def _best_split(rest: str, cuts: list[int]) -> tuple[str, ...] | None:
 
 # -- virtio -----------------------------------------------------------------------------------
 
-_VIRTIO_RE: Final = re.compile(r"^virtio:d(?P<d>[0-9A-Fa-f]{8})v(?P<v>[0-9A-Fa-f]{8})$")
+_VIRTIO_RE: Final = re.compile(r"virtio:d(?P<d>[0-9A-Fa-f]{8})v(?P<v>[0-9A-Fa-f]{8})\Z")
 
 
 def virtio_modalias(device_id: int, vendor: int) -> str:
