@@ -72,11 +72,19 @@ def compile_dts(
         raise DtsError(f"cannot run {exe!r}: {exc}", path=source) from exc
     stderr = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0:
-        detail = stderr or f"exit status {done.returncode}"
+        detail = one_line(stderr) or f"exit status {done.returncode}"
         raise DtsError(f"dtc failed: {detail}", path=source, stderr=stderr)
     if stderr:
-        log.warning("dtc: %s: %s", source, stderr)
+        log.warning("dtc: %s: %s", source, one_line(stderr))
     return done.stdout
+
+
+def one_line(text: str, keep: int = 3) -> str:
+    """``dtc``'s messages in one line: its first ``keep`` non-blank lines joined by ``; ``,
+    and how many more there were (the whole text stays in :attr:`DtsError.stderr`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    more = f" (and {len(lines) - keep} more lines)" if len(lines) > keep else ""
+    return "; ".join(lines[:keep]) + more
 
 
 def load_tree(
