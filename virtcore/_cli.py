@@ -66,13 +66,14 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _parse_class(text: str) -> int:
-    digits = text[2:] if text.lower().startswith("0x") else text
-    try:
-        value = int(digits, 16)
-    except ValueError:
+    """Hex digits, optionally after ``0x``: as strict as ``--id`` (no blanks, signs
+    or ``_``, which ``int()`` would take)."""
+    digits = text[2:] if text[:2] in ("0x", "0X") else text
+    if not digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
         raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
-                         "(e.g. 0x010601 or 010601)") from None
-    if digits.startswith(("+", "-")) or value > CLASS_MAX:
+                         "(e.g. 0x010601 or 010601)")
+    value = int(digits, 16)
+    if value > CLASS_MAX:
         raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
                          "(0 to 0xffffff)")
     return value
