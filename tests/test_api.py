@@ -16,7 +16,7 @@ def test_public_names_are_pinned() -> None:
         "MODEL_WRITABLE",
         "Machine", "MachineContext", "MachineFileError", "Manifest", "ManifestError", "Match",
         "MatchReport", "MemoryRegion", "MiscDevice", "MiscDeviceError", "MiscFile",
-        "ModaliasTarget", "Op", "PluginError", "PluginLoadError", "PluginRecord",
+        "ModaliasTarget", "Op", "Port", "PluginError", "PluginLoadError", "PluginRecord",
         "PluginStatus", "QueueModel", "StreamModel", "TransferError", "TransferTimeoutError",
         "Transport", "VirtcoreError", "__version__", "check_regular_file", "discover", "hookimpl",
         "of_modalias",

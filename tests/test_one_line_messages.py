@@ -64,3 +64,10 @@ def test_check_reports_a_broken_plugin_once(site: Path) -> None:
 def test_verbose_still_logs_discovery(site: Path) -> None:
     proc = virtcore(site, "-v", "match", "--compatible", "acme,uart")
     assert "virtcore: WARNING: plugin 'evil' (broken)" in proc.stderr
+
+
+def test_listing_plugin_commands_does_not_report_a_broken_plugin(site: Path) -> None:
+    # --help discovers plugins (for their [[commands]]) before -v is known: nothing on stderr
+    proc = virtcore(site, "--help")
+    assert proc.returncode == 0
+    assert proc.stderr == ""

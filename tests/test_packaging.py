@@ -27,9 +27,9 @@ DISTRIBUTIONS = {
                          {"virt_pci/virtcore.toml", "tests/fixtures/lspci-xxxx.txt"}),
     "plugins/virt_devtree": ("virt_devtree", {"virt_devtree", "tests"},
                              {"virt_devtree/virtcore.toml"}),
-    "plugins/virt_virtio": ("virt_virtio", {"virt_virtio", "tests"},
+    "plugins/virt_virtio": ("virt_virtio", {"virt_virtio", "tests", "docs"},
                             {"virt_virtio/virtcore.toml", "virt_virtio/py.typed",
-                             "tests/data/qemu-7.2-virt.dtb"}),
+                             "tests/data/qemu-7.2-virt.dtb", "docs/vhost-user.md"}),
     "plugins/virt_pipe": ("virt_pipe", {"virt_pipe", "tests"}, {"virt_pipe/virtcore.toml"}),
 }
 

@@ -180,7 +180,7 @@ def check_path(path: str | Path) -> CheckResult:
             result.problems.append(str(exc))
             continue
         result.checked.append(manifest.name)
-        incompatible = incompatible_reason(manifest)
+        incompatible = incompatible_reason(manifest.api_version)
         if incompatible is not None:  # as discovery would find it once installed
             result.problems.append(f"{manifest.path}: key 'api-version': {incompatible} "
                                    "(incompatible)")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidDeviceError, TransferError
 from ._ids import DeviceIds, check_compatible
 from ._irq import IRQ_MAX
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._driver import Driver
     from ._machine import Machine
     from ._match import Match

@@ -25,8 +25,12 @@ Probe signals (not errors, but raised by drivers from ``probe``):
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 
 class VirtcoreError(Exception):
@@ -49,7 +53,7 @@ class ManifestError(VirtcoreError):
         if key:
             where.append(f"key {key!r}")
         prefix = ": ".join([", ".join(where)]) if where else ""
-        if plugin and (not self.path or Path(self.path).parent.name != plugin):
+        if plugin and (not self.path or os.path.basename(os.path.dirname(self.path)) != plugin):
             prefix = f"plugin {plugin!r}" + (f" ({prefix})" if prefix else "")
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
-from pathlib import Path
-from typing import Final
+
+TYPE_CHECKING = False  # typing is not imported at run time (see virtcore/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Final
 
 MAX_TOML_SIZE: Final = 16 << 20
 """Largest TOML file read (manifests, machine descriptions, ``pyproject.toml``): 16 MiB."""
@@ -80,6 +83,17 @@ def read_bounded(
 ) -> bytes:
     """The whole content of the regular file ``path``, at most ``limit`` bytes.
 
+    See :func:`read_bounded_stat` for the parameters.
+    """
+    return read_bounded_stat(path, limit, error, what=what)[0]
+
+
+def read_bounded_stat(
+    path: str | Path, limit: int, error: Callable[[str], Exception], *, what: str = "file",
+) -> tuple[bytes, os.stat_result]:
+    """The whole content of the regular file ``path``, at most ``limit`` bytes, and the
+    file's status taken from the open file before reading.
+
     :param limit: the largest size accepted, in bytes.
     :param error: builds the caller's exception (naming the file) from a one-line reason
         such as ``"no such file"``, ``"not a regular file (a character device)"`` or
@@ -112,6 +126,6 @@ def read_bounded(
             got += len(chunk)
         if got > limit:
             raise error(f"it grew over the {_size(limit)} limit for {what} while being read")
-        return b"".join(chunks)
+        return b"".join(chunks), info
     finally:
         os.close(fd)

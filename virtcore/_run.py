@@ -232,8 +232,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"    virtcore driver: {win.driver + ' (' + win.reason + ')' if win else 'none'}"
                   "\n")
     if args.json:
-        json.dump({"machine": "host", "devices": rows}, out, indent=2)
-        out.write("\n")
+        out.write(json.dumps({"machine": "host", "devices": rows}, indent=2) + "\n")
     elif not rows:
         out.write("no PCI devices visible under /sys/bus/pci\n")
     return 0
@@ -318,9 +317,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write("demo " + ("passed" if ok else "FAILED") + "\n")
         elif not args.json:
             print_tree(machine, out)
-        if args.json:
-            json.dump(data, out, indent=2)
-            out.write("\n")
+        if args.json:  # one write call per document
+            out.write(json.dumps(data, indent=2) + "\n")
         return status
     finally:
         machine.close()

@@ -189,7 +189,7 @@ def make_plugin(
             sys.modules[name] = module
     record = PluginRecord(parsed.name, distribution=f"{parsed.name} (test)", version="0",
                           manifest_path=parsed.path, manifest=parsed)
-    incompatible = incompatible_reason(parsed)
+    incompatible = incompatible_reason(parsed.api_version)
     if incompatible is not None:
         record.status = PluginStatus.INCOMPATIBLE
         record.reason = incompatible

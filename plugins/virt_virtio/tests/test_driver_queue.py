@@ -303,3 +303,196 @@ def test_spare_blocks_go_back_to_the_allocator_when_it_runs_out():
     drv.close()
     assert memory.allocated == 0
     memory.close()
+
+
+# -- lent DMA blocks: get_used_view, requeue, release ------------------------------------------
+
+
+def fill(dev: DeviceQueue, data: bytes) -> None:
+    """An honest receive device: writes ``data`` into the next available chain."""
+    chain = dev.pop()
+    assert chain is not None
+    dev.push(chain, chain.write(data))
+
+
+def ring_desc(memory: GuestMemory, drv: DriverQueue, i: int) -> tuple[int, int, int, int]:
+    return struct.unpack("<QIHH", memory.read(drv.desc_addr + 16 * i, 16))
+
+
+def test_get_used_view_lends_the_block_without_a_copy(memory):
+    """2.7.8.2: the bytes the device wrote, read where it wrote them; the chain has left the
+    ring (descriptors free) but its block is the caller's until it is given back."""
+    drv, dev = pair(memory)
+    drv.add([b"abc"], [8], "t")
+    echo(dev)
+    drv.add([], [6], "rx")
+    baseline = memory.allocated
+    fill(dev, b"hello!")
+    used = drv.get_used_view()
+    assert used is not None and used.token == "t" and used.lent and used.queue is drv
+    assert used.data == b"cba" and used.data.readonly
+    with pytest.raises(TypeError):
+        used.data[0] = 0  # type: ignore[index]  # the driver only reads
+    rx = drv.get_used_view()
+    assert rx is not None and rx.data.tobytes() == b"hello!"
+    gpa, _, _, _ = ring_desc(memory, drv, 2)  # "t" has descriptors 0 and 1
+    assert memory.read(gpa, 6) == b"hello!"  # the view is that guest memory
+    assert drv.num_free == 8 and drv.outstanding == 0 and memory.allocated == baseline
+    drv.release(used)
+    assert not used.lent
+    with pytest.raises(ValueError):  # released: never reads a reused block
+        used.data.tobytes()
+    with pytest.raises(ValueError, match="not lent by this queue"):
+        drv.release(used)
+    drv.release(rx)
+    assert memory.allocated == baseline  # both blocks kept as spares, none freed
+    assert drv.get_used_view() is None
+
+
+def test_requeue_posts_the_same_block_again(memory):
+    """2.7.13: a drained receive buffer goes back to the available ring as it was: same
+    guest address and size, device-writable, no allocation."""
+    drv, dev = pair(memory, 4, event_idx=True)
+    drv.add([], [16], "a")
+    gpa, length, flags, _ = ring_desc(memory, drv, 0)
+    allocated = memory.allocated
+    for round_ in range(20):  # more rounds than the queue has descriptors
+        fill(dev, bytes([round_]) * (round_ % 16 + 1))
+        used = drv.get_used_view()
+        assert used is not None and used.data == bytes([round_]) * (round_ % 16 + 1)
+        drv.requeue(used, round_)
+        assert not used.lent
+        with pytest.raises(ValueError, match="not lent"):
+            drv.requeue(used, "twice")
+        assert drv.outstanding == 1 and memory.allocated == allocated
+        head = memory.read_u16(drv.avail_addr + 4 + 2 * ((round_ + 1) % 4))
+        assert ring_desc(memory, drv, head)[:3] == (gpa, length, flags)
+        assert flags == VIRTQ_DESC_F_WRITE
+    assert drv.detach_all() == [19]
+
+
+def test_requeue_refuses_chains_it_cannot_repost(memory):
+    drv, dev = pair(memory, 2)
+    drv.add([b"request"], [4], "rq")  # has a device-readable part
+    echo(dev)
+    used = drv.get_used_view()
+    assert used is not None
+    with pytest.raises(ValueError, match="only a chain of one device-writable buffer"):
+        drv.requeue(used, "again")
+    assert used.lent  # nothing changed: still the caller's
+    other, _ = pair(memory, 2, index=5)
+    with pytest.raises(ValueError, match="virtqueue 5: .* not lent by this queue"):
+        other.release(used)
+    drv.release(used)
+    drv.add([], [4], "rx")
+    fill(dev, b"data")
+    used = drv.get_used_view()
+    assert used is not None
+    drv.add([b"x"], [], 1)
+    drv.add([b"y"], [], 2)  # the two descriptors taken again meanwhile
+    with pytest.raises(QueueFullError, match="virtqueue 2: 1 descriptor"):
+        drv.requeue(used, "rx")
+    assert used.lent and used.data == b"data"
+    other.close()
+
+
+def test_a_buffer_made_from_the_view_keeps_the_block_lent(memory):
+    """The block is never reused while the caller still holds a buffer made from it."""
+    drv, dev = pair(memory)
+    drv.add([], [4], "rx")
+    fill(dev, b"\x01\x02\x03\x04")
+    used = drv.get_used_view()
+    assert used is not None
+    export = struct.iter_unpack("<H", used.data)  # holds the buffer
+    with pytest.raises(BufferError):
+        drv.release(used)
+    assert used.lent
+    assert [v for (v,) in export] == [0x0201, 0x0403]
+    del export
+    drv.release(used)
+    assert not used.lent
+
+
+@pytest.mark.parametrize("head, length, idx, match", [
+    (8, 0, 1, "used id 8 out of range"),
+    (3, 0, 1, "used id 3 is not the head of an outstanding chain"),
+    (0, 5, 1, "used len 5 of chain 0 exceeds its 4 device-writable"),
+    (0, 0xFFFF_FFFF, 1, "used len 4294967295 of chain 0 exceeds its 4"),
+    (0, 0, 2, "moved the used index from 0 to 2 with only 1 chain"),
+])
+def test_get_used_view_catches_a_hostile_device_like_get_used(memory, head, length, idx,
+                                                              match):
+    """Linux's BAD_RING: a used element the driver did not make lends nothing; the queue
+    is broken until detach_all."""
+    drv, _ = pair(memory)
+    drv.add([b"rq"], [4], "token")
+    allocated = memory.allocated
+    hostile_used(memory, drv, head, length, idx)
+    with pytest.raises(VirtqueueError, match=match) as info:
+        drv.get_used_view()
+    assert drv.broken is info.value and drv.outstanding == 1
+    with pytest.raises(VirtqueueError, match=match):
+        drv.get_used_view()
+    assert memory.allocated == allocated
+    assert drv.detach_all() == ["token"]
+
+
+def test_hostile_used_len_of_a_requeued_block_is_caught(memory):
+    """A block posted again by requeue is checked like a new chain: the device may not
+    claim more than its size."""
+    drv, dev = pair(memory)
+    drv.add([], [8], "rx")
+    fill(dev, b"12345678")
+    used = drv.get_used_view()
+    assert used is not None
+    drv.requeue(used, "again")
+    hostile_used(memory, drv, 0, 9, idx=2)  # slot 1, head 0 as requeued
+    memory.write(drv.used_addr + 4 + 8, struct.pack("<II", 0, 9))
+    with pytest.raises(VirtqueueError, match="used len 9 of chain 0 exceeds its 8"):
+        drv.get_used_view()
+
+
+def test_a_broken_queue_keeps_lent_blocks_until_released_or_detached(memory):
+    drv, dev = pair(memory)
+    baseline = memory.allocated
+    drv.add([], [4], "first")
+    drv.add([], [4], "second")
+    fill(dev, b"ok")
+    first = drv.get_used_view()
+    assert first is not None and first.data == b"ok"
+    hostile_used(memory, drv, 7, 0, idx=2)
+    memory.write(drv.used_addr + 4 + 8, struct.pack("<II", 7, 0))
+    with pytest.raises(VirtqueueError, match="used id 7"):
+        drv.get_used_view()
+    with pytest.raises(VirtqueueError, match="used id 7"):
+        drv.requeue(first, "again")  # broken: not posted, still lent
+    assert first.lent and first.data == b"ok"
+    assert drv.detach_all() == ["second"]  # lent blocks come back too
+    assert not first.lent
+    with pytest.raises(ValueError):
+        first.data.tobytes()
+    with pytest.raises(ValueError, match="not lent"):
+        drv.release(first)
+    assert drv.broken is None and memory.allocated == baseline
+    drv.close()
+
+
+def test_2_7_7_disable_interrupts_with_event_idx_suppresses_the_next_one(memory):
+    """2.7.7.2 / 2.7.10: with EVENT_IDX, used_event is set behind what the driver consumed,
+    so the device does not interrupt for the next used buffer (as NO_INTERRUPT without it);
+    enable_interrupts asks again."""
+    drv, dev = pair(memory, event_idx=True)
+    for i in range(3):
+        drv.add([b"a"], [], i)
+        echo(dev)
+        assert dev.should_notify()
+        assert drv.get_used() == (i, b"")
+    drv.disable_interrupts()
+    drv.add([b"b"], [], "quiet")
+    echo(dev)
+    assert not dev.should_notify()
+    assert drv.enable_interrupts() is True  # waiting already: re-check, no interrupt
+    assert drv.get_used() == ("quiet", b"")
+    drv.add([b"c"], [], "loud")
+    echo(dev)
+    assert dev.should_notify()
