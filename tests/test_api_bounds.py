@@ -77,8 +77,18 @@ def test_loopback_add_ids(ids: tuple[int, ...], message: str) -> None:
 
 def test_register_driver_refuses_what_is_not_a_driver() -> None:
     machine = Machine(plugins=["virtcore"])
-    with pytest.raises(DriverError, match="expected a Driver instance or subclass, not <object"):
-        machine.register_driver(object())  # type: ignore[arg-type]
+    for thing in (object(), object, 5, "uart"):
+        with pytest.raises(DriverError, match="expected a Driver instance or subclass"):
+            machine.register_driver(thing)  # type: ignore[arg-type]
+
+    class NeedsArgs(Driver):
+        name = "needs_args"
+
+        def __init__(self, port: int) -> None:
+            self.port = port
+
+    with pytest.raises(DriverError, match=r"NeedsArgs\(\) raised TypeError"):
+        machine.register_driver(NeedsArgs)
     with pytest.raises(DriverError, match="^driver 'uart': id_table must be a list"):
         machine.register_driver(Uart, id_table=5)  # type: ignore[arg-type]
     with pytest.raises(DriverError, match="^driver 'uart': id_table must be a list"):
@@ -146,3 +156,19 @@ def test_manifest_priority_is_bounded_like_register_driver() -> None:
     with pytest.raises(ManifestError, match="priority 2147483648 is outside") as info:
         parse_manifest(text.format(2**31), "x.toml")
     assert info.value.key == "drivers[0].priority"
+
+
+def test_a_duck_typed_driver_is_still_accepted() -> None:
+    class Duck:
+        name = "duck"
+        id_table = [IdEntry(compatible="acme,duck")]
+
+        def probe(self, device: Device, match: object) -> None:
+            pass
+
+        def remove(self, device: Device) -> None:
+            pass
+
+    machine = Machine(plugins=["virtcore"])
+    machine.register_driver(Duck)  # type: ignore[arg-type]
+    assert machine.driver("duck").ids == (IdEntry(compatible="acme,duck"),)

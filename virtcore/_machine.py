@@ -64,6 +64,14 @@ CODE_PLUGIN = "(code)"
 """The plugin name recorded for drivers registered directly in Python."""
 
 
+def _is_driver(obj: object) -> bool:
+    """A :class:`Driver` (class or instance), or an object shaped like one: a ``name`` and
+    callable ``probe`` and ``remove`` (drivers may be duck-typed)."""
+    return (isinstance(obj, Driver) or (isinstance(obj, type) and issubclass(obj, Driver))
+            or (hasattr(obj, "name") and callable(getattr(obj, "probe", None))
+                and callable(getattr(obj, "remove", None))))
+
+
 class _Probe(enum.Enum):
     BOUND = 1
     DECLINED = 2
@@ -370,12 +378,17 @@ class Machine:
             is not an iterable of entries.
         :raises IdTableError: if an entry is invalid.
         """
-        if isinstance(driver, type) and issubclass(driver, Driver):
-            instance = driver()
-        elif isinstance(driver, Driver):
-            instance = driver
+        if not _is_driver(driver):
+            raise DriverError(f"expected a Driver instance or subclass (an object with a name, "
+                              f"probe and remove), not {driver!r:.60}")
+        if isinstance(driver, type):
+            try:
+                instance = driver()
+            except Exception as exc:  # a class that needs arguments: say so, no traceback
+                raise DriverError(f"{driver.__name__}() raised {type(exc).__name__}: {exc}",
+                                  driver=str(getattr(driver, "name", "?"))[:60]) from None
         else:
-            raise DriverError(f"expected a Driver instance or subclass, not {driver!r:.60}")
+            instance = driver
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise DriverError(f"invalid driver name {name!r:.60}", driver=str(name)[:60])
