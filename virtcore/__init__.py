@@ -23,7 +23,9 @@ _LAZY: dict[str, str] = {
     "DeviceStatus": "_device", "Driver": "_driver", "DriverError": "_errors",
     "DriverSlot": "_machine", "FileOperations": "_misc", "GuestMemory": "_guestmem",
     "GuestMemoryError": "_guestmem", "IdEntry": "_ids",
-    "IdTableError": "_errors", "IrqController": "_irq", "LoopbackTransport": "_loopback",
+    "IdTableError": "_errors", "IRQ_MAX": "_irq", "InvalidDeviceError": "_errors",
+    "IrqController": "_irq", "MAX_TOML_SIZE": "_files", "check_regular_file": "_files",
+    "read_bounded": "_files", "LoopbackTransport": "_loopback",
     "MODEL_EOF": "_model", "MODEL_READABLE": "_model", "MODEL_WRITABLE": "_model",
     "Machine": "_machine", "MachineContext": "_machine_file",
     "MachineFileError": "_errors", "Manifest": "_manifest", "ManifestError": "_errors",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         DeviceRemovedError,
         DriverError,
         IdTableError,
+        InvalidDeviceError,
         MachineFileError,
         ManifestError,
         MiscDeviceError,
@@ -75,10 +78,11 @@ if TYPE_CHECKING:
         TransferTimeoutError,
         VirtcoreError,
     )
+    from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
     from ._guestmem import GuestMemory, GuestMemoryError, MemoryRegion
     from ._hookspecs import hookimpl
     from ._ids import ANY, DeviceIds, IdEntry
-    from ._irq import IrqController
+    from ._irq import IRQ_MAX, IrqController
     from ._loopback import LoopbackTransport, QueueModel
     from ._machine import DriverSlot, Machine, MatchReport
     from ._machine_file import MachineContext
@@ -114,10 +118,13 @@ __all__ = [
     "FileOperations",
     "GuestMemory",
     "GuestMemoryError",
+    "IRQ_MAX",
     "IdEntry",
     "IdTableError",
+    "InvalidDeviceError",
     "IrqController",
     "LoopbackTransport",
+    "MAX_TOML_SIZE",
     "MODEL_EOF",
     "MODEL_READABLE",
     "MODEL_WRITABLE",
@@ -146,12 +153,14 @@ __all__ = [
     "Transport",
     "VirtcoreError",
     "__version__",
+    "check_regular_file",
     "discover",
     "hookimpl",
     "of_modalias",
     "parse_manifest",
     "parse_modalias",
     "pci_modalias",
+    "read_bounded",
     "read_manifest",
     "register_modalias_parser",
     "virtio_modalias",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from ._gcpause import paused_gc
 from ._log import get_logger
-from ._manifest import API_VERSIONS, Manifest, manifest_from_flat
+from ._manifest import Manifest, incompatible_reason, manifest_from_flat
 from ._record import Record
 from ._scan import (  # re-exported: the scanner's public helpers
     GROUP,
@@ -221,12 +221,9 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
         else:
             record._manifest = manifest
             api_version = manifest.api_version
-        if api_version not in API_VERSIONS:
-            record.fail(
-                PluginStatus.INCOMPATIBLE,
-                f"written for core API version {api_version}; this virtcore "
-                f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
-            )
+        incompatible = incompatible_reason(api_version)
+        if incompatible is not None:
+            record.fail(PluginStatus.INCOMPATIBLE, incompatible)
     _reject_duplicates(records)
     return _catalog_of(records)
 
@@ -315,3 +312,21 @@ def _catalog_of(records: list[PluginRecord]) -> Catalog:
         catalog.plugins[key] = record
     catalog.plugins = dict(sorted(catalog.plugins.items()))
     return catalog
+
+
+def not_loaded(catalog: Catalog) -> list[PluginRecord]:
+    """Installed plugins that ``catalog`` does not hold: those autoload being off
+    (``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD``, or ``only=``) kept out.  Empty when every
+    installed plugin is in it."""
+    everything = discover(autoload=True)
+    return [r for key, r in everything.plugins.items() if key not in catalog.plugins]
+
+
+def not_loaded_note(records: Sequence[PluginRecord], hint: str = "") -> str:
+    """One sentence naming plugins :func:`not_loaded` found (``""`` for none); ``hint``
+    adds a way round, such as ``", or use --all"``."""
+    if not records:
+        return ""
+    return (f"{len(records)} installed plugin(s) not loaded because autoload is off "
+            f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}{hint}): "
+            f"{', '.join(r.name for r in records)}")

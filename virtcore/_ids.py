@@ -15,6 +15,7 @@ from ._record import Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Final
 
 ANY: Final = None
@@ -26,7 +27,7 @@ CLASS_MAX: Final = 0xFFFFFF
 # vendor,model: printable, no blanks, no quotes; a vendor prefix is recommended but Linux also
 # has bare strings such as "ns16550a" and several commas ("arm,vexpress,v2p-p1", the OF PCI
 # binding's "pciclass,0c0330"), so commas are free.
-_COMPATIBLE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9,._+\-/]*$")
+_COMPATIBLE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._+\-/]*\Z")
 
 
 class _Unset(int):
@@ -95,11 +96,13 @@ class DeviceIds(Frozen):
 
     def __init__(self, vendor: int, device: int, subvendor: int | None = None,
                  subdevice: int | None = None, class_: int | None = None) -> None:
-        check_id(vendor, "vendor")
-        check_id(device, "device")
-        check_id(subvendor, "subvendor")
-        check_id(subdevice, "subdevice")
-        check_class(class_)
+        """:raises IdTableError: (a ``ValueError``) naming the field out of range."""
+        for value, name in ((vendor, "vendor"), (device, "device"), (subvendor, "subvendor"),
+                            (subdevice, "subdevice")):
+            if value is not None and not (type(value) is int and 0 <= value <= ID_MAX):
+                _checked(check_id, value, name, None)  # raises, naming the field
+        if class_ is not None and not (type(class_) is int and 0 <= class_ <= CLASS_MAX):
+            _checked(check_class, class_, "class", None)
         setattr_ = object.__setattr__
         setattr_(self, "vendor", vendor)
         setattr_(self, "device", device)
@@ -114,6 +117,14 @@ class DeviceIds(Frozen):
         if self.class_ is not None:
             text += f" class {self.class_:06x}"
         return text
+
+
+def _checked(check: Callable[[object, str], object], value: object, name: str,
+             entry: object) -> None:
+    try:
+        check(value, name)
+    except ValueError as exc:
+        raise IdTableError(str(exc), key=name, entry=entry) from None
 
 
 def _hex4(value: int | None) -> str:
@@ -151,6 +162,7 @@ class IdEntry(Frozen):
         compatible: str | None = None,
         data: Any = None, override_only: bool = False,
     ) -> None:
+        """:raises IdTableError: (a ``ValueError``) naming the field at fault."""
         if class_mask is _MASK_NOT_GIVEN:  # not given: a class means the exact class
             class_mask = CLASS_MAX if class_ is not None else 0
         d = self.__dict__
@@ -162,23 +174,26 @@ class IdEntry(Frozen):
         for value, name in ((vendor, "vendor"), (device, "device"), (subvendor, "subvendor"),
                             (subdevice, "subdevice")):
             if value is not None and not (type(value) is int and 0 <= value <= ID_MAX):
-                check_id(value, name)  # raises, naming the field
+                _checked(check_id, value, name, self)  # raises, naming the field
         if class_ is not None and not (type(class_) is int and 0 <= class_ <= CLASS_MAX):
-            check_class(class_)
+            _checked(check_class, class_, "class", self)
         if not (type(class_mask) is int and 0 <= class_mask <= CLASS_MAX):
-            check_class(class_mask, "class-mask")
+            _checked(check_class, class_mask, "class-mask", self)
+        if type(override_only) is not bool:
+            raise IdTableError(f"override-only must be true or false, not {override_only!r}",
+                               key="override-only", entry=self)
         if compatible is not None:
-            check_compatible(compatible)
+            _checked(lambda v, _n: check_compatible(v), compatible, "compatible", self)
             if self.is_numeric_constrained():
-                raise ValueError(
-                    "an entry holds either a compatible string or numeric IDs, not both")
+                raise IdTableError(
+                    "an entry holds either a compatible string or numeric IDs, not both",
+                    key="compatible", entry=self)
         elif not self.is_numeric_constrained() and not override_only:
-            raise ValueError(
+            raise IdTableError(
                 "entry matches every device: give a compatible string, at least one ID, "
-                "or a class (or mark it override-only)"
-            )
+                "or a class (or mark it override-only)", entry=self)
         if class_mask and class_ is None:
-            raise ValueError("class-mask given without class")
+            raise IdTableError("class-mask given without class", key="class-mask", entry=self)
 
     def is_numeric_constrained(self) -> bool:
         return (
@@ -342,8 +357,8 @@ def entry_from_mapping(
             subdevice=raw.get("subdevice"), class_=class_, class_mask=mask,
             compatible=raw.get("compatible"), data=raw.get("data"), override_only=override_only,
         )
-    except ValueError as exc:
-        raise IdTableError(str(exc), path=path, key=key, plugin=plugin, entry=raw) from None
+    except IdTableError as exc:  # the entry's field: the message names it already
+        raise IdTableError(exc.reason, path=path, key=key, plugin=plugin, entry=raw) from None
 
 
 def parse_id_pair(

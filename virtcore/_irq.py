@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 
 log = get_logger("virtcore.irq")
 
+IRQ_MAX = 0xFFFFF
+"""The largest interrupt number a device may have (20 bits, 1,048,575): above any Linux
+IRQ number in practice (``NR_IRQS`` plus the sparse range), below which a typo such as
+``99999999`` is refused."""
+
 IrqHandler = Callable[[int, object], object]
 """``handler(irq, dev_id)``: called on the raising thread; must not block."""
 

@@ -26,13 +26,23 @@ from ._errors import (
     IdTableError,
     PluginError,
     PluginLoadError,
+    VirtcoreError,
 )
 from ._gcpause import paused_gc
 from ._ids import DeviceIds, IdEntry, entry_from_flat, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
 from ._log import get_logger
-from ._manifest import NAME_RE, DriverDecl, HookDecl, Manifest, ModelDecl, TransportDecl
+from ._manifest import (
+    NAME_RE,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    DriverDecl,
+    HookDecl,
+    Manifest,
+    ModelDecl,
+    TransportDecl,
+)
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
@@ -52,6 +62,14 @@ log = get_logger("virtcore")
 
 CODE_PLUGIN = "(code)"
 """The plugin name recorded for drivers registered directly in Python."""
+
+
+def _is_driver(obj: object) -> bool:
+    """A :class:`Driver` (class or instance), or an object shaped like one: a ``name`` and
+    callable ``probe`` and ``remove`` (drivers may be duck-typed)."""
+    return (isinstance(obj, Driver) or (isinstance(obj, type) and issubclass(obj, Driver))
+            or (hasattr(obj, "name") and callable(getattr(obj, "probe", None))
+                and callable(getattr(obj, "remove", None))))
 
 
 class _Probe(enum.Enum):
@@ -154,6 +172,8 @@ class Machine:
         plugins: Iterable[str] | None = None,
         block: Iterable[str] = (),
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a machine's name must be a non-empty string, not {name!r:.60}")
         self.name = name
         self._lock = threading.RLock()
         if catalog is None:  # discovered for this machine alone: no copy needed
@@ -352,17 +372,35 @@ class Machine:
 
         :param id_table: entries (``IdEntry`` or manifest-style tables); default
             ``driver.id_table``.
-        :raises DriverError: if the name is invalid or already registered.
+        :param priority: from :data:`PRIORITY_MIN` to :data:`PRIORITY_MAX`, as in a manifest.
+        :raises DriverError: if ``driver`` is not a :class:`Driver` (or subclass), its name
+            is invalid or already registered, ``priority`` is out of range, or ``id_table``
+            is not an iterable of entries.
         :raises IdTableError: if an entry is invalid.
         """
-        instance = driver() if isinstance(driver, type) else driver
+        if not _is_driver(driver):
+            raise DriverError(f"expected a Driver instance or subclass (an object with a name, "
+                              f"probe and remove), not {driver!r:.60}")
+        if isinstance(driver, type):
+            try:
+                instance = driver()
+            except Exception as exc:  # a class that needs arguments: say so, no traceback
+                raise DriverError(f"{driver.__name__}() raised {type(exc).__name__}: {exc}",
+                                  driver=str(getattr(driver, "name", "?"))[:60]) from None
+        else:
+            instance = driver
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise DriverError(f"invalid driver name {name!r}", driver=str(name))
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise DriverError(f"priority must be an integer, not {priority!r}", driver=name)
+            raise DriverError(f"invalid driver name {name!r:.60}", driver=str(name)[:60])
+        if isinstance(priority, bool) or not isinstance(priority, int) or not (
+                PRIORITY_MIN <= priority <= PRIORITY_MAX):
+            raise DriverError(f"priority must be an integer from {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}, not {priority!r:.60}", driver=name)
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table
+        if isinstance(raw_table, (str, bytes, Mapping)) or not isinstance(raw_table, Iterable):
+            raise DriverError(f"id_table must be a list of IdEntry or tables, not "
+                              f"{raw_table!r:.60}", driver=name)
         for i, raw in enumerate(raw_table):
             if isinstance(raw, IdEntry):
                 table.append(raw)
@@ -879,6 +917,10 @@ class Machine:
     def model_names(self) -> list[str]:
         return sorted(self._model_decls)
 
+    def model_decl(self, name: str) -> ModelDecl | None:
+        """The manifest declaration of device model ``name`` (``None`` if unknown)."""
+        return self._model_decls.get(name)
+
     def create_model(
         self, name: str, args: Mapping[str, Any] | None = None, *, base_dir: Path | None = None
     ) -> DeviceModel:
@@ -895,7 +937,16 @@ class Machine:
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
-        model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        try:
+            model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        except (TypeError, ValueError, LookupError, OSError, VirtcoreError):
+            raise  # what from_args documents for bad arguments: the caller names the key
+        except Exception as exc:  # a bug in the plugin: named, never a traceback
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args raised "
+                              f"{type(exc).__name__}: {exc}", plugin=decl.plugin) from exc
+        if not isinstance(model, DeviceModel):
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args returned "
+                              f"{type(model).__name__}, not a DeviceModel", plugin=decl.plugin)
         with self._lock:
             self.models.append(model)
         return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ._errors import IdTableError, ManifestError
+from ._files import MAX_TOML_SIZE, read_bounded
 from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat
 from ._record import Frozen
 
@@ -23,19 +24,28 @@ SCHEMA_VERSIONS: Final = frozenset({1})
 API_VERSIONS: Final = frozenset({1})
 """Core API versions a plugin may declare it was written for."""
 
+def incompatible_reason(api_version: int) -> str | None:
+    """Why this core cannot use a plugin written for ``api_version``, or ``None``: the one
+    test discovery, ``virtcore check`` and the test helpers apply."""
+    if api_version in API_VERSIONS:
+        return None
+    return (f"written for core API version {api_version}; this virtcore supports "
+            f"{', '.join(map(str, sorted(API_VERSIONS)))}")
+
+
 HOOK_NAMES: Final = frozenset({
     "virtcore_device_added", "virtcore_device_removed", "virtcore_driver_bound",
     "virtcore_driver_unbound", "virtcore_probe_failed", "virtcore_probe_deferred",
     "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
 })
 
-NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 """Plugin, driver, transport, model and machine-section names: letters, digits, ``_ . -``,
 not starting with ``.`` or ``-``.  A leading digit is allowed: Linux module names such as
 ``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are real driver names."""
 _DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-PYTHON_NAME_RE: Final = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")
+PYTHON_NAME_RE: Final = re.compile(rf"{_DOTTED}:{_DOTTED}\Z")
+MODULE_NAME_RE: Final = re.compile(rf"{_DOTTED}\Z")
 
 _TOP_KEYS: Final = {
     "schema-version", "name", "api-version", "description", "drivers", "transports", "models",
@@ -48,7 +58,14 @@ _TRANSPORT_KEYS: Final = {
 _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
 _COMMAND_KEYS: Final = {"name", "python-name", "description"}
-COMMAND_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+PRIORITY_MIN: Final = -(1 << 31)
+PRIORITY_MAX: Final = (1 << 31) - 1
+"""A driver's ``priority`` range (a 32-bit signed integer), in manifests and in
+``Machine.register_driver``."""
+COMMAND_NAME_RE: Final = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")
+FILE_TYPE_RE: Final = re.compile(r"\.[A-Za-z0-9]+\Z")
+"""Every validation pattern ends in ``\\Z`` and is applied with ``fullmatch``: ``$`` also
+matches before a trailing newline, so matching ``^x$`` against ``"x\\n"`` succeeds."""
 
 
 class DriverDecl(Frozen):
@@ -280,6 +297,8 @@ def validate_manifest(
             f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
     reader.plugin = name
     api = reader.integer(raw, "api-version", "", None)
+    if api < 1:
+        raise reader.fail(f"api-version must be 1 or more, not {api}", "api-version")
     description = reader.string(raw, "description", "", required=False)
 
     drivers: list[DriverDecl] = []
@@ -290,6 +309,9 @@ def validate_manifest(
         pyname = reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
                                what="'module:attribute'")
         priority = reader.integer(table, "priority", key, 0)
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise reader.fail(f"priority {priority} is outside {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}", f"{key}.priority")
         ids: list[IdEntry] = []
         for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
             try:
@@ -377,7 +399,7 @@ def _file_types(reader: _Reader, value: object, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-            isinstance(v, str) and re.match(r"^\.[A-Za-z0-9]+$", v) for v in value):
+            isinstance(v, str) and FILE_TYPE_RE.fullmatch(v) for v in value):
         raise reader.fail("expected an array of file suffixes such as \".dtb\"", key)
     return tuple(v.lower() for v in value)
 
@@ -392,12 +414,9 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
 
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
-                            plugin=plugin) from None
+    data = read_bounded(path, MAX_TOML_SIZE,
+                        lambda why: ManifestError(why, path=path, plugin=plugin),
+                        what="a manifest")
     return parse_manifest(data, path, plugin=plugin)
 
 

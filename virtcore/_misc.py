@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from ._device import Device
 
-_BASE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*[A-Za-z_\-]$|^[A-Za-z_]$")
+_BASE_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_\-]*[A-Za-z_\-]|[A-Za-z_])\Z")
 
 
 class FileOperations:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
 
 from . import _cache
 from ._errors import ManifestError
+from ._files import MAX_TOML_SIZE, read_bounded, read_bounded_stat
 from ._manifest import Manifest, parse_manifest
 from ._record import Frozen
 
@@ -32,7 +32,7 @@ GROUP: Final = "virtcore.manifest"
 
 _DIST_SUFFIXES: Final = (".dist-info", ".egg-info")
 _DIST_RE: Final = re.compile(
-    r"^(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info$")
+    r"(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info\Z")
 
 
 class EntryPointInfo(Frozen):
@@ -116,21 +116,13 @@ def _read_dist(folder: str, dirname: str, group: str) -> _cache.DistState | None
 
 
 def _read_small(path: str) -> bytes:
-    """A small file's bytes (``b""`` if it cannot be read): plain ``os`` calls, without the
-    three file objects ``open`` builds."""
+    """A small file's bytes (``b""`` if it cannot be read, is not a regular file or is over
+    :data:`~virtcore._files.MAX_TOML_SIZE`: one hostile distribution must not stop
+    discovery): plain ``os`` calls, without the three file objects ``open`` builds."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        return read_bounded(path, MAX_TOML_SIZE, ValueError)
+    except ValueError:
         return b""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 def _update_folder(
@@ -200,9 +192,9 @@ def locate_manifest(value: str, location: str | None) -> str:
     :raises ManifestError: if the value is malformed or the file cannot be found.
     """
     package, resource = _split_value(value)
-    if location is not None:
+    if location is not None:  # exists: reading it says if it is not a regular file
         candidate = os.path.join(location, package, resource)
-        if os.path.isfile(candidate):
+        if os.path.exists(candidate):
             return candidate
     import importlib.util
 
@@ -214,7 +206,7 @@ def locate_manifest(value: str, location: str | None) -> str:
         raise ManifestError(f"package {package!r} is not installed (entry point {value!r})")
     for folder in spec.submodule_search_locations:
         candidate = os.path.join(folder, resource)
-        if os.path.isfile(candidate):
+        if os.path.exists(candidate):
             return candidate
     raise ManifestError(f"package {package!r} has no file {resource!r}")
 
@@ -316,25 +308,23 @@ def _read_manifest_file(ep: EntryPointInfo) -> tuple[str, bytes, _cache.Stamp]:
     """
     package, resource = _split_value(ep.value)
     path = os.path.join(ep.location, package, resource)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+
+    def fail(why: str) -> ManifestError:
+        return ManifestError(why, path=path, plugin=ep.name)
+
+    try:  # bounded: a regular file of at most MAX_TOML_SIZE (see virtcore/_files.py)
+        data, st = read_bounded_stat(path, MAX_TOML_SIZE, _NotThereError, what="a manifest")
+    except _NotThereError as exc:
+        if exc.reason != "no such file":
+            raise fail(exc.reason) from None
         path = locate_manifest(ep.value, None)  # elsewhere on the path, or raises
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
-                                plugin=ep.name) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ManifestError("not a regular file", path=path, plugin=ep.name)
-        chunks = []
-        while chunk := os.read(fd, max(st.st_size + 1, 4096)):
-            chunks.append(chunk)
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
-                            plugin=ep.name) from None
-    finally:
-        os.close(fd)
-    return path, b"".join(chunks), (st.st_mtime_ns, st.st_size)
+        data, st = read_bounded_stat(path, MAX_TOML_SIZE, fail, what="a manifest")
+    return path, data, (st.st_mtime_ns, st.st_size)
+
+
+class _NotThereError(Exception):
+    """A manifest not readable at the usual place (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

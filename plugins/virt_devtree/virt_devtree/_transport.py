@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from virtcore import (
+    IRQ_MAX,
     Device,
     DeviceIds,
     DeviceModel,
@@ -181,9 +182,15 @@ class DevtreeTransport(Transport):
         if is_virt_dev(node):
             ids = node_ids(node)
             irq = node.irq()
+            if irq is not None and irq > IRQ_MAX:
+                raise TreeError(f"interrupt number {irq:#x} is over {IRQ_MAX:#x}",
+                                node=node.path, prop="interrupts")
         else:
             try:
                 irq = node.irq()
+                if irq is not None and irq > IRQ_MAX:
+                    raise TreeError(f"interrupt number {irq:#x} is over {IRQ_MAX:#x}",
+                                    node=node.path, prop="interrupts")
             except TreeError as exc:
                 log.debug("%s: no IRQ: %s", node.path, exc)
                 irq = None
