@@ -1,19 +1,21 @@
 """virtio throughput, as ratios to plain Python peers measured in the same run.
 
-    python benchmarks/bench_virtio.py [--mib 16] [--rounds 5]
+    python benchmarks/bench_virtio.py [--mib 16] [--rounds 9]
 
 1. **virt_pipe over a virtio console**, on virtio-pci and on virtio-mmio: the host side
-   writes 1 MiB at a time (``VirtioConsole.host_write``: the device fills the receive
-   buffers of 256 KiB the driver posted), the reader takes it through the misc device in
-   64 KiB ``readinto`` calls (``virt_pipe`` → the virtio bus's ``transfer`` → the used
-   receive buffers → re-posted buffers and notifications through the transport's
-   registers).  Two figures: the **reads** alone (the host writes are not timed, as in
+   writes 1 MiB at a time (``VirtioConsole.host_write``: the device fills the 8 receive
+   buffers of 512 KiB the driver posted), the reader takes it through the misc device in
+   64 KiB ``readinto`` calls (``virt_pipe`` → the virtio bus's ``transfer`` → slices of
+   the used receive buffer, read in place in guest memory → the drained buffer posted
+   again, with a notification through the transport's registers when the ring asks).
+   Two figures: the **reads** alone (the host writes are not timed, as in
    ``bench_pipe.py``), and **end to end** (host writes and reads: the bytes' whole way).
    Peer: a Python buffer copy of the same bytes in 64 KiB chunks
    (``target[:] = source[offset:offset + 65536]``).  Target: ratio >= 0.4 (reads).
 2. **virtio-blk sequential reads** through the ``virtio_blk`` driver's block file, 1 MiB
-   per ``readinto`` (one request each: header, 1 MiB of data, status), on both
-   transports.  Peer: ``os.preadv`` of the image file into a 1 MiB buffer, same offsets.
+   per ``readinto`` (one request each: header, 1 MiB of data, status; the model
+   ``preadv``s into guest memory, the driver copies from there into the caller's buffer),
+   on both transports.  Peer: ``os.preadv`` of the image file into a 1 MiB buffer, same offsets.
    Target: ratio >= 0.3.
 
 Rounds interleave ours and the peer's; each line gives the median of the rounds with the

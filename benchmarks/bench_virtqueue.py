@@ -12,6 +12,8 @@ virtio transports and a vhost-user back-end arrange it.  Workloads:
    memory and one out) (setting up, filling and freeing the host side is not timed);
    *console into buf*: the same, the driver copying each chain into one buffer with
    ``get_used_into`` (what a read into a caller's buffer does) instead of a new ``bytes``;
+   *console view*: the driver copies from the lent block (``get_used_view``) into one
+   buffer and posts the same block again (``requeue``), as the console port does;
 2. *blk read*: a virtio-blk request (header, 64 KiB writable data, status) read with
    ``os.preadv`` straight into guest memory from a cached image file, taken back with
    ``get_used``;
@@ -23,8 +25,9 @@ The peer of 1, 2 and 4 copies the same bytes in the same chunk size from one Pyt
 into another (``target[:] = source[offset:offset + chunk]``); the peer of 3 reads the image
 with ``os.preadv`` into one 1 MiB buffer.  Rounds are interleaved (peer, ours, peer, ours...)
 so both see the same machine state; the median and the spread (min-max) of the ratio are
-reported, with CPU time beside wall time.  Rows that need ``get_used_into`` are left out
-when the script runs against a tree that predates it (for before/after figures).
+reported, with CPU time beside wall time.  Rows that need ``get_used_into`` or
+``get_used_view`` are left out when the script runs against a tree that predates them (for
+before/after figures).
 """
 
 from __future__ import annotations
@@ -105,10 +108,12 @@ def preadv_file(image: Path, size: int, chunk: int) -> Callable[[], None]:
     return run
 
 
-def console_receive(payload: bytes, into: bool = False) -> Callable[[], None]:
+def console_receive(payload: bytes, into: bool = False,
+                    view: bool = False) -> Callable[[], None]:
     """Set up (the host side holds the payload: not timed), then the timed receive loop;
     ``into``: the driver copies each chain into one buffer (``get_used_into``), as a read
-    into a caller's buffer does, instead of taking a new ``bytes``."""
+    into a caller's buffer does, instead of taking a new ``bytes``; ``view``: it copies
+    from the lent block and requeues it (``get_used_view``, ``requeue``)."""
     memory = GuestMemory(2 * CHUNK + (1 << 20))
     model = VirtioConsole(capacity=len(payload) + CHUNK)
     host = Host(model, memory, 4)
@@ -137,7 +142,24 @@ def console_receive(payload: bytes, into: bool = False) -> Callable[[], None]:
             assert item is not None
             total += item[1]
         assert total == len(payload)
-    return run_into if into else run
+
+    def run_view() -> None:
+        drv, total, target = host.driver, 0, memoryview(bytearray(CHUNK))
+        drv.add((), (CHUNK,), None)
+        while True:
+            if drv.kick_needed():
+                model.kick(0)
+            used = drv.get_used_view()
+            assert used is not None
+            n = len(used.data)
+            target[:n] = used.data
+            total += n
+            if total >= len(payload):
+                drv.release(used)
+                break
+            drv.requeue(used, None)
+        assert total == len(payload)
+    return run_view if view else run_into if into else run
 
 
 def blk_read(image: Path, size: int, chunk: int, into: bool = False) -> Callable[[], None]:
@@ -262,6 +284,9 @@ def main() -> int:
         if has_into:
             compare("console into buf", plain_copy(payload, CHUNK),
                     lambda: console_receive(payload, into=True), args.rounds, size, chains)
+        if hasattr(DriverQueue, "get_used_view"):
+            compare("console view", plain_copy(payload, CHUNK),
+                    lambda: console_receive(payload, view=True), args.rounds, size, chains)
         compare("blk read", plain_copy(payload, CHUNK),
                 lambda: blk_read(image, size, CHUNK), args.rounds, size, chains)
         print(f"(chains of {CHUNK >> 10} KiB; ratios to a Python buffer copy)")

@@ -90,7 +90,7 @@ def make_venv(path: Path) -> Venv:
     """
     venv.EnvBuilder(with_pip=True).create(path)
     env = Venv(path)
-    env.pip("hatchling>=1.27", "pluggy>=1.3")
+    env.pip("hatchling>=1.27", "pluggy>=1.3", "tomli>=2.0")
     env.pip("--no-build-isolation", "--no-deps", str(ROOT))
     return env
 

@@ -144,10 +144,12 @@ def test_misspelled_top_level_key_is_not_called_a_section(
 def test_check_messages_name_the_file_once(site: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check"]) == 1
-    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("error: ")]
+    lines = [x for x in capsys.readouterr().out.splitlines()
+             if x.startswith("virtcore check: error: ")]
     bad = [line for line in lines if "badtoml" in line]
     assert len(bad) == 1 and bad[0].count("virtcore.toml") == 1, bad
-    assert bad[0].startswith(f"error: {site / 'badtoml' / 'virtcore.toml'}: invalid TOML")
+    assert bad[0].startswith(
+        f"virtcore check: error: {site / 'badtoml' / 'virtcore.toml'}: invalid TOML")
     future = [line for line in lines if "future" in line]
     assert future and future[0].endswith("(incompatible)"), future
     ghost = [line for line in lines if "ghost" in line]
@@ -157,7 +159,7 @@ def test_check_messages_name_the_file_once(site: Path, tmp_path: Path,
     empty.mkdir()
     assert main(["check", str(empty)]) == 1
     (line, summary) = capsys.readouterr().out.splitlines()
-    assert line == (f"error: {empty}: not a plugin source tree: no pyproject.toml here (give "
-                    "the folder holding the plugin's pyproject.toml, or its virtcore.toml "
-                    "manifest)")
+    assert line == (f"virtcore check: error: {empty}: not a plugin source tree: no "
+                    "pyproject.toml here (give the folder holding the plugin's "
+                    "pyproject.toml, or its virtcore.toml manifest)")
     assert summary == "checked no plugins: 1 problem(s)"

@@ -10,8 +10,8 @@ import pytest
 from conftest import Venv, build_plugin, make_venv
 
 from virtcore import PluginStatus
-from virtcore._discovery import _parse_group, locate_manifest, scan_entry_points
 from virtcore._errors import ManifestError
+from virtcore._scan import _parse_group, locate_manifest, scan_entry_points
 
 GOOD = """\
     schema-version = 1

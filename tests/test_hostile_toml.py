@@ -55,6 +55,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore,good,evil")
     monkeypatch.setenv("VIRTCORE_CACHE_DIR", str(tmp_path / "cache"))
     _install(root, "good", GOOD)
+    (root / "good_mod.py").write_text(
+        "from virtcore import Driver\n\n\nclass D(Driver):\n    name = 'good_drv'\n\n"
+        "    def probe(self, device, match):\n        pass\n")
     return root
 
 
@@ -94,7 +97,8 @@ def test_a_hostile_manifest_breaks_only_its_plugin(
     machine_file.write_text('name = "m"\n[loopback]\n[[loopback.devices]]\npath = "d0"\n'
                             'compatible = ["acme,good"]\n')
     assert main(["run", str(machine_file), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["devices"][0]["path"] == "d0"
+    device = json.loads(capsys.readouterr().out)["devices"][0]
+    assert (device["path"], device["driver"]) == ("d0", "good_drv")
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_MANIFESTS))
@@ -122,8 +126,12 @@ def test_a_hostile_machine_file_is_one_line_naming_it(
 
 
 PYPROJECTS = {
-    "project is a string": (b'project = "x"\n', "no [project.entry-points"),
-    "entry-points is an array": (b"[project]\nentry-points = [1]\n", "no [project.entry-points"),
+    "project is a string": (b'project = "x"\n', "key 'project': expected a table, not 'x'"),
+    "entry-points is an array": (b"[project]\nentry-points = [1]\n",
+                                 "key 'project.entry-points': expected a table, not [1]"),
+    "the group is a number": (b'[project.entry-points]\n"virtcore.manifest" = 5\n',
+                              "key 'project.entry-points.\"virtcore.manifest\"': expected a "
+                              "table, not 5"),
     "entry point value not a string": (
         b'[project.entry-points."virtcore.manifest"]\nx = 1\n', "expected a string"),
     "entry point escaping the tree": (
@@ -146,7 +154,7 @@ def test_check_reports_a_hostile_pyproject(case: str, tmp_path: Path,
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith(f"error: {tmp_path / 'pyproject.toml'}")
+    assert lines[0].startswith(f"virtcore check: error: {tmp_path / 'pyproject.toml'}")
     assert expected in lines[0]
     assert lines[1] == "checked no plugins: 1 problem(s)"
 

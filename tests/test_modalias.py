@@ -88,3 +88,66 @@ def test_transport_supplies_the_modalias() -> None:
     assert dev.modalias == "pci:v00001234d00005678sv00000000sd00000000bcFFsc00i00"
     assert dev.to_dict()["modalias"] == dev.modalias
     machine.close()
+
+
+# a device's own modalias, parsed back, gives its compatible strings: capital C's inside
+# compatible strings, types and names included (issue 11b, item 3)
+ROUND_TRIP = [
+    ("serial@e0004500", "serial", ["fsl,MPC8572DS-uart", "ns16550a"]),
+    ("serial@0", None, ["fsl,MPC8572DS-uart"]),
+    ("uart", None, ["fsl,ns16550", "ns16550"]),
+    ("CPUTEST@1", "cpu", ["arm,cortex-a53", "arm,armv8"]),
+    ("interrupt-controller", "PowerPC-External-Interrupt-Presentation", ["ibm,ppc-xicp"]),
+    ("pci", "PCI", ["fsl,mpc8548-pcie", "fsl,MPC8548E-pcie"]),
+    ("vtpm@30000003", "IBM,vtpm", ["IBM,vtpm", "IBM,vtpm20"]),
+    ("clocks", "", ["SUNW,Coherent-clock", "fixed-clock"]),
+    ("odd", None, ["has space"]),
+    ("pipe@10000000", None, ["virtcore,virt-pipe", "virtcore,virt-dev"]),
+]
+
+
+@pytest.mark.parametrize("name, kind, compatible", ROUND_TRIP)
+def test_of_modalias_round_trips(name: str, kind: str | None, compatible: list[str]) -> None:
+    alias = of_modalias(name, kind, compatible)
+    expected = tuple(c.replace(" ", "_") for c in compatible)
+    assert parse_modalias(alias) == ModaliasTarget(None, expected)
+
+
+@pytest.mark.parametrize("name, kind, compatible", ROUND_TRIP)
+def test_match_modalias_ranks_exactly_like_compatible(
+        name: str, kind: str | None, compatible: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from virtcore._cli import main
+
+    compatible = [c.replace(" ", "_") for c in compatible]
+    machine = Machine(plugins=["virtcore"])
+    for i, string in enumerate([*compatible, "ns16550a", "fsl,MP", "8572DS-uart"]):
+        machine.register_driver(_named(f"drv{i}"), id_table=[{"compatible": string}],
+                                priority=i % 3)
+    alias = of_modalias(name, kind, compatible)
+    by_alias = machine.explain(compatible=parse_modalias(alias).compatible)
+    by_compatible = machine.explain(compatible=compatible)
+    assert [(m.driver, m.reason) for m in by_alias.candidates] == [
+        (m.driver, m.reason) for m in by_compatible.candidates]
+    assert by_alias.candidates  # each string of the device is in some table
+
+    assert main(["match", "--modalias", alias]) == 0
+    via_alias = capsys.readouterr().out
+    assert main(["match", *(a for c in compatible for a in ("--compatible", c))]) == 0
+    assert via_alias == capsys.readouterr().out
+
+
+def _named(name: str) -> object:
+    from virtcore import Driver
+
+    return type(name, (Driver,), {"name": name, "probe": lambda self, d, m: None})()
+
+
+def test_of_modalias_ambiguity_is_as_documented() -> None:
+    # a capital C followed by what starts a compatible string is a split, as Linux writes
+    # "acme,foo" then "bar" the same way
+    assert parse_modalias("of:NxT(null)Cacme,fooCbar").compatible == ("acme,foo", "bar")
+    # but not before what starts nothing: a model number
+    assert parse_modalias("of:NxT(null)Cacme,MPC85xx").compatible == ("acme,MPC85xx",)
+    with pytest.raises(ValueError, match="longer than 4096"):
+        parse_modalias("of:NxT(null)Ca,b" + "x" * 5000)

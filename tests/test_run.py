@@ -70,7 +70,7 @@ def test_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ('name = "x"\n[loopback]\ncolour = 1\n', "[loopback] key 'colour'", "unknown key"),
     ('name = "x"\n[[loopback.devices]]\nvendor = 1\n', "key 'devices[0].path'",
      "missing required key"),
-    ('name = "x"\n[[loopback.devices]]\npath = "a"\nvendor = 0x10000\n', "key 'devices[0]'",
+    ('name = "x"\n[[loopback.devices]]\npath = "a"\nvendor = 0x10000\n', "key 'devices[0].vendor'",
      "outside 16 bits"),
     ('name = "x"\n[[loopback.devices]]\npath = "a"\nmodel = "nope"\n',
      "key 'devices[0].model'", "no device model named 'nope'"),
@@ -96,7 +96,7 @@ def test_unknown_file_type_and_missing_file(tmp_path: Path) -> None:
     machine = Machine(plugins=["virtcore"])
     with pytest.raises(MachineFileError, match="unknown machine file type '.yaml'"):
         machine.load(tmp_path / "m.yaml")
-    with pytest.raises(MachineFileError, match="cannot read"):
+    with pytest.raises(MachineFileError, match="no such file"):
         machine.load(tmp_path / "missing.toml")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -79,6 +80,30 @@ def test_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
     with pytest.raises(VirtcoreError, match="already exists"):
         create_plugin("ok_name", tmp_path)
     assert main(["new-plugin", "ok_name", "--dest", str(tmp_path), "--force"]) == 0
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("virtcore", "it is the core's own name"),
+    ("pluggy", "distribution 'pluggy' is installed"),
+    ("json", "the standard library has a module 'json'"),
+    ("conftest", "a module 'conftest' is already importable"),
+])
+def test_refuses_a_name_that_would_shadow_what_is_installed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, why: str) -> None:
+    with pytest.raises(VirtcoreError, match=f"plugin name {name!r} is taken: {why}"):
+        create_plugin(name, tmp_path)
+    assert not (tmp_path / name).exists()
+    assert main(["new-plugin", name, "--dest", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"virtcore new-plugin: error: plugin name {name!r} is taken: {why}")
+
+
+def test_refuses_the_name_of_an_installed_plugin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("virt_pipe") is None:
+        pytest.skip("virt_pipe is not installed here")
+    with pytest.raises(VirtcoreError, match="plugin name 'virt_pipe' is taken"):
+        create_plugin("virt_pipe", tmp_path)
 
 
 def test_check_source_tree_names_file_and_key(tmp_path: Path,

@@ -8,19 +8,26 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
-from ._errors import DeviceError, MachineFileError, PluginError
+from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, not_loaded
+from ._errors import DeviceError, MachineFileError, PluginError, VirtcoreError
+from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemoryError, memory_from_section
 from ._machine_file import MachineContext
+from ._manifest import TransportDecl
+from ._model import DeviceModel
 from ._toml import TOMLError, loads
 from ._transport import Transport
 
 if TYPE_CHECKING:
     from ._machine import Machine
+
+log = logging.getLogger("virtcore")
 
 TOP_KEYS = ("name", "description")
 MEMORY_SECTION = "memory"
@@ -29,10 +36,8 @@ MEMORY_SECTION = "memory"
 
 def read_description(path: str | Path) -> dict[str, Any]:
     """Parse a TOML machine description, naming the file on error."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise MachineFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    data = read_bounded(path, MAX_TOML_SIZE, lambda why: MachineFileError(why, path=path),
+                        what="a machine description")
     try:
         return loads(data.decode("utf-8"))
     except (UnicodeDecodeError, TOMLError) as exc:
@@ -63,18 +68,58 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
             if from_file is None:
                 raise MachineFileError(f"transport {decl.name!r} declares {suffix} files but "
                                        "has no from_file()", path=path)
-            if not path.is_file():
-                raise MachineFileError("no such file", path=path)
+            check_regular_file(path, None, lambda why: MachineFileError(why, path=path))
             first_model = len(machine.models)
-            transport = from_file(path, context)
+            try:
+                transport = _plugin_call(decl, "from_file", from_file, path, context,
+                                         where=(path, None))
+            except BaseException:
+                _undo(machine, [], first_model)
+                raise
             machine.name = path.stem
-            return _boot(machine, [(context.section, transport)],
+            return _boot(machine, [(context.section, transport, decl, context)],
                          {"name": path.stem, "source": str(path)}, first_model, path)
+    hidden = _hidden_reader(machine, lambda t: suffix in t.file_types)
+    if hidden:
+        raise MachineFileError(f"{suffix} files are read by {hidden}", path=path)
     known = sorted({".toml", *(t for d in machine.transport_decls().values()
                                for t in d.file_types)})
     raise MachineFileError(
         f"unknown machine file type {suffix or '(none)'!r}; installed transports read "
         f"{', '.join(known)}", path=path)
+
+
+def _hidden_reader(machine: Machine, reads: Callable[[TransportDecl], bool]) -> str:
+    """``"transport 'pci' of plugin 'virt_pci', installed but not loaded: ..."`` when a
+    plugin autoload kept out declares a transport that ``reads``; else ``""``."""
+    hidden = not_loaded(machine.catalog)
+    for record in hidden:
+        for decl in record.manifest.transports if record.manifest else ():
+            if reads(decl):
+                return (f"transport {decl.name!r} of plugin {record.name!r}, which is "
+                        f"installed but not loaded because autoload is off "
+                        f"({ENV_NO_AUTOLOAD}; name it in {ENV_PLUGINS})")
+    return ""
+
+
+def _plugin_call(
+    decl: TransportDecl, what: str, func: Callable[..., Any], *args: Any,
+    where: tuple[Path | None, str | None],
+) -> Any:
+    """Call a transport plugin's ``func``; anything but a :class:`MachineFileError` it raises
+    becomes one line naming the file, the section, the plugin and the exception."""
+    try:
+        return func(*args)
+    except MachineFileError:
+        raise
+    except Exception as exc:
+        raise MachineFileError(_failure(f"transport {decl.name!r}", decl.plugin, what, exc),
+                               path=where[0], section=where[1]) from exc
+
+
+def _failure(who: str, plugin: str, what: str, exc: BaseException) -> str:
+    kind = "" if isinstance(exc, VirtcoreError) else f"{type(exc).__name__}: "
+    return f"{who} (plugin {plugin!r}) failed in {what}: {kind}{exc}"
 
 
 def _transport_class(
@@ -101,53 +146,97 @@ def _load_mapping(
             machine.memory = memory_from_section(data[MEMORY_SECTION], path, MEMORY_SECTION)
         except GuestMemoryError as exc:
             raise MachineFileError(exc.reason, path=path, section=MEMORY_SECTION) from None
-    transports: list[tuple[str, Transport]] = []
+    transports: list[_Built] = []
     first_model = len(machine.models)
-    for section, table in data.items():
-        if section in TOP_KEYS or section == MEMORY_SECTION:
-            continue
-        decl = machine.transport_for_section(section)
-        if decl is None and not isinstance(table, Mapping):
-            close = difflib.get_close_matches(str(section), TOP_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise MachineFileError(
-                f"unknown top-level key{hint}: the top-level keys are "
-                f"{', '.join(TOP_KEYS)}, and every other entry is a [section] table",
-                path=path, key=str(section))
-        if decl is None:
-            known = sorted(d.machine_section for d in machine.transport_decls().values()
-                           if d.machine_section)
-            raise MachineFileError(
-                f"no installed transport reads this section (sections known: "
-                f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)}; "
-                f"core section: {MEMORY_SECTION})",
-                path=path, section=section)
-        if not isinstance(table, Mapping):
-            raise MachineFileError("expected a table", path=path, section=section)
-        cls = _transport_class(machine, decl.name, path, section)
-        context = MachineContext(path, section, machine.create_model)
-        transports.append((section, cls.from_machine(table, context)))
+    try:
+        for section, table in data.items():
+            if section in TOP_KEYS or section == MEMORY_SECTION:
+                continue
+            decl = _section_decl(machine, section, table, path)
+            cls = _transport_class(machine, decl.name, path, section)
+            context = MachineContext(path, section, machine.create_model)
+            transport = _plugin_call(decl, "from_machine", cls.from_machine, table, context,
+                                     where=(path, section))
+            transports.append((section, transport, decl, context))
+    except BaseException:  # close what this load built: transports not attached, models
+        _undo(machine, [t for _, t, _, _ in transports], first_model)
+        raise
     if not transports:
         raise MachineFileError("the machine has no transport section", path=path)
     machine.name = name
     return _boot(machine, transports, data, first_model, path)
 
 
+_Built = tuple[str, Transport, TransportDecl, MachineContext]
+"""A transport built from one section: (section, transport, its declaration, context)."""
+
+
+def _section_decl(
+    machine: Machine, section: str, table: object, path: Path | None
+) -> TransportDecl:
+    decl = machine.transport_for_section(section)
+    if decl is None and not isinstance(table, Mapping):
+        close = difflib.get_close_matches(str(section), TOP_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise MachineFileError(
+            f"unknown top-level key{hint}: the top-level keys are "
+            f"{', '.join(TOP_KEYS)}, and every other entry is a [section] table",
+            path=path, key=str(section))
+    if decl is None:
+        hidden = _hidden_reader(machine, lambda t: t.machine_section == section)
+        if hidden:
+            raise MachineFileError(f"it is read by {hidden}", path=path, section=section)
+        known = sorted(d.machine_section for d in machine.transport_decls().values()
+                       if d.machine_section)
+        raise MachineFileError(
+            f"no installed transport reads this section (sections known: "
+            f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)}; "
+            f"core section: {MEMORY_SECTION})",
+            path=path, section=section)
+    if not isinstance(table, Mapping):
+        raise MachineFileError("expected a table", path=path, section=section)
+    return decl
+
+
 def _boot(
-    machine: Machine, transports: list[tuple[str, Transport]], description: Any,
-    first_model: int, path: Path | None,
+    machine: Machine, transports: list[_Built], description: Any, first_model: int,
+    path: Path | None,
 ) -> list[Device]:
     devices: list[Device] = []
-    for done, (section, transport) in enumerate(transports, 1):
+    built = [t for _, t, _, _ in transports]
+    for section, transport, decl, _context in transports:
         try:
             devices.extend(machine.add_transport(transport))
         except DeviceError as exc:  # a path another section (or an earlier load) has
-            _undo(machine, [t for _, t in transports[:done]], first_model)
+            _undo(machine, built, first_model)
             raise MachineFileError(str(exc), path=path, section=section) from None
+        except Exception as exc:  # attach() or enumerate() of the plugin raised
+            _undo(machine, built, first_model)
+            raise MachineFileError(
+                _failure(f"transport {decl.name!r}", decl.plugin, "enumerate", exc),
+                path=path, section=section) from None
     for model in machine.models[first_model:]:  # those this description created
-        model.start()
+        try:
+            model.start()
+        except Exception as exc:
+            where, key, who, plugin = _model_origin(machine, model, transports)
+            _undo(machine, built, first_model)
+            raise MachineFileError(_failure(who, plugin, "start", exc), path=path,
+                                   section=where, key=key) from None
     machine._call("virtcore_machine_loaded", machine=machine, description=description)
     return devices
+
+
+def _model_origin(
+    machine: Machine, model: DeviceModel, transports: list[_Built]
+) -> tuple[str | None, str | None, str, str]:
+    """(section, key, "model 'name'", plugin) of a model this load built."""
+    for section, _transport, _decl, context in transports:
+        for made, name, key in context.models:
+            if made is model:
+                decl = machine.model_decl(name)
+                return section, key, f"model {name!r}", decl.plugin if decl else "?"
+    return None, None, f"model {type(model).__name__}", "?"
 
 
 def _undo(machine: Machine, transports: list[Transport], first_model: int) -> None:
@@ -158,7 +247,13 @@ def _undo(machine: Machine, transports: list[Transport], first_model: int) -> No
                 machine.remove_device(device)
         if transport in machine.transports:
             machine.transports.remove(transport)
-        transport.close()
+        try:
+            transport.close()
+        except Exception:  # undoing goes on: the error being raised is the one to report
+            log.exception("closing transport %r failed", transport)
     models, machine.models[first_model:] = machine.models[first_model:], []
     for model in models:
-        model.close()
+        try:
+            model.close()
+        except Exception:
+            log.exception("closing model %r failed", model)

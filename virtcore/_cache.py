@@ -1,80 +1,126 @@
-"""The discovery cache: what a full scan found, kept until the environment changes.
+"""The discovery cache: what the last scan found, shared by every program of an environment.
 
-Parsing 1,000 TOML manifests costs several times a bare entry-point scan, so the scan result
-(entry points and validated manifests, or the error each one gave) is stored in one file per
-interpreter.  It is used only while
+Parsing 1,000 TOML manifests costs several times a bare entry-point scan, so what a scan
+found is kept in a file and brought up to date incrementally.
 
-* the virtcore version, ``sys.executable`` and the ``sys.path`` entries are the same,
-* no ``sys.path`` folder changed (installing or removing a distribution adds or removes a
-  ``*.dist-info`` folder, which changes the folder's mtime), and
-* every manifest file still has the size and mtime it had (so editing a manifest in an
-  editable install is seen).
+**Key.**  One file per *key*: the folders on ``sys.path`` that hold distributions
+(``*.dist-info`` / ``*.egg-info``), the virtcore version and the interpreter's bytecode tag.
+The current folder, the script's folder and other path entries without distributions are
+not part of it, so ``virtcore``, ``python -m virtcore``, pytest and a user's script started
+from any folder share one file.  Several keys coexist (one file each); the least recently
+used are pruned beyond :data:`KEEP` files.
 
-An in-place edit of an installed ``entry_points.txt`` is not seen; set
-``VIRTCORE_NO_CACHE=1`` to bypass the cache, or delete the folder named by
+**Validity**, checked on every use (see :mod:`virtcore._scan`):
+
+* each distribution folder's mtime: installing or removing a distribution adds or removes a
+  ``*.dist-info`` folder, which changes it.  Only a changed folder is listed again, and in
+  it only distributions that are new or were re-created (inode or mtime of their
+  ``*.dist-info`` folder) have their ``entry_points.txt`` read again;
+* each manifest's path, size and mtime: only a changed manifest is parsed again, so an
+  in-place edit of an installed (or editable) manifest is seen.
+
+A timestamp within :data:`RACY_NS` of the scan is not trusted (a change in the same clock
+tick would be invisible) and is checked again next time.  An in-place edit of an installed
+``entry_points.txt`` is not seen; ``VIRTCORE_NO_CACHE=1`` bypasses the cache.  The folder is
 :func:`cache_dir` (``VIRTCORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/virtcore``, else
-``~/.cache/virtcore``).  The file is private to the user (mode 0600 in a 0700 folder), and a
-file that cannot be read back is ignored and rewritten.
+``~/.cache/virtcore``); files are private to the user (0600 in a 0700 folder) and a file
+that cannot be read back is ignored and rewritten.
+
+The file is flat: nested tuples and dicts of plain values written with :mod:`marshal`
+(manifests in the form of :func:`~virtcore._manifest.manifest_to_flat`, without their parsed
+TOML), read back at C speed and rebuilt into objects without validation.  The cyclic garbage
+collector is paused while they are rebuilt (they hold no cycles), so a warm start costs time
+linear in the number of plugins.  A manifest whose per-entry ``data`` holds values
+``marshal`` cannot write (TOML dates) is simply read again at each start.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
+import gc
+import marshal
 import os
-import pickle
 import sys
-import tempfile
+import time
+import zlib
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
 
-log = logging.getLogger("virtcore.discovery")
+from ._log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple
+
+log = get_logger("virtcore.discovery")
 
 ENV_NO_CACHE: Final = "VIRTCORE_NO_CACHE"
 ENV_CACHE_DIR: Final = "VIRTCORE_CACHE_DIR"
-FORMAT: Final = 1
+FORMAT: Final = 4
+KEEP: Final = 8
+"""Cache files kept (one per key); the least recently used beyond that are deleted."""
+RACY_NS: Final = 2_000_000_000
+"""Timestamps this close to the scan are checked again at the next start."""
+_TOUCH_NS: Final = 3600 * 1_000_000_000
+_PREFIX: Final = "scan-"
+_SUFFIX: Final = ".marshal"
+
+Stamp = tuple[int, int]
+"""(mtime_ns, size) of a file, or (inode, mtime_ns) of a distribution folder."""
+
+DistState = tuple[int, int, str, str, "str | None", tuple[tuple[str, str], ...]]
+"""A distribution as last read: (inode, mtime_ns, normalized name, name, version, the
+``(name, value)`` pairs of its ``virtcore.manifest`` entry points)."""
+
+FolderState = tuple[int, dict[str, DistState]]
+"""A distribution folder as last listed: (mtime_ns, distributions by folder name)."""
 
 
-@dataclass(frozen=True)
-class ScanItem:
-    """One entry point as a full scan left it: its manifest, or why there is none."""
+if TYPE_CHECKING:
+    class ScanItem(NamedTuple):
+        """One entry point as a scan left it: its manifest, or why there is none."""
 
-    name: str
-    value: str
-    distribution: str
-    version: str | None
-    location: str
-    manifest_path: str | None
-    manifest: Any  # Manifest | None (typed loosely to keep this module import-light)
-    error: str | None
-    stamp: tuple[int, int] | None  # (mtime_ns, size) of the manifest file
+        name: str
+        value: str
+        distribution: str
+        version: str | None
+        location: str
+        manifest_path: str | None
+        manifest: Any  # Manifest, its flat form (from the cache), or None
+        error: str | None
+        stamp: Stamp | None  # (mtime_ns, size) of the manifest file; None: check again
+else:  # the same, without importing typing
+    ScanItem = namedtuple("ScanItem", ["name", "value", "distribution", "version", "location",
+                                       "manifest_path", "manifest", "error", "stamp"])
+    ScanItem.__doc__ = "One entry point as a scan left it: its manifest, or why there is none."
 
 
-def cache_dir() -> Path:
+class Snapshot:
+    """What one cache file holds."""
+
+    __slots__ = ("key", "folders", "items")
+
+    def __init__(self, key: tuple[str, ...], folders: dict[str, FolderState],
+                 items: list[ScanItem]) -> None:
+        self.key = key
+        self.folders = folders
+        self.items = items
+
+
+def cache_dir() -> str:
     """Where cache files live."""
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR])
+    configured = os.environ.get(ENV_CACHE_DIR)
+    if configured:
+        return configured
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "virtcore"
+    return os.path.join(base, "virtcore")
 
 
 def enabled() -> bool:
     return os.environ.get(ENV_NO_CACHE, "") in ("", "0")
 
 
-def path_key(path: Sequence[str]) -> tuple[tuple[str, int], ...]:
-    key = []
-    for entry in path:
-        try:
-            key.append((entry, os.stat(entry or ".").st_mtime_ns))
-        except OSError:
-            key.append((entry, -1))
-    return tuple(key)
-
-
-def stamp(path: str) -> tuple[int, int] | None:
+def file_stamp(path: str) -> Stamp | None:
+    """``(mtime_ns, size)`` of ``path``; ``None`` if it is missing or changed just now."""
     try:
         st = os.stat(path)
     except OSError:
@@ -82,64 +128,155 @@ def stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _file(version: str) -> Path:
-    ident = f"{FORMAT}\0{version}\0{sys.executable}\0{sys.prefix}".encode()
-    return cache_dir() / f"scan-{hashlib.sha256(ident).hexdigest()[:20]}.pickle"
+def trusted(mtime_ns: int, now_ns: int) -> bool:
+    """Whether a timestamp is old enough that a later change would change it."""
+    return now_ns - mtime_ns > RACY_NS
 
 
-PathKey = tuple[tuple[str, int], ...]
+def key_of(version: str, folders: Sequence[str]) -> tuple[str, ...]:
+    """The cache key for these distribution folders (absolute paths)."""
+    return (str(FORMAT), version, sys.implementation.cache_tag or "", *folders)
 
 
-def load(version: str, key: PathKey) -> list[ScanItem] | None:
-    """The cached scan for this environment (``key`` from :func:`path_key`), if still valid."""
+def _file(key: tuple[str, ...]) -> str:
+    data = "\0".join(key).encode("utf-8", "surrogateescape")
+    digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+    return os.path.join(cache_dir(), f"{_PREFIX}{digest}{_SUFFIX}")
+
+
+def load(key: tuple[str, ...]) -> Snapshot | None:
+    """The snapshot stored under ``key``, or ``None`` (absent, unreadable, foreign)."""
     if not enabled():
         return None
-    path = _file(version)
-    if not _private(path):
+    path = _file(key)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
     try:
-        with open(path, "rb") as fh:
-            cached_key, items = pickle.load(fh)
-    except Exception:  # absent, truncated, or written by an incompatible virtcore
-        return None
-    if cached_key != key:
-        return None
-    for item in items:
-        if item.manifest_path is not None and stamp(item.manifest_path) != item.stamp:
+        st = os.fstat(fd)
+        if not _private(st) or not _private_dir(os.path.dirname(path)):
+            log.debug("ignoring the discovery cache %s: other users could write it", path)
             return None
-    return list(items)
-
-
-def _private(path: Path) -> bool:
-    """Whether ``path`` and its folder belong to this user and nobody else can write them
-    (a pickle is only loaded from a place no other user could have put it)."""
-    getuid = getattr(os, "getuid", None)
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size, 1 << 16)):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    collecting = gc.isenabled()
+    gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
     try:
-        for item in (path, path.parent):
-            st = os.stat(item)
-            if getuid is not None and st.st_uid != getuid():
-                return False
-            if st.st_mode & 0o022:
-                return False
+        fmt, stored_key, folders, flat = marshal.loads(b"".join(chunks))
+        if fmt != FORMAT or tuple(stored_key) != key:
+            return None  # a hash collision, or a file of another format
+        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
+        items = [new(ScanItem, t) for t in flat]
+        if any(len(t) != 9 for t in items):
+            return None
+    except Exception:  # truncated, or written by an incompatible virtcore
+        return None
+    finally:
+        if collecting:
+            gc.enable()
+    snapshot = Snapshot(key, folders, items)
+    if time.time_ns() - st.st_mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+    return snapshot
+
+
+def _private(st: os.stat_result) -> bool:
+    """Whether a file belongs to this user and nobody else can write it (the cache is only
+    read from a place no other user could have put it)."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid != getuid():
+        return False
+    return not st.st_mode & 0o022
+
+
+def _private_dir(path: str) -> bool:
+    try:
+        return _private(os.stat(path))
     except OSError:
         return False
-    return True
 
 
-def store(version: str, key: PathKey, items: Sequence[ScanItem]) -> None:
-    """Write the scan made under ``key`` (taken *before* scanning); failures (read-only
-    home, unpicklable data) are logged and otherwise ignored."""
+def store(snapshot: Snapshot) -> None:
+    """Write ``snapshot`` atomically, then prune old keys; failures (read-only home,
+    unpicklable data) are logged and otherwise ignored."""
     if not enabled():
         return
-    target = _file(version)
+    target = _file(snapshot.key)
+    folder = os.path.dirname(target)
+    tmp = f"{target}.{os.getpid()}.tmp"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not _private(target.parent):
-            log.debug("not writing the discovery cache: %s is not private", target.parent)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not _private_dir(folder):
+            log.debug("not writing the discovery cache: %s is not private", folder)
             return
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".scan-")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump((key, list(items)), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        flat = [_flat_item(i) for i in snapshot.items]
+        try:
+            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
+        except ValueError:  # TOML dates in some entry's data: those are read at each start
+            flat = [_marshallable(t) for t in flat]
+            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
-    except Exception as exc:  # OSError, or a PicklingError on an old Python
+    except (OSError, ValueError) as exc:
         log.debug("cannot write the discovery cache %s: %s", target, exc)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return
+    prune(folder, keep=target)
+
+
+def _flat_item(item: ScanItem) -> tuple[Any, ...]:
+    from ._manifest import manifest_to_flat
+
+    manifest = item.manifest
+    if manifest is None or type(manifest) is tuple:
+        return tuple(item)
+    return (*item[:6], manifest_to_flat(manifest), *item[7:])
+
+
+def _marshallable(flat: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        marshal.dumps(flat)
+    except ValueError:  # no manifest and no stamp: read again at the next start
+        return (*flat[:6], None, None, None)
+    return flat
+
+
+def prune(folder: str, *, keep: str) -> None:
+    """Delete the least recently written cache files beyond :data:`KEEP`, and files of the
+    earlier, pickled format (``scan-*.pickle``, ``scan2-*.pickle``)."""
+    try:
+        listing = os.listdir(folder)
+        for name in listing:
+            if name.startswith("scan") and name.endswith(".pickle"):
+                os.unlink(os.path.join(folder, name))
+        names = [n for n in listing if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
+        if len(names) <= KEEP:
+            return
+        dated = []
+        for name in names:
+            path = os.path.join(folder, name)
+            if path != keep:
+                dated.append((os.stat(path).st_mtime_ns, path))
+        dated.sort(reverse=True)
+        for _, path in dated[KEEP - 1:]:
+            os.unlink(path)
+    except OSError as exc:
+        log.debug("cannot prune the discovery cache in %s: %s", folder, exc)

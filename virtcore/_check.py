@@ -15,8 +15,9 @@ from ._commands import check_commands
 from ._discovery import PluginRecord, PluginStatus, discover
 from ._driver import Driver
 from ._errors import ManifestError, PluginLoadError
+from ._files import MAX_TOML_SIZE, read_bounded
 from ._loader import check_kind, import_python_name
-from ._manifest import Manifest, read_manifest
+from ._manifest import Manifest, incompatible_reason, read_manifest
 from ._model import DeviceModel
 from ._toml import TOMLError, loads
 from ._transport import Transport
@@ -115,21 +116,26 @@ def _record_problem(record: PluginRecord) -> str:
 def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
     """(plugin name, manifest path, import root) for a plugin source tree."""
     pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
+    if not pyproject.exists():
         raise ManifestError(
             "not a plugin source tree: no pyproject.toml here (give the folder holding the "
             "plugin's pyproject.toml, or its virtcore.toml manifest)", path=root)
+    raw = read_bounded(pyproject, MAX_TOML_SIZE,
+                       lambda why: ManifestError(why, path=pyproject), what="a pyproject.toml")
     try:
-        data = loads(pyproject.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"cannot read: {exc.strerror or exc}", path=pyproject) from None
+        data = loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=pyproject) from None
     except TOMLError as exc:
         raise ManifestError(f"invalid TOML: {exc}", path=pyproject) from None
     eps: object = data
+    spelt: list[str] = []
     for part in ("project", "entry-points", "virtcore.manifest"):
+        spelt.append(f'"{part}"' if "." in part else part)
         eps = eps.get(part) if isinstance(eps, dict) else None
+        if eps is not None and not isinstance(eps, dict):
+            raise ManifestError(f"expected a table, not {eps!r:.60}", path=pyproject,
+                                key=".".join(spelt))
     if not isinstance(eps, dict) or not eps:
         raise ManifestError(f"no [{_EP_KEY}] table", path=pyproject, key=_EP_KEY)
     for name, value in eps.items():
@@ -160,7 +166,7 @@ def check_path(path: str | Path) -> CheckResult:
     try:
         if root.is_dir():
             items: list[tuple[str | None, Path, Path]] = list(_source_manifests(root))
-        elif root.is_file():
+        elif root.exists():  # a manifest file: read_manifest says what is wrong with it
             items = [(None, root, root.parent.parent)]
         else:
             raise ManifestError("no such file or folder", path=root)
@@ -174,6 +180,11 @@ def check_path(path: str | Path) -> CheckResult:
             result.problems.append(str(exc))
             continue
         result.checked.append(manifest.name)
+        incompatible = incompatible_reason(manifest.api_version)
+        if incompatible is not None:  # as discovery would find it once installed
+            result.problems.append(f"{manifest.path}: key 'api-version': {incompatible} "
+                                   "(incompatible)")
+            continue
         sys.path.insert(0, str(import_root))
         try:
             result.problems.extend(check_imports(manifest))

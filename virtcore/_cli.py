@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
 
-from ._check import check_installed, check_path
-from ._commands import add_plugin_commands
-from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, discover
 from ._errors import VirtcoreError
-from ._ids import CLASS_MAX, DeviceIds, check_compatible, parse_id_pair
-from ._machine import Machine
-from ._modalias import parse_modalias
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from ._ids import DeviceIds
+    from ._machine import Machine
+
+# Each command imports what it needs when it runs, so ``virtcore --help`` or ``virtcore
+# plugins`` never pays for the machine, pluggy or the checker.
+
+BUILTIN_COMMANDS = ("plugins", "drivers", "match", "check", "run", "new-plugin")
 
 
 def _dump(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2, sort_keys=False)
-    out.write("\n")
+    """Write ``data`` as one JSON document in a single ``write`` call (``json.dump`` writes
+    token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token)."""
+    import json
+
+    out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from ._discovery import discover, not_loaded, not_loaded_note
+
     catalog = discover(autoload=None if not args.all else True)
     records = list(catalog.plugins.values())
     if args.json:
         _dump([r.to_dict() for r in records], out)
         return 0
-    hidden = [] if args.all else [
-        n for n in discover(autoload=True).plugins if n not in catalog.plugins]
+    hidden = [] if args.all else not_loaded(catalog)
     if not records and not hidden:
         out.write("no plugins installed (entry-point group 'virtcore.manifest')\n")
         return 0
@@ -43,20 +50,23 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
                 if names:
                     out.write(f"    {kind}: {', '.join(names)}\n")
     if hidden:
-        out.write(f"{len(hidden)} installed plugin(s) not loaded because autoload is off "
-                  f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}, or use --all): "
-                  f"{', '.join(hidden)}\n")
+        out.write(not_loaded_note(hidden, ", or use --all") + "\n")
     return 0
 
 
 def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
+    from ._discovery import not_loaded, not_loaded_note
+    from ._machine import Machine
+
     machine = Machine("drivers")
     slots = machine.drivers()
+    warn_unusable(machine, "drivers")
     if args.json:
         _dump([s.to_dict() for s in slots], out)
         return 0
     if not slots:
-        out.write("no drivers installed\n")
+        hidden = not_loaded_note(not_loaded(machine.catalog))
+        out.write(f"no drivers loaded: {hidden}\n" if hidden else "no drivers installed\n")
     for s in slots:
         prio = f", priority {s.priority}" if s.priority else ""
         out.write(f"{s.name} (plugin {s.plugin}, {s.python_name}{prio})\n")
@@ -67,13 +77,16 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _parse_class(text: str) -> int:
-    digits = text[2:] if text.lower().startswith("0x") else text
-    try:
-        value = int(digits, 16)
-    except ValueError:
+    """Hex digits, optionally after ``0x``: as strict as ``--id`` (no blanks, signs
+    or ``_``, which ``int()`` would take)."""
+    from ._ids import CLASS_MAX
+
+    digits = text[2:] if text[:2] in ("0x", "0X") else text
+    if not digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
         raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
-                         "(e.g. 0x010601 or 010601)") from None
-    if digits.startswith(("+", "-")) or value > CLASS_MAX:
+                         "(e.g. 0x010601 or 010601)")
+    value = int(digits, 16)
+    if value > CLASS_MAX:
         raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
                          "(0 to 0xffffff)")
     return value
@@ -81,6 +94,9 @@ def _parse_class(text: str) -> int:
 
 def _parse_match_target(args: argparse.Namespace) -> tuple[DeviceIds | None, list[str]]:
     """The device ``virtcore match`` asks about; ``ValueError`` with a one-line reason."""
+    from ._ids import DeviceIds, check_compatible, parse_id_pair
+    from ._modalias import parse_modalias
+
     if args.modalias is not None:
         if args.id or args.subsystem or args.class_ or args.compatible:
             raise ValueError("--modalias describes the whole device: give it alone, without "
@@ -126,6 +142,8 @@ def warn_unusable(machine: Machine, command: str) -> None:
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
+    from ._machine import Machine
+
     try:
         ids, compatible = _parse_match_target(args)
     except ValueError as exc:
@@ -149,16 +167,24 @@ def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {i}. {m.driver} (plugin {m.plugin}) {verdict}: {m.reason}\n")
     for note in report.notes:
         out.write(f"  note: {note}\n")
+    if winner is None:
+        from ._discovery import not_loaded, not_loaded_note
+
+        hidden = not_loaded_note(not_loaded(machine.catalog))
+        if hidden:
+            out.write(f"  note: {hidden}\n")
     return 0
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ._check import check_installed, check_path
+
     result = check_path(args.path) if args.path else check_installed()
     if args.json:
         _dump({"checked": result.checked, "problems": result.problems, "ok": result.ok}, out)
     else:
         for problem in result.problems:
-            out.write(f"error: {problem}\n")
+            out.write(f"virtcore check: error: {problem}\n")
         names = ", ".join(result.checked) or "no plugins"
         out.write(f"checked {names}: {len(result.problems)} problem(s)\n")
     return 0 if result.ok else 1
@@ -179,7 +205,9 @@ def cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser; ``plugin_commands=False`` leaves out the commands of
+    installed plugins (listing them needs discovery)."""
     parser = argparse.ArgumentParser(
         prog="virtcore", description="Bind bus-independent drivers to virtual devices.")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -233,17 +261,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into an existing folder")
     p.set_defaults(func=cmd_new_plugin)
 
-    add_plugin_commands(sub)  # [[commands]] of installed plugins, imported only when run
+    if plugin_commands:
+        from ._commands import add_plugin_commands
+
+        add_plugin_commands(sub)  # [[commands]] of installed plugins, imported only when run
     return parser
+
+
+_LOGGING_CONFIGURED = False
+
+
+def _configure_logging(verbose: int) -> None:
+    """Log warnings (-v), binding decisions (-vv), everything (-vvv); errors only by default.
+    An application's (or pytest's) own logging set-up is left alone."""
+    global _LOGGING_CONFIGURED
+    import logging
+
+    levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
+    level = levels[min(verbose, 3)]
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="virtcore: %(levelname)s: %(message)s")
+        _LOGGING_CONFIGURED = True
+    elif _LOGGING_CONFIGURED:
+        root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # a built-in command needs no discovery to be parsed: plugin commands are listed only
+    # when the command is not a built-in one (or for --help)
+    word = next((a for a in argv if not a.startswith("-")), None)
+    plugin_commands = word not in BUILTIN_COMMANDS
+    if plugin_commands:  # discovery logs while parsing: quiet until -v is known, so a
+        _configure_logging(0)  # broken plugin is not reported there and again by the command
+    parser = build_parser(plugin_commands=plugin_commands)
     args = parser.parse_args(argv)
-    levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
-    logging.basicConfig(level=levels[min(args.verbose, 3)],
-                        format="virtcore: %(levelname)s: %(message)s")
+    _configure_logging(args.verbose)
     stream = out if out is not None else sys.stdout
     try:
         status: int = args.func(args, stream)

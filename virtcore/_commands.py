@@ -9,16 +9,16 @@ exit status, so each command parses its options itself (``prog="virtcore NAME"``
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from ._discovery import PluginStatus, discover
 from ._errors import PluginLoadError, VirtcoreError
 from ._loader import import_python_name
+from ._log import get_logger
 from ._manifest import CommandDecl, Manifest
 
-log = logging.getLogger("virtcore.commands")
+log = get_logger("virtcore.commands")
 
 CommandMain = Callable[[Sequence[str]], int]
 """What a command's ``python-name`` names: ``main(argv) -> exit status``."""
@@ -31,9 +31,16 @@ def plugin_commands() -> list[CommandDecl]:
     except (VirtcoreError, OSError) as exc:  # the built-in commands must keep working
         log.warning("cannot list plugin commands: %s", exc)
         return []
-    return [decl for record in catalog.plugins.values()
-            if record.status is PluginStatus.OK and record.manifest is not None
-            for decl in record.manifest.commands]
+    decls: list[CommandDecl] = []
+    for record in catalog.plugins.values():
+        if record.status is not PluginStatus.OK:
+            continue
+        flat = record.flat_manifest()  # read from the discovery cache: no objects built
+        if flat is not None:
+            decls += [CommandDecl(n, p, record.name, d) for n, p, d in flat[9]]
+        elif record.manifest is not None:
+            decls += record.manifest.commands
+    return decls
 
 
 def load_command(decl: CommandDecl) -> CommandMain:

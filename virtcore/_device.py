@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
-from ._errors import TransferError
+from ._errors import InvalidDeviceError, TransferError
 from ._ids import DeviceIds, check_compatible
+from ._irq import IRQ_MAX
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._driver import Driver
     from ._machine import Machine
     from ._match import Match
@@ -37,7 +40,12 @@ class Device:
     :param bus: the bus name of the transport (``pci``, ``devtree``, ``loopback``).
     :param ids: numeric IDs, or ``None`` for a device known only by compatible strings.
     :param compatible: compatible strings, most specific first.
-    :param irq: the interrupt number the transport raises for this device, if any.
+    :param irq: the interrupt number the transport raises for this device, if any
+        (0 to :data:`~virtcore.IRQ_MAX`).
+    :raises InvalidDeviceError: (a ``ValueError``) naming the device and the argument at
+        fault: an empty path, ``ids`` not :class:`DeviceIds`, ``compatible`` a string
+        rather than a list or holding a malformed string, an ``irq`` that is not an
+        integer in range.
     :param platform_data: whatever the transport needs to reach the device (owned by it).
     """
 
@@ -59,12 +67,28 @@ class Device:
         transport: Transport | None = None,
         platform_data: Any = None,
     ) -> None:
-        if not path or not isinstance(path, str):
-            raise ValueError("a device needs a non-empty path")
+        if not isinstance(path, str) or not path:
+            raise InvalidDeviceError(f"a device needs a non-empty path, not {path!r:.60}",
+                                     key="path")
+        if ids is not None and not isinstance(ids, DeviceIds):
+            raise InvalidDeviceError(f"ids must be DeviceIds or None, not {ids!r:.60}",
+                                     device=path, key="ids")
+        if isinstance(compatible, (str, bytes)) or not isinstance(compatible, Iterable):
+            raise InvalidDeviceError(
+                f"compatible must be a list of strings, not {compatible!r:.60}", device=path,
+                key="compatible")
+        try:
+            checked = tuple(check_compatible(c) for c in compatible)
+        except ValueError as exc:
+            raise InvalidDeviceError(str(exc), device=path, key="compatible") from None
+        if irq is not None and (isinstance(irq, bool) or not isinstance(irq, int)
+                                or not 0 <= irq <= IRQ_MAX):
+            raise InvalidDeviceError(f"irq must be an integer from 0 to {IRQ_MAX:#x}, not "
+                                     f"{irq!r:.60}", device=path, key="irq")
         self.path = path
         self.bus = bus
         self.ids = ids
-        self.compatible: tuple[str, ...] = tuple(check_compatible(c) for c in compatible)
+        self.compatible: tuple[str, ...] = checked
         self.irq = irq
         self.parent = parent
         self.transport = transport

@@ -5,48 +5,49 @@ A plugin distribution declares::
     [project.entry-points."virtcore.manifest"]
     virt_pipe = "virt_pipe:virtcore.toml"
 
-The scanner walks ``sys.path`` for ``*.dist-info`` / ``*.egg-info`` folders (the first
-distribution of a name wins, as in :mod:`importlib.metadata`), reads only their
-``entry_points.txt``, and locates the manifest beside the distribution or, for editable
-installs, with :func:`importlib.util.find_spec` on the top-level package (which finds a
-package without executing it).  A hand-written scan is used instead of
-``importlib.metadata.entry_points()`` because it is what keeps discovery of 1,000 plugins
-within 1.5x of a bare entry-point scan (see ``docs/benchmarks.md``).
+Entry points are found and manifests read by :mod:`virtcore._scan` (incrementally, with the
+cache of :mod:`virtcore._cache`); this module turns what it found into a :class:`Catalog`:
+filters, API versions, and refusal of duplicate names.
 
-Blocking happens before anything is read: ``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD=1`` turns
-autoloading off (then only plugins named in ``VIRTCORE_PLUGINS`` or passed to the API load),
-``VIRTCORE_DISABLE_PLUGINS=a,b`` lists plugins to skip.
+Blocking happens before any plugin code could be imported:
+``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD=1`` turns autoloading off (then only plugins named in
+``VIRTCORE_PLUGINS`` or passed to the API load), ``VIRTCORE_DISABLE_PLUGINS=a,b`` lists
+plugins to skip.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib.util
-import logging
 import os
-import re
-import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
 
-from . import _cache
-from ._errors import ManifestError
-from ._manifest import API_VERSIONS, Manifest, read_manifest
+from ._gcpause import paused_gc
+from ._log import get_logger
+from ._manifest import Manifest, incompatible_reason, manifest_from_flat
+from ._record import Record
+from ._scan import (  # re-exported: the scanner's public helpers
+    GROUP,
+    EntryPointInfo,
+    _normalize,
+    locate_manifest,
+    scan,
+    scan_entry_points,
+)
 
-log = logging.getLogger("virtcore.discovery")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
-GROUP: Final = "virtcore.manifest"
+__all__ = ["GROUP", "Catalog", "EntryPointInfo", "PluginRecord", "PluginStatus", "discover",
+           "locate_manifest", "scan_entry_points"]
+
+log = get_logger("virtcore.discovery")
+
 CORE_PLUGIN: Final = "virtcore"
 """The core's own plugin (built-in transport and model): loaded unless blocked by name."""
 ENV_NO_AUTOLOAD: Final = "VIRTCORE_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLE: Final = "VIRTCORE_DISABLE_PLUGINS"
 ENV_PLUGINS: Final = "VIRTCORE_PLUGINS"
-
-_DIST_RE: Final = re.compile(
-    r"^(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info$")
-
 
 class PluginStatus(str, enum.Enum):
     """The state of one plugin after discovery (and after lazy imports)."""
@@ -57,19 +58,57 @@ class PluginStatus(str, enum.Enum):
     INCOMPATIBLE = "incompatible"
 
 
-@dataclass(slots=True)
-class PluginRecord:
+class PluginRecord(Record):
     """One plugin as discovery found it: where it came from, its manifest, its status."""
 
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    value: str | None = None
-    manifest_path: str | None = None
-    manifest: Manifest | None = None
-    status: PluginStatus = PluginStatus.OK
-    reason: str | None = None
-    location: str | None = None
+    __slots__ = ("name", "distribution", "version", "value", "manifest_path", "_manifest",
+                 "status", "reason", "location", "_flat")
+    _fields = ("name", "distribution", "version", "value", "manifest_path", "manifest",
+               "status", "reason", "location")
+
+    def __init__(
+        self, name: str, distribution: str | None = None, version: str | None = None,
+        value: str | None = None, manifest_path: str | None = None,
+        manifest: Manifest | None = None, status: PluginStatus = PluginStatus.OK,
+        reason: str | None = None, location: str | None = None,
+    ) -> None:
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.value = value
+        self.manifest_path = manifest_path
+        self._manifest = manifest
+        self._flat: tuple[Any, ...] | None = None
+        self.status = status
+        self.reason = reason
+        self.location = location
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The validated manifest (``None`` if it could not be read); one that came from the
+        discovery cache is rebuilt from its flat form when first read."""
+        manifest = self._manifest
+        if manifest is None and self._flat is not None:
+            manifest = self._manifest = manifest_from_flat(self._flat)
+        return manifest
+
+    @manifest.setter
+    def manifest(self, value: Manifest | None) -> None:
+        self._manifest = value
+        self._flat = None
+
+    def flat_manifest(self) -> tuple[Any, ...] | None:
+        """The manifest in flat form (:func:`~virtcore._manifest.manifest_to_flat`) if it has
+        not been rebuilt as objects yet, else ``None``: the machine's fast path."""
+        return self._flat if self._manifest is None else None
+
+    def copy(self) -> PluginRecord:
+        """A shallow copy (the manifest is shared: it is never modified)."""
+        record = PluginRecord(self.name, self.distribution, self.version, self.value,
+                              self.manifest_path, self._manifest, self.status, self.reason,
+                              self.location)
+        record._flat = self._flat
+        return record
 
     def fail(self, status: PluginStatus, reason: str) -> None:
         """Mark the plugin as not usable, keeping the first reason given."""
@@ -90,113 +129,18 @@ class PluginRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPointInfo:
-    """A ``virtcore.manifest`` entry point found by the scanner."""
-
-    name: str
-    value: str
-    distribution: str
-    version: str | None
-    location: str
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def _parse_group(text: str, group: str) -> Iterator[tuple[str, str]]:
-    """Yield ``(name, value)`` pairs of one section of an ``entry_points.txt``."""
-    inside = False
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line[0] == "[":
-            inside = line[1:-1].strip() == group
-            continue
-        if inside and "=" in line:
-            name, _, value = line.partition("=")
-            yield name.strip(), value.strip()
-
-
-def scan_entry_points(
-    group: str = GROUP, path: Sequence[str] | None = None
-) -> list[EntryPointInfo]:
-    """All entry points of ``group`` on ``path`` (default ``sys.path``), first dist wins."""
-    found: list[EntryPointInfo] = []
-    seen: set[str] = set()
-    marker = f"[{group}]"
-    for entry in sys.path if path is None else path:
-        folder = entry or "."
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for dirname in names:
-            if not (dirname.endswith(".dist-info") or dirname.endswith(".egg-info")):
-                continue
-            m = _DIST_RE.match(dirname)
-            if m is None:
-                continue
-            key = _normalize(m.group("name"))
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                with open(os.path.join(folder, dirname, "entry_points.txt"),
-                          encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            if marker not in text:
-                continue
-            version = m.group("version")
-            for name, value in _parse_group(text, group):
-                found.append(EntryPointInfo(name, value, m.group("name"), version, folder))
-    return found
-
-
-def locate_manifest(value: str, location: str | None) -> Path:
-    """The manifest file an entry-point value (``package:file.toml``) names.
-
-    :raises ManifestError: if the value is malformed or the file cannot be found.
-    """
-    package, sep, resource = value.partition(":")
-    package, resource = package.strip(), resource.strip()
-    if not sep or not package or not resource or "/" in resource or "\\" in resource:
-        raise ManifestError(
-            f"entry point value {value!r} must be 'package:manifest.toml'")
-    if "." in package:
-        raise ManifestError(
-            f"entry point value {value!r}: the manifest must live in a top-level package "
-            "(finding a subpackage would import its parents)")
-    if location is not None:
-        candidate = Path(location, package, resource)
-        if candidate.is_file():
-            return candidate
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError) as exc:
-        raise ManifestError(f"cannot locate package {package!r}: {exc}") from None
-    if spec is None or not spec.submodule_search_locations:
-        raise ManifestError(f"package {package!r} is not installed (entry point {value!r})")
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder, resource)
-        if candidate.is_file():
-            return candidate
-    raise ManifestError(f"package {package!r} has no file {resource!r}")
-
-
 def _env_list(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
 
-@dataclass(slots=True)
-class Catalog:
+class Catalog(Record):
     """Every plugin discovery found, by name, sorted.  Usable plugins have status ``ok``."""
 
-    plugins: dict[str, PluginRecord] = field(default_factory=dict)
+    __slots__ = ("plugins",)
+    _fields = __slots__
+
+    def __init__(self, plugins: dict[str, PluginRecord] | None = None) -> None:
+        self.plugins: dict[str, PluginRecord] = {} if plugins is None else plugins
 
     def ok(self) -> list[PluginRecord]:
         return [p for p in self.plugins.values() if p.status is PluginStatus.OK]
@@ -241,66 +185,47 @@ def discover(
         wanted = {_normalize(n) for n in _env_list(ENV_PLUGINS)} if from_env else set()
     blocked = {_normalize(n) for n in [*block, *_env_list(ENV_DISABLE)]}
 
+    with paused_gc():  # everything built here is acyclic: see virtcore._gcpause
+        return _discover(path, use_cache, wanted, blocked)
+
+
+def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | None,
+              blocked: set[str]) -> Catalog:
     records: list[PluginRecord] = []
-    for item in _scan(path, use_cache):
-        names = {_normalize(item.name), _normalize(item.distribution)}
-        # the core's own declarations (loopback, queue) load even with autoload off
-        builtin = item.name == CORE_PLUGIN and _normalize(item.distribution) == CORE_PLUGIN
-        if wanted is not None and not names & wanted and not builtin:
-            continue
+    filtered = wanted is not None or bool(blocked)
+    ok = PluginStatus.OK
+    for item in scan(path, use_cache):
+        is_blocked = False
+        if filtered:  # names are normalized only when a filter needs them
+            names = {_normalize(item.name), _normalize(item.distribution)}
+            # the core's own declarations (loopback, queue) load even with autoload off
+            if (wanted is not None and not names & wanted
+                    and not (item.name == CORE_PLUGIN
+                             and _normalize(item.distribution) == CORE_PLUGIN)):
+                continue
+            is_blocked = bool(names & blocked)
         record = PluginRecord(item.name, item.distribution, item.version, item.value,
-                              manifest_path=item.manifest_path, location=item.location)
+                              item.manifest_path, None, ok, None, item.location)
         records.append(record)
-        if names & blocked:
+        if is_blocked:
             record.status = PluginStatus.BLOCKED
             record.reason = f"blocked ({ENV_DISABLE} or the API)"
             continue
-        if item.error is not None or item.manifest is None:
+        manifest = item.manifest
+        if item.error is not None or manifest is None:
             record.fail(PluginStatus.BROKEN, item.error or "no manifest")
             continue
-        record.manifest = item.manifest
-        if item.manifest.api_version not in API_VERSIONS:
-            record.fail(
-                PluginStatus.INCOMPATIBLE,
-                f"written for core API version {item.manifest.api_version}; this virtcore "
-                f"supports {', '.join(map(str, sorted(API_VERSIONS)))}",
-            )
+        if type(manifest) is tuple:  # flat, from the cache: objects are built when read
+            record._flat = manifest
+            api_version = manifest[2]
+        else:
+            record._manifest = manifest
+            api_version = manifest.api_version
+        incompatible = incompatible_reason(api_version)
+        if incompatible is not None:
+            record.fail(PluginStatus.INCOMPATIBLE, incompatible)
     _reject_duplicates(records)
     return _catalog_of(records)
-
-
-def _scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
-    """Every entry point with its manifest read and validated (or its error), cached."""
-    from . import __version__
-
-    entries = list(sys.path if path is None else path)
-    key = _cache.path_key(entries)
-    cached = _cache.load(__version__, key) if use_cache else None
-    if cached is not None:
-        # a plugin whose manifest could not be found may have gained it since (an editable
-        # install being fixed): such items are looked at again, the rest reused
-        return [_read_item(EntryPointInfo(i.name, i.value, i.distribution, i.version,
-                                          i.location))
-                if i.error is not None and i.manifest_path is None else i for i in cached]
-    items = [_read_item(ep) for ep in scan_entry_points(GROUP, entries)]
-    if use_cache:
-        _cache.store(__version__, key, items)
-    return items
-
-
-def _read_item(ep: EntryPointInfo) -> _cache.ScanItem:
-    manifest: Manifest | None = None
-    error: str | None = None
-    manifest_path: str | None = None
-    try:
-        located = locate_manifest(ep.value, ep.location)
-        manifest_path = str(located)
-        manifest = read_manifest(located, plugin=ep.name)
-    except ManifestError as exc:
-        error = str(exc)
-    return _cache.ScanItem(
-        ep.name, ep.value, ep.distribution, ep.version, ep.location, manifest_path,
-        manifest, error, _cache.stamp(manifest_path) if manifest_path else None)
 
 
 def _reject_duplicates(records: list[PluginRecord]) -> None:
@@ -310,30 +235,30 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
     naming the other, so nothing is silently replaced and install or discovery order never
     decides.  Blocking one of them (``VIRTCORE_DISABLE_PLUGINS``) settles the conflict.
     """
-    records.sort(key=lambda r: (r.name, r.distribution or ""))
-    by_name: dict[str, list[PluginRecord]] = {}
-    for record in records:
-        if record.status is not PluginStatus.BLOCKED:
-            by_name.setdefault(record.name, []).append(record)
-    for name, group in by_name.items():
-        if len(group) > 1:
-            dists = " and ".join(repr(r.distribution) for r in group)
-            for record in group:
-                record.status = PluginStatus.OK
-                record.fail(PluginStatus.BROKEN,
-                            f"duplicate plugin name {name!r}: declared by distributions {dists}")
+    records.sort(key=_by_name)
+    names = [r.name for r in records if r.status is not PluginStatus.BLOCKED]
+    if len(set(names)) != len(names):  # the usual case skips this: no name given twice
+        by_name: dict[str, list[PluginRecord]] = {}
+        for record in records:
+            if record.status is not PluginStatus.BLOCKED:
+                by_name.setdefault(record.name, []).append(record)
+        for name, group in by_name.items():
+            if len(group) > 1:
+                dists = " and ".join(repr(r.distribution) for r in group)
+                for record in group:
+                    record.status = PluginStatus.OK
+                    record.fail(PluginStatus.BROKEN, f"duplicate plugin name {name!r}: "
+                                f"declared by distributions {dists}")
+    usable = [r for r in records if r.status is PluginStatus.OK
+              and (r._manifest is not None or r._flat is not None)]
+    claimed = [(kind, name) for r in usable for kind, name in _claims(r)]
+    if len(set(claimed)) == len(claimed):
+        return  # nothing claimed twice
     owners: dict[tuple[str, str], PluginRecord] = {}
-    for record in records:
-        if record.status is not PluginStatus.OK or record.manifest is None:
+    for record in usable:
+        if record.status is not PluginStatus.OK:
             continue
-        m = record.manifest
-        claims = [("driver", d.name) for d in m.drivers]
-        claims += [("transport", t.name) for t in m.transports]
-        claims += [("machine section", t.machine_section) for t in m.transports
-                   if t.machine_section]
-        claims += [("model", x.name) for x in m.models]
-        claims += [("command", c.name) for c in m.commands]
-        for claim in claims:
+        for claim in _claims(record):
             other = owners.get(claim)
             if other is None:
                 owners[claim] = record
@@ -343,6 +268,38 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
                        f"by plugin {record.name!r}")
             record.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
                         f"by plugin {other.name!r}")
+
+
+def _by_name(record: PluginRecord) -> tuple[str, str]:
+    return record.name, record.distribution or ""
+
+
+def _claims(record: PluginRecord) -> list[tuple[str, str]]:
+    """The names a plugin's manifest claims, by kind."""
+    flat = record.flat_manifest()
+    if flat is not None:
+        claims = [("driver", d[0]) for d in flat[5]]
+        if flat[6]:
+            claims += [("transport", t[0]) for t in flat[6]]
+            claims += [("machine section", t[2]) for t in flat[6] if t[2]]
+        if flat[7]:
+            claims += [("model", x[0]) for x in flat[7]]
+        if flat[9]:
+            claims += [("command", c[0]) for c in flat[9]]
+        return claims
+    m = record.manifest
+    if m is None:
+        return []
+    claims = [("driver", d.name) for d in m.drivers]
+    if m.transports:
+        claims += [("transport", t.name) for t in m.transports]
+        claims += [("machine section", t.machine_section) for t in m.transports
+                   if t.machine_section]
+    if m.models:
+        claims += [("model", x.name) for x in m.models]
+    if m.commands:
+        claims += [("command", c.name) for c in m.commands]
+    return claims
 
 
 def _catalog_of(records: list[PluginRecord]) -> Catalog:
@@ -355,3 +312,21 @@ def _catalog_of(records: list[PluginRecord]) -> Catalog:
         catalog.plugins[key] = record
     catalog.plugins = dict(sorted(catalog.plugins.items()))
     return catalog
+
+
+def not_loaded(catalog: Catalog) -> list[PluginRecord]:
+    """Installed plugins that ``catalog`` does not hold: those autoload being off
+    (``VIRTCORE_DISABLE_PLUGIN_AUTOLOAD``, or ``only=``) kept out.  Empty when every
+    installed plugin is in it."""
+    everything = discover(autoload=True)
+    return [r for key, r in everything.plugins.items() if key not in catalog.plugins]
+
+
+def not_loaded_note(records: Sequence[PluginRecord], hint: str = "") -> str:
+    """One sentence naming plugins :func:`not_loaded` found (``""`` for none); ``hint``
+    adds a way round, such as ``", or use --all"``."""
+    if not records:
+        return ""
+    return (f"{len(records)} installed plugin(s) not loaded because autoload is off "
+            f"({ENV_NO_AUTOLOAD}; name them in {ENV_PLUGINS}{hint}): "
+            f"{', '.join(r.name for r in records)}")

@@ -10,6 +10,7 @@ device that caused it::
     │   └── PluginLoadError     .python_name         a ``python-name`` that does not import
     ├── DriverError             .driver              a driver registration problem
     ├── DeviceError             .device              a device registration/binding problem
+    │   ├── InvalidDeviceError  (also ValueError)    a device's path, IDs, compatible or IRQ
     │   ├── TransferError       .device              a transport failed to move bytes
     │   │   └── TransferTimeoutError (also TimeoutError)
     │   └── DeviceRemovedError  .device              the device went away under a user
@@ -24,8 +25,12 @@ Probe signals (not errors, but raised by drivers from ``probe``):
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 
 class VirtcoreError(Exception):
@@ -48,14 +53,16 @@ class ManifestError(VirtcoreError):
         if key:
             where.append(f"key {key!r}")
         prefix = ": ".join([", ".join(where)]) if where else ""
-        if plugin and (not self.path or Path(self.path).parent.name != plugin):
+        if plugin and (not self.path or os.path.basename(os.path.dirname(self.path)) != plugin):
             prefix = f"plugin {plugin!r}" + (f" ({prefix})" if prefix else "")
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message
 
 
-class IdTableError(ManifestError):
-    """An ID table entry is invalid (an ID over 16 bits, a malformed compatible string...)."""
+class IdTableError(ManifestError, ValueError):
+    """An ID table entry (or a device's IDs) is invalid: an ID over 16 bits, a malformed
+    compatible string...  Also a ``ValueError``, which ``IdEntry`` and ``DeviceIds`` raised
+    before."""
 
     def __init__(
         self, message: str, *, path: str | Path | None = None, key: str | None = None,
@@ -97,6 +104,19 @@ class DeviceError(VirtcoreError):
         self.device = device
         path = getattr(device, "path", device)
         super().__init__(f"device {path}: {message}" if device is not None else message)
+
+
+class InvalidDeviceError(DeviceError, ValueError):
+    """A device cannot be built: its path, IDs, compatible strings or IRQ are out of their
+    documented ranges (also a ``ValueError``).
+
+    :ivar key: the argument at fault (``"irq"``, ``"compatible"``, ``"ids"``, ``"path"``).
+    """
+
+    def __init__(self, message: str, *, device: object = None, key: str | None = None) -> None:
+        self.key = key
+        self.reason = message
+        super().__init__(message, device=device)
 
 
 class TransferError(DeviceError):

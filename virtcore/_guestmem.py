@@ -397,7 +397,10 @@ class GuestMemory:
 
 
 _UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-_SIZE_RE: Final = re.compile(r"\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:([kKmMgG])(?:i?[bB])?|[bB])?\s*$")
+_SIZE_RE: Final = re.compile(
+    r"(0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}) ?(?:([kKmMgG])(?:i?[bB])?|[bB])?\Z")
+r"""``64M``, ``64 MiB``, ``0x4000000``: no other blanks, no trailing newline (``fullmatch``
+with ``\Z``: ``$`` would accept ``"64M\n"``)."""
 
 
 def parse_size(value: object) -> int:
@@ -410,7 +413,7 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        match = _SIZE_RE.match(value)
+        match = _SIZE_RE.fullmatch(value)
         if match:
             number, unit = match.group(1), (match.group(2) or "").upper()
             return int(number, 16 if number[1:2] in ("x", "X") else 10) * _UNITS[unit]

@@ -9,10 +9,14 @@ compared case-insensitively like Linux's ``of_compat_cmp`` but stored as written
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Final
 
 from ._errors import IdTableError
+from ._record import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final
 
 ANY: Final = None
 """The wildcard for a numeric field (Linux's ``PCI_ANY_ID``)."""
@@ -23,7 +27,7 @@ CLASS_MAX: Final = 0xFFFFFF
 # vendor,model: printable, no blanks, no quotes; a vendor prefix is recommended but Linux also
 # has bare strings such as "ns16550a" and several commas ("arm,vexpress,v2p-p1", the OF PCI
 # binding's "pciclass,0c0330"), so commas are free.
-_COMPATIBLE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9,._+\-/]*$")
+_COMPATIBLE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._+\-/]*\Z")
 
 
 class _Unset(int):
@@ -79,22 +83,32 @@ def check_compatible(value: object) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceIds:
+class DeviceIds(Frozen):
     """The numeric identity of a device (a PCI function's IDs, a virt-dev node's IDs)."""
 
+    __slots__ = ("vendor", "device", "subvendor", "subdevice", "class_")
+    _fields = __slots__
     vendor: int
     device: int
-    subvendor: int | None = None
-    subdevice: int | None = None
-    class_: int | None = None
+    subvendor: int | None
+    subdevice: int | None
+    class_: int | None
 
-    def __post_init__(self) -> None:
-        check_id(self.vendor, "vendor")
-        check_id(self.device, "device")
-        check_id(self.subvendor, "subvendor")
-        check_id(self.subdevice, "subdevice")
-        check_class(self.class_)
+    def __init__(self, vendor: int, device: int, subvendor: int | None = None,
+                 subdevice: int | None = None, class_: int | None = None) -> None:
+        """:raises IdTableError: (a ``ValueError``) naming the field out of range."""
+        for value, name in ((vendor, "vendor"), (device, "device"), (subvendor, "subvendor"),
+                            (subdevice, "subdevice")):
+            if value is not None and not (type(value) is int and 0 <= value <= ID_MAX):
+                _checked(check_id, value, name, None)  # raises, naming the field
+        if class_ is not None and not (type(class_) is int and 0 <= class_ <= CLASS_MAX):
+            _checked(check_class, class_, "class", None)
+        setattr_ = object.__setattr__
+        setattr_(self, "vendor", vendor)
+        setattr_(self, "device", device)
+        setattr_(self, "subvendor", subvendor)
+        setattr_(self, "subdevice", subdevice)
+        setattr_(self, "class_", class_)
 
     def __str__(self) -> str:
         text = f"{self.vendor:04x}:{self.device:04x}"
@@ -105,49 +119,81 @@ class DeviceIds:
         return text
 
 
+def _checked(check: Callable[[object, str], object], value: object, name: str,
+             entry: object) -> None:
+    try:
+        check(value, name)
+    except ValueError as exc:
+        raise IdTableError(str(exc), key=name, entry=entry) from None
+
+
 def _hex4(value: int | None) -> str:
     return "*" if value is None else f"{value:04x}"
 
 
-@dataclass(frozen=True)
-class IdEntry:
+class IdEntry(Frozen):
     """One entry of a driver's ID table.
 
     Exactly one of the two kinds is set: ``compatible``, or at least one numeric field.
     ``data`` is handed to the driver's ``probe`` when this entry matched (Linux's
-    ``driver_data``).  ``class_mask`` defaults to the full 24 bits when ``class_`` is
-    given.  ``override_only`` entries match only under a driver override.
+    ``driver_data``); it takes no part in equality.  ``class_mask`` defaults to the full 24
+    bits when ``class_`` is given.  ``override_only`` entries match only under a driver
+    override.
     """
 
-    vendor: int | None = None
-    device: int | None = None
-    subvendor: int | None = None
-    subdevice: int | None = None
-    class_: int | None = None
-    class_mask: int = _MASK_NOT_GIVEN
-    compatible: str | None = None
-    data: Any = field(default=None, compare=False)
-    override_only: bool = False
+    _fields = ("vendor", "device", "subvendor", "subdevice", "class_", "class_mask",
+               "compatible", "data", "override_only")
+    _compare = ("vendor", "device", "subvendor", "subdevice", "class_", "class_mask",
+                "compatible", "override_only")
+    vendor: int | None
+    device: int | None
+    subvendor: int | None
+    subdevice: int | None
+    class_: int | None
+    class_mask: int
+    compatible: str | None
+    data: Any
+    override_only: bool
 
-    def __post_init__(self) -> None:
-        if self.class_mask is _MASK_NOT_GIVEN:  # not given: a class means the exact class
-            object.__setattr__(self, "class_mask", CLASS_MAX if self.class_ is not None else 0)
-        for name in ("vendor", "device", "subvendor", "subdevice"):
-            check_id(getattr(self, name), name)
-        check_class(self.class_)
-        check_class(self.class_mask, "class-mask")
-        if self.compatible is not None:
-            check_compatible(self.compatible)
+    def __init__(
+        self, vendor: int | None = None, device: int | None = None,
+        subvendor: int | None = None, subdevice: int | None = None,
+        class_: int | None = None, class_mask: int = _MASK_NOT_GIVEN,
+        compatible: str | None = None,
+        data: Any = None, override_only: bool = False,
+    ) -> None:
+        """:raises IdTableError: (a ``ValueError``) naming the field at fault."""
+        if class_mask is _MASK_NOT_GIVEN:  # not given: a class means the exact class
+            class_mask = CLASS_MAX if class_ is not None else 0
+        d = self.__dict__
+        d["vendor"], d["device"], d["subvendor"], d["subdevice"] = (
+            vendor, device, subvendor, subdevice)
+        d["class_"], d["class_mask"], d["compatible"], d["data"] = (
+            class_, class_mask, compatible, data)
+        d["override_only"] = override_only
+        for value, name in ((vendor, "vendor"), (device, "device"), (subvendor, "subvendor"),
+                            (subdevice, "subdevice")):
+            if value is not None and not (type(value) is int and 0 <= value <= ID_MAX):
+                _checked(check_id, value, name, self)  # raises, naming the field
+        if class_ is not None and not (type(class_) is int and 0 <= class_ <= CLASS_MAX):
+            _checked(check_class, class_, "class", self)
+        if not (type(class_mask) is int and 0 <= class_mask <= CLASS_MAX):
+            _checked(check_class, class_mask, "class-mask", self)
+        if type(override_only) is not bool:
+            raise IdTableError(f"override-only must be true or false, not {override_only!r}",
+                               key="override-only", entry=self)
+        if compatible is not None:
+            _checked(lambda v, _n: check_compatible(v), compatible, "compatible", self)
             if self.is_numeric_constrained():
-                raise ValueError(
-                    "an entry holds either a compatible string or numeric IDs, not both")
-        elif not self.is_numeric_constrained() and not self.override_only:
-            raise ValueError(
+                raise IdTableError(
+                    "an entry holds either a compatible string or numeric IDs, not both",
+                    key="compatible", entry=self)
+        elif not self.is_numeric_constrained() and not override_only:
+            raise IdTableError(
                 "entry matches every device: give a compatible string, at least one ID, "
-                "or a class (or mark it override-only)"
-            )
-        if self.class_mask and self.class_ is None:
-            raise ValueError("class-mask given without class")
+                "or a class (or mark it override-only)", entry=self)
+        if class_mask and class_ is None:
+            raise IdTableError("class-mask given without class", key="class-mask", entry=self)
 
     def is_numeric_constrained(self) -> bool:
         return (
@@ -162,10 +208,9 @@ class IdEntry:
     @property
     def specificity(self) -> tuple[int, int]:
         """(fixed ID fields, class-mask bits): larger is more specific; class-only is least."""
-        fixed = sum(
-            v is not None for v in (self.vendor, self.device, self.subvendor, self.subdevice)
-        )
-        return fixed, bin(self.class_mask).count("1")
+        fixed = ((self.vendor is not None) + (self.device is not None)
+                 + (self.subvendor is not None) + (self.subdevice is not None))
+        return fixed, self.class_mask.bit_count()
 
     def matches(self, ids: DeviceIds) -> bool:
         """Whether this numeric entry matches ``ids`` (``pci_match_one_device``)."""
@@ -222,6 +267,60 @@ class IdEntry:
         return out
 
 
+# -- the flat form: a plain tuple per entry, for the discovery cache and the match index --
+
+FLAT_FIELDS: Final = ("vendor", "device", "subvendor", "subdevice", "class_", "class_mask",
+                      "compatible", "data", "override_only")
+"""The order of an entry's fields in its flat tuple."""
+
+
+def entry_to_flat(e: IdEntry) -> tuple[Any, ...]:
+    """``e`` as a tuple in :data:`FLAT_FIELDS` order."""
+    return (e.vendor, e.device, e.subvendor, e.subdevice, e.class_, e.class_mask,
+            e.compatible, e.data, e.override_only)
+
+
+_new = object.__new__
+
+
+def entry_from_flat(t: tuple[Any, ...]) -> IdEntry:
+    """Rebuild an entry from :func:`entry_to_flat` without validating it again."""
+    e: IdEntry = _new(IdEntry)
+    e.__dict__.update(zip(FLAT_FIELDS, t, strict=True))
+    return e
+
+
+def flat_matches(e: tuple[Any, ...], ids: DeviceIds) -> bool:
+    """:meth:`IdEntry.matches` on a flat entry."""
+    if e[6] is not None:
+        return False
+    value = e[0]
+    if value is not None and value != ids.vendor:
+        return False
+    value = e[1]
+    if value is not None and value != ids.device:
+        return False
+    value = e[2]
+    if value is not None and value != ids.subvendor:
+        return False
+    value = e[3]
+    if value is not None and value != ids.subdevice:
+        return False
+    mask = e[5]
+    if mask:
+        cls = ids.class_
+        if cls is None or (e[4] ^ cls) & mask:
+            return False
+    return True
+
+
+def flat_specificity(e: tuple[Any, ...]) -> tuple[int, int]:
+    """:attr:`IdEntry.specificity` of a flat entry."""
+    fixed = ((e[0] is not None) + (e[1] is not None) + (e[2] is not None)
+             + (e[3] is not None))
+    return fixed, e[5].bit_count()
+
+
 _ENTRY_KEYS: Final = {
     "vendor", "device", "subvendor", "subdevice", "class", "class-mask", "compatible", "data",
     "override-only",
@@ -240,8 +339,8 @@ def entry_from_mapping(
     if not isinstance(raw, dict):
         raise IdTableError("an ID entry must be a table", path=path, key=key, plugin=plugin,
                            entry=raw)
-    unknown = sorted(set(raw) - _ENTRY_KEYS)
-    if unknown:
+    if not raw.keys() <= _ENTRY_KEYS:
+        unknown = sorted(set(raw) - _ENTRY_KEYS)
         raise IdTableError(
             f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_ENTRY_KEYS))}",
             path=path, key=f"{key}.{unknown[0]}", plugin=plugin, entry=raw,
@@ -258,8 +357,8 @@ def entry_from_mapping(
             subdevice=raw.get("subdevice"), class_=class_, class_mask=mask,
             compatible=raw.get("compatible"), data=raw.get("data"), override_only=override_only,
         )
-    except ValueError as exc:
-        raise IdTableError(str(exc), path=path, key=key, plugin=plugin, entry=raw) from None
+    except IdTableError as exc:  # the entry's field: the message names it already
+        raise IdTableError(exc.reason, path=path, key=key, plugin=plugin, entry=raw) from None
 
 
 def parse_id_pair(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
-log = logging.getLogger("virtcore.irq")
+from ._log import get_logger
 
-IrqHandler = Callable[[int, Any], object]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger("virtcore.irq")
+
+IRQ_MAX = 0xFFFFF
+"""The largest interrupt number a device may have (20 bits, 1,048,575): above any Linux
+IRQ number in practice (``NR_IRQS`` plus the sparse range), below which a typo such as
+``99999999`` is refused."""
+
+IrqHandler = Callable[[int, object], object]
 """``handler(irq, dev_id)``: called on the raising thread; must not block."""
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from ._errors import PluginLoadError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def import_python_name(python_name: str, *, plugin: str | None = None) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
-from ._errors import DeviceError, TransferError
+from ._errors import DeviceError, IdTableError, InvalidDeviceError, TransferError
 from ._ids import DeviceIds
 from ._model import MODEL_EOF, MODEL_READABLE, MODEL_WRITABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
@@ -146,9 +146,23 @@ class LoopbackTransport(Transport):
         irq: int | None = None,
         model: DeviceModel | None = None,
     ) -> Device:
-        """Declare a device; with the transport attached, it is added to the machine now."""
+        """Declare a device; with the transport attached, it is added to the machine now.
+
+        :param ids: :class:`DeviceIds`, or a ``(vendor, device)`` pair.
+        :raises InvalidDeviceError: (a ``ValueError``) naming the device and the argument at
+            fault (see :class:`Device`).
+        """
+        if not isinstance(path, str) or not path:
+            raise InvalidDeviceError(f"a device needs a non-empty path, not {path!r:.60}",
+                                     key="path")
         if isinstance(ids, tuple):
-            ids = DeviceIds(*ids)
+            if len(ids) != 2:
+                raise InvalidDeviceError(f"ids must be DeviceIds or a (vendor, device) pair, "
+                                         f"not {ids!r:.60}", device=path, key="ids")
+            try:
+                ids = DeviceIds(*ids)
+            except IdTableError as exc:
+                raise InvalidDeviceError(exc.reason, device=path, key="ids") from None
         prefix = f"{self.name}:"
         device = Device(path if path.startswith(prefix) else prefix + path,
                         bus=self.bus, ids=ids, compatible=compatible, irq=irq,
@@ -179,21 +193,23 @@ class LoopbackTransport(Transport):
             path = spec["path"]
             if not isinstance(path, str) or not path:
                 context.fail("must be a non-empty string", f"{key}.path")
-            try:
-                ids = None
-                if "vendor" in spec or "device" in spec:
+            ids = None
+            if "vendor" in spec or "device" in spec:
+                try:
                     ids = DeviceIds(spec.get("vendor", 0), spec.get("device", 0),
                                     spec.get("subvendor"), spec.get("subdevice"),
                                     spec.get("class"))
-                irq = spec.get("irq")
-                if irq is not None and (isinstance(irq, bool) or not isinstance(irq, int)
-                                        or irq < 0):
-                    raise ValueError(f"irq must be a non-negative integer, not {irq!r}")
-                device = Device(path, bus=cls.bus, ids=ids,
-                                compatible=spec.get("compatible", ()), irq=irq,
-                                transport=transport)
-            except (ValueError, TypeError) as exc:
-                context.fail(str(exc), key)
+                except IdTableError as exc:  # keyed by the field: vendor, ..., class
+                    context.fail(exc.reason, f"{key}.{exc.key}" if exc.key else key)
+            compatible = spec.get("compatible", [])
+            if not isinstance(compatible, list):
+                context.fail(f"expected an array of strings, not {compatible!r:.60}",
+                             f"{key}.compatible")
+            try:
+                device = Device(path, bus=cls.bus, ids=ids, compatible=compatible,
+                                irq=spec.get("irq"), transport=transport)
+            except InvalidDeviceError as exc:
+                context.fail(exc.reason, f"{key}.{exc.key}" if exc.key else key)
             if "model" in spec:
                 model = context.model(spec["model"], spec.get("args"), f"{key}.model")
                 device.platform_data = model

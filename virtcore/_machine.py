@@ -10,19 +10,11 @@ All public methods are safe to call from several threads.
 
 from __future__ import annotations
 
-import copy
 import enum
-import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-import pluggy
-
-from . import _builtin_hooks, _hookspecs
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
@@ -34,21 +26,50 @@ from ._errors import (
     IdTableError,
     PluginError,
     PluginLoadError,
+    VirtcoreError,
 )
-from ._guestmem import DEFAULT_BASE, DEFAULT_SIZE, GuestMemory, GuestMemoryError
-from ._ids import DeviceIds, IdEntry, entry_from_mapping
+from ._gcpause import paused_gc
+from ._ids import DeviceIds, IdEntry, entry_from_flat, entry_from_mapping
 from ._irq import IrqController, IrqHandler
 from ._loader import import_python_name, instantiate
-from ._manifest import NAME_RE, HookDecl, Manifest, ModelDecl, TransportDecl
+from ._log import get_logger
+from ._manifest import (
+    NAME_RE,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    DriverDecl,
+    HookDecl,
+    Manifest,
+    ModelDecl,
+    TransportDecl,
+)
 from ._match import Match, MatchIndex
 from ._misc import FileOperations, MiscDevice, MiscRegistry, open_misc
 from ._model import DeviceModel
+from ._record import Record
 from ._transport import Transport
 
-log = logging.getLogger("virtcore")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    import pluggy
+
+    from ._guestmem import GuestMemory
+
+log = get_logger("virtcore")
 
 CODE_PLUGIN = "(code)"
 """The plugin name recorded for drivers registered directly in Python."""
+
+
+def _is_driver(obj: object) -> bool:
+    """A :class:`Driver` (class or instance), or an object shaped like one: a ``name`` and
+    callable ``probe`` and ``remove`` (drivers may be duck-typed)."""
+    return (isinstance(obj, Driver) or (isinstance(obj, type) and issubclass(obj, Driver))
+            or (hasattr(obj, "name") and callable(getattr(obj, "probe", None))
+                and callable(getattr(obj, "remove", None))))
 
 
 class _Probe(enum.Enum):
@@ -58,17 +79,36 @@ class _Probe(enum.Enum):
     FAILED = 4
 
 
-@dataclass(slots=True)
-class DriverSlot:
+class DriverSlot(Record):
     """A registered driver: its table is known; its code is imported at first probe."""
 
-    name: str
-    plugin: str
-    priority: int
-    ids: tuple[IdEntry, ...]
-    python_name: str | None = None
-    instance: Driver | None = None
-    error: str | None = None
+    __slots__ = ("name", "plugin", "priority", "_ids", "python_name", "instance", "error",
+                 "_decl", "_flat_ids")
+    _fields = ("name", "plugin", "priority", "ids", "python_name", "instance", "error")
+
+    def __init__(self, name: str, plugin: str, priority: int, ids: tuple[IdEntry, ...] | None,
+                 python_name: str | None = None, instance: Driver | None = None,
+                 error: str | None = None, *, decl: DriverDecl | None = None,
+                 flat_ids: tuple[tuple[Any, ...], ...] | None = None) -> None:
+        self.name = name
+        self.plugin = plugin
+        self.priority = priority
+        self._ids = ids
+        self._decl = decl
+        self._flat_ids = flat_ids
+        self.python_name = python_name
+        self.instance = instance
+        self.error = error
+
+    @property
+    def ids(self) -> tuple[IdEntry, ...]:
+        """The driver's ID table (built from its declaration when first read)."""
+        if self._ids is None:
+            if self._decl is not None:
+                self._ids = self._decl.ids
+            else:
+                self._ids = tuple(map(entry_from_flat, self._flat_ids or ()))
+        return self._ids
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,16 +122,21 @@ class DriverSlot:
         }
 
 
-@dataclass(slots=True)
-class MatchReport:
+class MatchReport(Record):
     """Why a device binds (or would bind) to what: every candidate in rank order."""
 
-    candidates: list[Match]
-    override: str | None = None
-    notes: list[str] = field(default_factory=list)
-    unusable: list[dict[str, str]] = field(default_factory=list)
-    """Drivers of broken or incompatible plugins whose table would match, when no usable
-    candidate does: ``plugin``, ``status``, ``reason``, ``driver``, ``match``."""
+    __slots__ = ("candidates", "override", "notes", "unusable")
+    _fields = __slots__
+
+    def __init__(self, candidates: list[Match], override: str | None = None,
+                 notes: list[str] | None = None,
+                 unusable: list[dict[str, str]] | None = None) -> None:
+        self.candidates = candidates
+        self.override = override
+        self.notes: list[str] = [] if notes is None else notes
+        self.unusable: list[dict[str, str]] = [] if unusable is None else unusable
+        """Drivers of broken or incompatible plugins whose table would match, when no
+        usable candidate does: ``plugin``, ``status``, ``reason``, ``driver``, ``match``."""
 
     @property
     def winner(self) -> Match | None:
@@ -127,12 +172,14 @@ class Machine:
         plugins: Iterable[str] | None = None,
         block: Iterable[str] = (),
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a machine's name must be a non-empty string, not {name!r:.60}")
         self.name = name
         self._lock = threading.RLock()
-        found = catalog if catalog is not None else discover(
-            autoload=autoload, only=plugins, block=block)
-        # a private copy: a plugin failing in this machine must not change other machines
-        self.catalog = Catalog({k: copy.copy(r) for k, r in found.plugins.items()})
+        if catalog is None:  # discovered for this machine alone: no copy needed
+            self.catalog = discover(autoload=autoload, only=plugins, block=block)
+        else:  # a private copy: a plugin failing in this machine must not change others
+            self.catalog = Catalog({k: r.copy() for k, r in catalog.plugins.items()})
         self.index = MatchIndex()
         self.irqs = IrqController()
         self.misc = MiscRegistry()
@@ -149,11 +196,29 @@ class Machine:
         self._section_decls: dict[str, TransportDecl] = {}
         self._model_decls: dict[str, ModelDecl] = {}
         self._pending_hooks: dict[str, list[HookDecl]] = {}
-        self.pm = pluggy.PluginManager(_hookspecs.PROJECT)
-        self.pm.add_hookspecs(_hookspecs)
-        self.pm.register(_builtin_hooks, name="virtcore.builtin")
-        for record in self.catalog.ok():
-            self.add_plugin(record)
+        self._pm: pluggy.PluginManager | None = None
+        with paused_gc():  # declarations and index entries are acyclic: see _gcpause
+            for record in self.catalog.ok():
+                self.add_plugin(record)
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The machine's pluggy plugin manager (created, and pluggy imported, at first use:
+        a machine that never calls a hook never pays for it)."""
+        pm = self._pm
+        if pm is None:
+            import pluggy
+
+            from . import _builtin_hooks, _hookspecs
+
+            with self._lock:
+                if self._pm is None:
+                    pm = pluggy.PluginManager(_hookspecs.PROJECT)
+                    pm.add_hookspecs(_hookspecs)
+                    pm.register(_builtin_hooks, name="virtcore.builtin")
+                    self._pm = pm
+                pm = self._pm
+        return pm
 
     # -- plugins ---------------------------------------------------------------------------
 
@@ -164,12 +229,17 @@ class Machine:
         already has is refused whole (marked broken, naming the plugin that has the name):
         nothing of it is registered and nothing already registered is replaced.
         """
+        flat = record.flat_manifest()
+        if flat is not None and not (flat[6] or flat[7] or flat[8]):
+            self._add_flat_plugin(record, flat)
+            return
         manifest = record.manifest
         if manifest is None or record.status is not PluginStatus.OK:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
                               plugin=record.name)
         with self._lock:
-            if self.catalog.plugins.get(record.name) not in (None, record):
+            listed = self.catalog.plugins.get(record.name)
+            if listed is not None and listed is not record:
                 record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
                             "loaded in this machine")
                 self.catalog.add_duplicate(record)
@@ -182,10 +252,11 @@ class Machine:
                             f"duplicate {kind} name {name!r}: already registered by plugin "
                             f"{owner!r}")
                 return
-            for decl in manifest.drivers:
+            for decl in manifest.drivers:  # tables stay flat until someone reads them
                 self._drivers[decl.name] = DriverSlot(
-                    decl.name, record.name, decl.priority, decl.ids, decl.python_name)
-                self.index.add_driver(decl.name, record.name, decl.priority, decl.ids)
+                    decl.name, record.name, decl.priority, None, decl.python_name, decl=decl)
+                self.index.add_flat(decl.name, record.name, decl.priority, decl.flat_ids,
+                                    decl)
             for tdecl in manifest.transports:
                 self._transport_decls[tdecl.name] = tdecl
                 if tdecl.machine_section:
@@ -195,8 +266,39 @@ class Machine:
             for hdecl in manifest.hooks:
                 for hook in hdecl.hooks:
                     self._pending_hooks.setdefault(hook, []).append(hdecl)
-            for decl in manifest.drivers:
-                self._attach_unbound(decl.name)
+            if self._devices:
+                for decl in manifest.drivers:
+                    self._attach_unbound(decl.name)
+
+    def _add_flat_plugin(self, record: PluginRecord, flat: tuple[Any, ...]) -> None:
+        """:meth:`add_plugin` for a plugin of drivers only whose manifest is still in the
+        cache's flat form: nothing is rebuilt as objects until someone reads it."""
+        if record.status is not PluginStatus.OK:
+            raise PluginError(f"cannot add a plugin with status {record.status.value}",
+                              plugin=record.name)
+        with self._lock:
+            listed = self.catalog.plugins.get(record.name)
+            if listed is not None and listed is not record:
+                record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
+                            "loaded in this machine")
+                self.catalog.add_duplicate(record)
+                return
+            self.catalog.plugins.setdefault(record.name, record)
+            drivers = self._drivers
+            for d in flat[5]:
+                if d[0] in drivers:
+                    record.fail(PluginStatus.BROKEN,
+                                f"duplicate driver name {d[0]!r}: already registered by "
+                                f"plugin {drivers[d[0]].plugin!r}")
+                    return
+            plugin, add = record.name, self.index.add_flat
+            for name, python_name, priority, _, ids in flat[5]:
+                slot = DriverSlot(name, plugin, priority, None, python_name, flat_ids=ids)
+                drivers[name] = slot
+                add(name, plugin, priority, ids, slot)
+            if self._devices:
+                for d in flat[5]:
+                    self._attach_unbound(d[0])
 
     def _first_clash(self, manifest: Manifest) -> tuple[str, str, str] | None:
         for d in manifest.drivers:
@@ -232,6 +334,8 @@ class Machine:
             log.exception("a %s hook implementation raised", hook)
 
     def _load_hook_module(self, decl: HookDecl) -> None:
+        import pluggy
+
         key = f"{decl.plugin}:{decl.python_name}"
         if self.pm.has_plugin(key):
             return
@@ -268,17 +372,35 @@ class Machine:
 
         :param id_table: entries (``IdEntry`` or manifest-style tables); default
             ``driver.id_table``.
-        :raises DriverError: if the name is invalid or already registered.
+        :param priority: from :data:`PRIORITY_MIN` to :data:`PRIORITY_MAX`, as in a manifest.
+        :raises DriverError: if ``driver`` is not a :class:`Driver` (or subclass), its name
+            is invalid or already registered, ``priority`` is out of range, or ``id_table``
+            is not an iterable of entries.
         :raises IdTableError: if an entry is invalid.
         """
-        instance = driver() if isinstance(driver, type) else driver
+        if not _is_driver(driver):
+            raise DriverError(f"expected a Driver instance or subclass (an object with a name, "
+                              f"probe and remove), not {driver!r:.60}")
+        if isinstance(driver, type):
+            try:
+                instance = driver()
+            except Exception as exc:  # a class that needs arguments: say so, no traceback
+                raise DriverError(f"{driver.__name__}() raised {type(exc).__name__}: {exc}",
+                                  driver=str(getattr(driver, "name", "?"))[:60]) from None
+        else:
+            instance = driver
         name = instance.name
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise DriverError(f"invalid driver name {name!r}", driver=str(name))
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise DriverError(f"priority must be an integer, not {priority!r}", driver=name)
+            raise DriverError(f"invalid driver name {name!r:.60}", driver=str(name)[:60])
+        if isinstance(priority, bool) or not isinstance(priority, int) or not (
+                PRIORITY_MIN <= priority <= PRIORITY_MAX):
+            raise DriverError(f"priority must be an integer from {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}, not {priority!r:.60}", driver=name)
         table: list[IdEntry] = []
         raw_table = instance.id_table if id_table is None else id_table
+        if isinstance(raw_table, (str, bytes, Mapping)) or not isinstance(raw_table, Iterable):
+            raise DriverError(f"id_table must be a list of IdEntry or tables, not "
+                              f"{raw_table!r:.60}", driver=name)
         for i, raw in enumerate(raw_table):
             if isinstance(raw, IdEntry):
                 table.append(raw)
@@ -743,6 +865,8 @@ class Machine:
     def memory(self) -> GuestMemory:
         """The machine's guest-physical memory, created on first use (64 MiB at GPA
         ``0x4000_0000`` unless a ``[memory]`` section or an assignment said otherwise)."""
+        from ._guestmem import DEFAULT_BASE, DEFAULT_SIZE, GuestMemory  # not on the warm path
+
         with self._lock:
             if self._memory is None:
                 self._memory = GuestMemory(DEFAULT_SIZE, base=DEFAULT_BASE)
@@ -751,6 +875,8 @@ class Machine:
     @memory.setter
     def memory(self, memory: GuestMemory) -> None:
         """Give the machine its memory; refused once memory was created or assigned."""
+        from ._guestmem import GuestMemoryError
+
         with self._lock:
             if self._memory is not None and self._memory is not memory:
                 raise GuestMemoryError("the machine already has its guest memory")
@@ -791,6 +917,10 @@ class Machine:
     def model_names(self) -> list[str]:
         return sorted(self._model_decls)
 
+    def model_decl(self, name: str) -> ModelDecl | None:
+        """The manifest declaration of device model ``name`` (``None`` if unknown)."""
+        return self._model_decls.get(name)
+
     def create_model(
         self, name: str, args: Mapping[str, Any] | None = None, *, base_dir: Path | None = None
     ) -> DeviceModel:
@@ -807,7 +937,16 @@ class Machine:
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
-        model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        try:
+            model = obj.from_args(dict(args or {}), base_dir=base_dir)
+        except (TypeError, ValueError, LookupError, OSError, VirtcoreError):
+            raise  # what from_args documents for bad arguments: the caller names the key
+        except Exception as exc:  # a bug in the plugin: named, never a traceback
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args raised "
+                              f"{type(exc).__name__}: {exc}", plugin=decl.plugin) from exc
+        if not isinstance(model, DeviceModel):
+            raise PluginError(f"model {name!r}: {decl.python_name}.from_args returned "
+                              f"{type(model).__name__}, not a DeviceModel", plugin=decl.plugin)
         with self._lock:
             self.models.append(model)
         return model
@@ -849,4 +988,3 @@ class Machine:
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} devices={len(self._devices)} drivers={len(self._drivers)}>"
-

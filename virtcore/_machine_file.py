@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._errors import MachineFileError
+from ._errors import MachineFileError, PluginError, VirtcoreError
 from ._model import DeviceModel
 
 ModelFactory = Callable[..., DeviceModel]
@@ -34,6 +34,8 @@ class MachineContext:
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.section = section
+        self.models: list[tuple[DeviceModel, str, str]] = []
+        """``(model, model name, key)`` for every model :meth:`model` built."""
         self._model_factory = model_factory
         if base_dir is not None:
             self.base_dir = base_dir
@@ -80,8 +82,12 @@ class MachineContext:
         if not isinstance(args, Mapping):
             self.fail("model arguments must be a table", key)
         try:
-            return self._model_factory(name, args, base_dir=self.base_dir)
+            model = self._model_factory(name, args, base_dir=self.base_dir)
         except MachineFileError:
             raise
-        except (TypeError, ValueError, LookupError, OSError) as exc:
-            self.fail(f"model {name!r}: {exc}", key)
+        except (TypeError, ValueError, LookupError, OSError, VirtcoreError) as exc:
+            # a PluginError names the plugin and the model already
+            self.fail(str(exc) if isinstance(exc, PluginError) else f"model {name!r}: {exc}",
+                      key)
+        self.models.append((model, name, key))
+        return model

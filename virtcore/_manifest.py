@@ -7,13 +7,16 @@ wrong types, invalid IDs and duplicate names are errors that name the file and t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
 
 from ._errors import IdTableError, ManifestError
-from ._ids import IdEntry, entry_from_mapping
-from ._toml import TOMLError, loads
+from ._files import MAX_TOML_SIZE, read_bounded
+from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat
+from ._record import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Final
 
 SCHEMA_VERSIONS: Final = frozenset({1})
 """Manifest schema versions this core reads."""
@@ -21,19 +24,28 @@ SCHEMA_VERSIONS: Final = frozenset({1})
 API_VERSIONS: Final = frozenset({1})
 """Core API versions a plugin may declare it was written for."""
 
+def incompatible_reason(api_version: int) -> str | None:
+    """Why this core cannot use a plugin written for ``api_version``, or ``None``: the one
+    test discovery, ``virtcore check`` and the test helpers apply."""
+    if api_version in API_VERSIONS:
+        return None
+    return (f"written for core API version {api_version}; this virtcore supports "
+            f"{', '.join(map(str, sorted(API_VERSIONS)))}")
+
+
 HOOK_NAMES: Final = frozenset({
     "virtcore_device_added", "virtcore_device_removed", "virtcore_driver_bound",
     "virtcore_driver_unbound", "virtcore_probe_failed", "virtcore_probe_deferred",
     "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
 })
 
-NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 """Plugin, driver, transport, model and machine-section names: letters, digits, ``_ . -``,
 not starting with ``.`` or ``-``.  A leading digit is allowed: Linux module names such as
 ``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are real driver names."""
 _DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-PYTHON_NAME_RE: Final = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-MODULE_NAME_RE: Final = re.compile(rf"^{_DOTTED}$")
+PYTHON_NAME_RE: Final = re.compile(rf"{_DOTTED}:{_DOTTED}\Z")
+MODULE_NAME_RE: Final = re.compile(rf"{_DOTTED}\Z")
 
 _TOP_KEYS: Final = {
     "schema-version", "name", "api-version", "description", "drivers", "transports", "models",
@@ -46,77 +58,137 @@ _TRANSPORT_KEYS: Final = {
 _MODEL_KEYS: Final = {"name", "python-name", "description"}
 _HOOK_KEYS: Final = {"python-name", "hooks"}
 _COMMAND_KEYS: Final = {"name", "python-name", "description"}
-COMMAND_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+PRIORITY_MIN: Final = -(1 << 31)
+PRIORITY_MAX: Final = (1 << 31) - 1
+"""A driver's ``priority`` range (a 32-bit signed integer), in manifests and in
+``Machine.register_driver``."""
+COMMAND_NAME_RE: Final = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")
+FILE_TYPE_RE: Final = re.compile(r"\.[A-Za-z0-9]+\Z")
+"""Every validation pattern ends in ``\\Z`` and is applied with ``fullmatch``: ``$`` also
+matches before a trailing newline, so matching ``^x$`` against ``"x\\n"`` succeeds."""
 
 
-@dataclass(frozen=True)
-class DriverDecl:
+class DriverDecl(Frozen):
     """A driver declared in a manifest: enough to match without importing it."""
 
+    _fields = ("name", "python_name", "plugin", "ids", "priority", "description")
     name: str
     python_name: str
     plugin: str
     ids: tuple[IdEntry, ...]
-    priority: int = 0
-    description: str = ""
+    priority: int
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str, ids: tuple[IdEntry, ...],
+                 priority: int = 0, description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin, ids=ids,
+                             priority=priority, description=description)
+
+    def __getattr__(self, name: str) -> Any:
+        # a declaration rebuilt from the discovery cache builds its IdEntry objects only
+        # when ``ids`` is first read (matching works on the flat entries)
+        if name == "ids":
+            ids = tuple(map(entry_from_flat, self.__dict__["_flat_ids"]))
+            self.__dict__["ids"] = ids
+            return ids
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def flat_ids(self) -> tuple[tuple[Any, ...], ...]:
+        """The ID table as flat tuples (see :func:`virtcore._ids.entry_to_flat`)."""
+        flat = self.__dict__.get("_flat_ids")
+        if flat is None:
+            flat = tuple(map(entry_to_flat, self.ids))
+            self.__dict__["_flat_ids"] = flat
+        return flat
 
 
-@dataclass(frozen=True)
-class TransportDecl:
+class TransportDecl(Frozen):
     """A transport declared in a manifest, and the machine-description section it reads."""
 
+    _fields = ("name", "python_name", "plugin", "machine_section", "file_types", "description")
     name: str
     python_name: str
     plugin: str
-    machine_section: str | None = None
-    file_types: tuple[str, ...] = ()
-    description: str = ""
+    machine_section: str | None
+    file_types: tuple[str, ...]
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str,
+                 machine_section: str | None = None, file_types: tuple[str, ...] = (),
+                 description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
+                             machine_section=machine_section, file_types=file_types,
+                             description=description)
 
 
-@dataclass(frozen=True)
-class ModelDecl:
+class ModelDecl(Frozen):
     """A device model declared in a manifest."""
 
+    _fields = ("name", "python_name", "plugin", "description")
     name: str
     python_name: str
     plugin: str
-    description: str = ""
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str,
+                 description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
+                             description=description)
 
 
-@dataclass(frozen=True)
-class HookDecl:
+class HookDecl(Frozen):
     """A module of pluggy hook implementations, imported when one of ``hooks`` is first called."""
 
+    _fields = ("python_name", "plugin", "hooks")
     python_name: str
     plugin: str
     hooks: tuple[str, ...]
 
+    def __init__(self, python_name: str, plugin: str, hooks: tuple[str, ...]) -> None:
+        self.__dict__.update(python_name=python_name, plugin=plugin, hooks=hooks)
 
-@dataclass(frozen=True)
-class CommandDecl:
+
+class CommandDecl(Frozen):
     """A ``virtcore`` subcommand a plugin contributes; imported only when it is run."""
 
+    _fields = ("name", "python_name", "plugin", "description")
     name: str
     python_name: str
     plugin: str
-    description: str = ""
+    description: str
+
+    def __init__(self, name: str, python_name: str, plugin: str,
+                 description: str = "") -> None:
+        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
+                             description=description)
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Frozen):
     """A validated plugin manifest."""
 
+    _fields = ("name", "schema_version", "api_version", "path", "description", "drivers",
+               "transports", "models", "hooks", "commands")
     name: str
     schema_version: int
     api_version: int
     path: str
-    description: str = ""
-    drivers: tuple[DriverDecl, ...] = ()
-    transports: tuple[TransportDecl, ...] = ()
-    models: tuple[ModelDecl, ...] = ()
-    hooks: tuple[HookDecl, ...] = ()
-    commands: tuple[CommandDecl, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    description: str
+    drivers: tuple[DriverDecl, ...]
+    transports: tuple[TransportDecl, ...]
+    models: tuple[ModelDecl, ...]
+    hooks: tuple[HookDecl, ...]
+    commands: tuple[CommandDecl, ...]
+
+    def __init__(self, name: str, schema_version: int, api_version: int, path: str,
+                 description: str = "", drivers: tuple[DriverDecl, ...] = (),
+                 transports: tuple[TransportDecl, ...] = (),
+                 models: tuple[ModelDecl, ...] = (), hooks: tuple[HookDecl, ...] = (),
+                 commands: tuple[CommandDecl, ...] = ()) -> None:
+        self.__dict__.update(name=name, schema_version=schema_version,
+                             api_version=api_version, path=path, description=description,
+                             drivers=drivers, transports=transports, models=models,
+                             hooks=hooks, commands=commands)
 
     def provides(self) -> dict[str, list[str]]:
         """What the plugin provides, by kind (for ``virtcore plugins``)."""
@@ -194,13 +266,15 @@ def parse_manifest(
     :param plugin: the plugin's entry-point name; the manifest's ``name`` must equal it.
     :raises ManifestError: naming the file and key of the first problem found.
     """
+    from . import _toml
+
     spath = str(path)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = loads(text)
+        raw = _toml.loads(text)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
-    except TOMLError as exc:
+    except _toml.TOMLError as exc:
         raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
     return validate_manifest(raw, spath, plugin=plugin)
 
@@ -223,6 +297,8 @@ def validate_manifest(
             f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
     reader.plugin = name
     api = reader.integer(raw, "api-version", "", None)
+    if api < 1:
+        raise reader.fail(f"api-version must be 1 or more, not {api}", "api-version")
     description = reader.string(raw, "description", "", required=False)
 
     drivers: list[DriverDecl] = []
@@ -233,6 +309,9 @@ def validate_manifest(
         pyname = reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
                                what="'module:attribute'")
         priority = reader.integer(table, "priority", key, 0)
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise reader.fail(f"priority {priority} is outside {PRIORITY_MIN} to "
+                              f"{PRIORITY_MAX}", f"{key}.priority")
         ids: list[IdEntry] = []
         for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
             try:
@@ -311,7 +390,7 @@ def validate_manifest(
     manifest = Manifest(
         name=name, schema_version=schema, api_version=api, path=spath, description=description,
         drivers=tuple(drivers), transports=tuple(transports), models=tuple(models),
-        hooks=tuple(hooks), commands=tuple(commands), raw=raw,
+        hooks=tuple(hooks), commands=tuple(commands),
     )
     return manifest
 
@@ -320,7 +399,7 @@ def _file_types(reader: _Reader, value: object, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-            isinstance(v, str) and re.match(r"^\.[A-Za-z0-9]+$", v) for v in value):
+            isinstance(v, str) and FILE_TYPE_RE.fullmatch(v) for v in value):
         raise reader.fail("expected an array of file suffixes such as \".dtb\"", key)
     return tuple(v.lower() for v in value)
 
@@ -335,9 +414,56 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
 
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest: {exc.strerror or exc}", path=path,
-                            plugin=plugin) from None
+    data = read_bounded(path, MAX_TOML_SIZE,
+                        lambda why: ManifestError(why, path=path, plugin=plugin),
+                        what="a manifest")
     return parse_manifest(data, path, plugin=plugin)
+
+
+# -- the flat form the discovery cache stores ----------------------------------------------
+#
+# Plain tuples of str/int/bool/None (and TOML data), which ``marshal`` writes and reads at C
+# speed; rebuilding skips validation (the manifest was validated when it was parsed) and
+# ``__init__`` (frozen dataclasses set each field through ``object.__setattr__``).
+
+_new = object.__new__
+
+
+def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
+    """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
+    flat = m.__dict__.get("_flat")
+    if flat is not None:  # rebuilt from this very form
+        return flat  # type: ignore[no-any-return]
+    return (
+        m.name, m.schema_version, m.api_version, m.path, m.description,
+        tuple((d.name, d.python_name, d.priority, d.description, d.flat_ids)
+              for d in m.drivers),
+        tuple((t.name, t.python_name, t.machine_section, t.file_types, t.description)
+              for t in m.transports),
+        tuple((x.name, x.python_name, x.description) for x in m.models),
+        tuple((h.python_name, h.hooks) for h in m.hooks),
+        tuple((c.name, c.python_name, c.description) for c in m.commands),
+    )
+
+
+def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:
+    """Rebuild a manifest written by :func:`manifest_to_flat` (no validation)."""
+    name, schema, api, path, description, drivers, transports, models, hooks, commands = t
+    ds = []
+    for dname, pyname, priority, ddesc, ids in drivers:
+        d: DriverDecl = _new(DriverDecl)
+        d.__dict__.update(name=dname, python_name=pyname, plugin=name, _flat_ids=ids,
+                          priority=priority, description=ddesc)  # ids: built when read
+        ds.append(d)
+    m: Manifest = _new(Manifest)
+    m.__dict__.update(
+        _flat=t, name=name, schema_version=schema, api_version=api, path=path,
+        description=description,
+        drivers=tuple(ds),
+        transports=tuple(TransportDecl(n, p, name, s, tuple(f), desc)
+                         for n, p, s, f, desc in transports),
+        models=tuple(ModelDecl(n, p, name, desc) for n, p, desc in models),
+        hooks=tuple(HookDecl(p, name, tuple(h)) for p, h in hooks),
+        commands=tuple(CommandDecl(n, p, name, desc) for n, p, desc in commands),
+    )
+    return m

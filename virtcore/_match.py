@@ -19,46 +19,107 @@ handful of dictionary lookups whatever the number of entries installed.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
-from ._ids import DeviceIds, IdEntry
+from ._ids import DeviceIds, IdEntry, entry_to_flat, flat_matches, flat_specificity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
 KIND_OVERRIDE = "override"
 KIND_COMPATIBLE = "compatible"
 KIND_ID = "id"
 
 
-@dataclass(frozen=True, slots=True)
-class TableEntry:
-    """An ID-table entry of one driver, as the index holds it."""
+if TYPE_CHECKING:
+    class TableEntry(NamedTuple):
+        """An ID-table entry of one driver, as the index holds it: flat (a plain tuple in
+        :data:`virtcore._ids.FLAT_FIELDS` order), with its specificity precomputed and the
+        object whose ``ids`` hold the :class:`IdEntry` (built only when a match needs it)."""
 
-    driver: str
-    plugin: str
-    priority: int
-    position: int
-    entry: IdEntry
+        driver: str
+        plugin: str
+        priority: int
+        position: int
+        flat: tuple[Any, ...]
+        fixed: int
+        """Numeric ID fields the entry fixes."""
+        bits: int
+        """Bits set in its class mask."""
+        owner: Any
+        """Has ``ids``: the driver's table as :class:`IdEntry` objects."""
+
+        @property
+        def entry(self) -> IdEntry: ...
+else:  # the same, without importing typing
+    class TableEntry(namedtuple("TableEntry", ["driver", "plugin", "priority", "position",
+                                               "flat", "fixed", "bits", "owner"])):
+        __slots__ = ()
+
+        @property
+        def entry(self) -> IdEntry:
+            return self.owner.ids[self.position]
 
 
-@dataclass(frozen=True, slots=True)
+class _Table:
+    """The owner of a table given as :class:`IdEntry` objects."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: tuple[IdEntry, ...]) -> None:
+        self.ids = ids
+
+
+_new_entry = tuple.__new__
+
+
 class Match:
     """A ranked candidate: which driver, through which entry, and why.
 
     ``data`` is the matched entry's per-entry data (Linux's ``driver_data``).  ``entry`` is
-    ``None`` only when a driver override binds a driver whose table has no hit.
+    ``None`` only when a driver override binds a driver whose table has no hit.  ``reason``
+    is worded when first read, so ranking candidates costs no formatting.
     """
 
-    driver: str
-    plugin: str
-    kind: str
-    entry: IdEntry | None
-    rank: tuple[Any, ...]
-    reason: str
+    __slots__ = ("driver", "plugin", "kind", "entry", "rank", "_reason", "_why")
+
+    def __init__(self, driver: str, plugin: str, kind: str, entry: IdEntry | None,
+                 rank: tuple[Any, ...], reason: str | None = None) -> None:
+        self.driver = driver
+        self.plugin = plugin
+        self.kind = kind
+        self.entry = entry
+        self.rank = rank
+        self._reason = reason
+        self._why: tuple[Any, ...] | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why this candidate matched (and at which priority)."""
+        if self._reason is None:
+            self._reason = _word(self)
+        return self._reason
 
     @property
     def data(self) -> Any:
         return self.entry.data if self.entry is not None else None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.driver, self.plugin, self.kind, self.entry, self.rank, self.reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Match):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Match(driver={self.driver!r}, plugin={self.plugin!r}, kind={self.kind!r}, "
+                f"entry={self.entry!r}, rank={self.rank!r}, reason={self.reason!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +130,29 @@ class Match:
             "rank": list(self.rank),
             "reason": self.reason,
         }
+
+
+def _word(m: Match) -> str:
+    why = m._why
+    assert why is not None and m.entry is not None
+    e = m.entry
+    if m.kind == KIND_COMPATIBLE:
+        text = f"compatible {e.compatible!r} is string {why[0]} of the device's list"
+    else:
+        fixed, bits = why[0], why[1]
+        text = (f"ID entry {e.describe()}: {fixed} fixed ID field(s), "
+                f"{bits} class-mask bit(s)")
+    priority = -m.rank[-4]
+    if priority:
+        text += f"; priority {priority}"
+    return text
+
+
+def _lazy(te: TableEntry, kind: str, head: tuple[int, ...], why: tuple[Any, ...]) -> Match:
+    m = Match(te.driver, te.plugin, kind, te.entry,
+              (*head, -te.priority, te.plugin, te.driver, te.position))
+    m._why = why
+    return m
 
 
 class MatchIndex:
@@ -89,39 +173,67 @@ class MatchIndex:
     def entries(self, driver: str) -> list[TableEntry]:
         return list(self._by_driver.get(driver, ()))
 
-    def _bucket(self, entry: IdEntry) -> list[TableEntry] | None:
-        if entry.override_only:
+    def _bucket(self, e: tuple[Any, ...]) -> list[TableEntry] | None:
+        if e[8]:  # override-only
             return None
-        if entry.compatible is not None:
-            return self._compatible.setdefault(entry.compatible.lower(), [])
-        if entry.vendor is None and entry.device is None:
-            by_class = self._classes.setdefault(entry.class_mask, {})
-            return by_class.setdefault((entry.class_ or 0) & entry.class_mask, [])
-        return self._pairs.setdefault((entry.vendor, entry.device), [])
+        if e[6] is not None:
+            return self._compatible.setdefault(e[6].lower(), [])
+        if e[0] is None and e[1] is None:
+            by_class = self._classes.setdefault(e[5], {})
+            return by_class.setdefault((e[4] or 0) & e[5], [])
+        return self._pairs.setdefault((e[0], e[1]), [])
 
     def add_driver(
         self, driver: str, plugin: str, priority: int, entries: Iterable[IdEntry]
     ) -> None:
         """Index ``driver``'s table (replacing any table it had)."""
-        self.remove_driver(driver)
-        table = [TableEntry(driver, plugin, priority, i, e) for i, e in enumerate(entries)]
+        ids = tuple(entries)
+        self.add_flat(driver, plugin, priority, tuple(map(entry_to_flat, ids)), _Table(ids))
+
+    def add_flat(self, driver: str, plugin: str, priority: int,
+                 entries: tuple[tuple[Any, ...], ...], owner: Any) -> None:
+        """Index a table of flat entries (:func:`virtcore._ids.entry_to_flat`) whose
+        :class:`IdEntry` objects ``owner.ids`` holds (or builds when first read)."""
+        if driver in self._by_driver:
+            self.remove_driver(driver)
+        table = []
+        pairs, compatible = self._pairs, self._compatible
+        for i, e in enumerate(entries):
+            vendor, device, compat, mask = e[0], e[1], e[6], e[5]
+            fixed = ((vendor is not None) + (device is not None) + (e[2] is not None)
+                     + (e[3] is not None))
+            te: TableEntry = _new_entry(TableEntry, (driver, plugin, priority, i, e, fixed,
+                                                     mask.bit_count(), owner))
+            table.append(te)
+            if e[8]:  # override-only
+                continue
+            if compat is not None:
+                key = compat.lower()
+                bucket = compatible.get(key)
+                if bucket is None:
+                    compatible[key] = [te]
+                else:
+                    bucket.append(te)
+            elif vendor is None and device is None:
+                by_class = self._classes.setdefault(mask, {})
+                by_class.setdefault((e[4] or 0) & mask, []).append(te)
+            else:
+                pair = (vendor, device)
+                bucket = pairs.get(pair)
+                if bucket is None:
+                    pairs[pair] = [te]
+                else:
+                    bucket.append(te)
         self._by_driver[driver] = table
-        for te in table:
-            bucket = self._bucket(te.entry)
-            if bucket is not None:
-                bucket.append(te)
 
     def remove_driver(self, driver: str) -> None:
         """Drop ``driver``'s table from the index."""
         for te in self._by_driver.pop(driver, ()):
-            bucket = self._bucket(te.entry)
+            bucket = self._bucket(te.flat)
             if bucket is not None:
                 bucket[:] = [x for x in bucket if x.driver != driver]
 
-    def _numeric_candidates(self, ids: DeviceIds) -> Iterable[TableEntry]:
-        pairs = self._pairs
-        for key in ((ids.vendor, ids.device), (ids.vendor, None), (None, ids.device)):
-            yield from pairs.get(key, ())
+    def _class_candidates(self, ids: DeviceIds) -> Iterable[TableEntry]:
         for mask, by_class in self._classes.items():
             if mask == 0:
                 yield from by_class.get(0, ())
@@ -142,13 +254,14 @@ class MatchIndex:
                 return []
             compat = [c.lower() for c in compatible]
             for te in table:
-                e = te.entry
-                if e.compatible is not None and e.compatible.lower() in compat:
-                    idx = compat.index(e.compatible.lower())
+                flat = te.flat
+                if flat[6] is not None and flat[6].lower() in compat:
+                    idx = compat.index(flat[6].lower())
                     found.append(_make(te, KIND_OVERRIDE, (0, idx), f"override; compatible "
-                                       f"{e.compatible!r} at position {idx} of the device"))
-                elif ids is not None and e.compatible is None and e.matches(ids):
-                    spec = e.specificity
+                                       f"{flat[6]!r} at position {idx} of the device"))
+                elif ids is not None and flat[6] is None and flat_matches(flat, ids):
+                    e = te.entry
+                    spec = flat_specificity(flat)
                     found.append(_make(te, KIND_OVERRIDE, (1, -spec[0], -spec[1]),
                                        f"override; ID entry {e.describe()}"))
             if not found:
@@ -157,25 +270,38 @@ class MatchIndex:
                               "driver override; no table entry matches (bound by name)")]
             found.sort(key=lambda m: m.rank)
             return found[:1]
+        compat_index = self._compatible
         for idx, name in enumerate(compatible):
-            for te in self._compatible.get(name.lower(), ()):
-                found.append(_make(
-                    te, KIND_COMPATIBLE, (1, idx),
-                    f"compatible {te.entry.compatible!r} is string {idx} of the device's list"))
+            bucket = compat_index.get(name.lower())
+            if bucket:
+                for te in bucket:
+                    found.append(_lazy(te, KIND_COMPATIBLE, (1, idx), (idx,)))
         if ids is not None:
-            for te in self._numeric_candidates(ids):
-                e = te.entry
-                if e.matches(ids):
-                    fixed, bits = e.specificity
-                    found.append(_make(
-                        te, KIND_ID, (2, -fixed, -bits),
-                        f"ID entry {e.describe()}: {fixed} fixed ID field(s), "
-                        f"{bits} class-mask bit(s)"))
-        found.sort(key=lambda m: m.rank)
+            pairs = self._pairs
+            vendor, device = ids.vendor, ids.device
+            for key in ((vendor, device), (vendor, None), (None, device)):
+                bucket = pairs.get(key)
+                if bucket:
+                    for te in bucket:
+                        if flat_matches(te.flat, ids):
+                            found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
+                                               (te.fixed, te.bits)))
+            if self._classes:
+                for te in self._class_candidates(ids):
+                    if flat_matches(te.flat, ids):
+                        found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
+                                           (te.fixed, te.bits)))
+        if len(found) < 2:
+            return found
+        found.sort(key=_rank)
         best: dict[str, Match] = {}
         for m in found:
             best.setdefault(m.driver, m)
         return list(best.values())
+
+
+def _rank(m: Match) -> tuple[Any, ...]:
+    return m.rank
 
 
 def _make(te: TableEntry, kind: str, head: tuple[int, ...], reason: str) -> Match:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import io
 import re
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ._errors import MiscDeviceError
+from ._record import Record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._device import Device
 
-_BASE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*[A-Za-z_\-]$|^[A-Za-z_]$")
+_BASE_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_\-]*[A-Za-z_\-]|[A-Za-z_])\Z")
 
 
 class FileOperations:
@@ -121,8 +123,8 @@ class MiscFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation(f"{self.name} was not opened for reading")
-        view = memoryview(buffer)
-        if view.format != "B" or view.ndim != 1:
+        view = memoryview(buffer)  # checked once here; drivers and ports rely on it
+        if type(buffer) is not bytearray and (view.format != "B" or view.ndim != 1):
             view = view.cast("B")
         if not len(view):
             return 0
@@ -158,13 +160,16 @@ class MiscFile(io.RawIOBase):
         return f"<MiscFile {self.name} mode={self.mode!r}>"
 
 
-@dataclass(slots=True)
-class MiscDevice:
+class MiscDevice(Record):
     """A registered misc device: its name, the device it belongs to, its file operations."""
 
-    name: str
-    device: Device
-    fops: FileOperations
+    __slots__ = ("name", "device", "fops")
+    _fields = __slots__
+
+    def __init__(self, name: str, device: Device, fops: FileOperations) -> None:
+        self.name = name
+        self.device = device
+        self.fops = fops
 
 
 class MiscRegistry:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 
 class DeviceModel(abc.ABC):

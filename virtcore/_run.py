@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TextIO
 
 from ._cli import unusable_summary, warn_unusable
 from ._device import Device, DeviceStatus
+from ._discovery import not_loaded, not_loaded_note
 from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
 from ._machine import Machine
 from ._model import DeviceModel, StreamModel
@@ -202,6 +203,12 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     rows = []
     try:
         devices = list(transport.enumerate())
+    except VirtcoreError:
+        raise
+    except Exception as exc:  # a bug in the plugin: one line naming it, never a traceback
+        decl = machine.transport_decls()["pci-host"]
+        raise VirtcoreError(f"transport 'pci-host' (plugin {decl.plugin!r}) failed in "
+                            f"enumerate: {type(exc).__name__}: {exc}") from None
     finally:
         transport.close()
     for device in devices:
@@ -225,8 +232,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"    virtcore driver: {win.driver + ' (' + win.reason + ')' if win else 'none'}"
                   "\n")
     if args.json:
-        json.dump({"machine": "host", "devices": rows}, out, indent=2)
-        out.write("\n")
+        out.write(json.dumps({"machine": "host", "devices": rows}, indent=2) + "\n")
     elif not rows:
         out.write("no PCI devices visible under /sys/bus/pci\n")
     return 0
@@ -272,6 +278,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         missing = [p for p in DEMO_PLUGINS if p not in machine.catalog.plugins
                    or machine.catalog.plugins[p].status.value != "ok"]
         if missing:
+            hidden = [r for r in not_loaded(machine.catalog) if r.name in missing]
+            if hidden:  # installed: say why they are not here, not how to install them
+                sys.stderr.write(f"virtcore run: error: the demo machine needs the plugins "
+                                 f"{', '.join(DEMO_PLUGINS)}; {not_loaded_note(hidden)}\n")
+                return 1
             sys.stderr.write(
                 "virtcore run: the demo machine needs the plugins "
                 f"{', '.join(DEMO_PLUGINS)}; missing or not loadable: {', '.join(missing)}\n"
@@ -306,9 +317,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write("demo " + ("passed" if ok else "FAILED") + "\n")
         elif not args.json:
             print_tree(machine, out)
-        if args.json:
-            json.dump(data, out, indent=2)
-            out.write("\n")
+        if args.json:  # one write call per document
+            out.write(json.dumps(data, indent=2) + "\n")
         return status
     finally:
         machine.close()

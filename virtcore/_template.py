@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import keyword
 import re
+import sys
 from pathlib import Path
 from string import Template
 
@@ -237,11 +238,48 @@ def install_command(folder: str | Path = ".") -> str:
     return f'pip install -e "{folder}[test]"'
 
 
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def shadowed(name: str, folder: Path | None = None) -> str | None:
+    """Why a new plugin called ``name`` would shadow something, or ``None``: the core
+    (``virtcore``), a module of the standard library, an importable top-level module or
+    package (other than one inside ``folder``, being written again), an installed
+    distribution of the same normalised name, or an installed plugin of that name."""
+    from importlib import metadata, util
+
+    from ._discovery import discover
+
+    if _normalize(name) == "virtcore":
+        return "it is the core's own name"
+    if name in getattr(sys, "stdlib_module_names", ()):
+        return f"the standard library has a module {name!r}"
+    for dist in metadata.distributions():
+        dist_name = dist.metadata["Name"] or ""
+        if dist_name and _normalize(dist_name) == _normalize(name):
+            return f"distribution {dist_name!r} is installed"
+    try:
+        spec = util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        where = spec.origin or next(iter(spec.submodule_search_locations or []), None)
+        inside = folder is not None and where is not None and Path(where).resolve().is_relative_to(
+            folder.resolve())
+        if not inside:
+            return f"a module {name!r} is already importable ({where or 'built in'})"
+    if name in discover(autoload=True).plugins:
+        return f"a plugin {name!r} is installed"
+    return None
+
+
 def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> Path:
     """Write plugin ``name`` into ``dest/name``; return the folder.
 
-    :raises VirtcoreError: for a name that is not a lower-case Python identifier, or an
-        existing folder without ``force``.
+    :raises VirtcoreError: for a name that is not a lower-case Python identifier, one
+        that would shadow what is installed (see :func:`shadowed`), or an existing folder
+        without ``force``.
     """
     if not _NAME_RE.fullmatch(name) or keyword.iskeyword(name):
         raise VirtcoreError(f"plugin name {name!r} must be a lower-case Python identifier "
@@ -249,6 +287,9 @@ def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> 
     from . import __version__
 
     folder = Path(dest) / name
+    clash = shadowed(name, folder)
+    if clash is not None:
+        raise VirtcoreError(f"plugin name {name!r} is taken: {clash}; choose another name")
     if folder.exists() and not force:
         raise VirtcoreError(f"{folder} already exists (use --force to write into it)")
     values = {

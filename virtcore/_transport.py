@@ -3,17 +3,24 @@
 A transport is platform dependent: it enumerates the devices of its platform and moves bytes
 for them.  It has one required method, :meth:`Transport.transfer`, like httpx's
 ``BaseTransport``; :meth:`Transport.enumerate` defaults to "no devices".
+
+Drivers on a hot data path ask for a :class:`Port` once, at probe (:meth:`Transport.port`):
+a transport that can resolve its data path ahead of time returns its own from the optional
+:meth:`Transport.bind_port`; every other transport gets a port over ``transfer``, so a
+driver written against ports works unchanged on any transport.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar, NoReturn
+
     from ._device import Device
     from ._machine import Machine
     from ._machine_file import MachineContext
@@ -27,6 +34,25 @@ class Op(enum.Enum):
     """Fill a writable buffer from the device; return the count, 0 at end of data."""
     WRITE = "write"
     """Send a bytes-like object to the device; return the count accepted (short is legal)."""
+
+
+class Port:
+    """A device's data path, bound once (at probe) instead of resolved on every transfer.
+
+    ``read(view)`` fills ``view`` and returns the count, ``0`` at end of data, ``None``
+    when nothing is available yet; ``write(view)`` returns the count accepted (``0``: no
+    room now).  The caller guarantees what ``transfer`` checks on every call: ``view`` is a
+    non-empty one-dimensional memoryview of unsigned bytes, writable for ``read``.  A port
+    returns counts within ``0..len(view)`` and raises :class:`~virtcore.TransferError`
+    naming the device on failure, as ``transfer`` does.
+    """
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Callable[[memoryview], int | None],
+                 write: Callable[[memoryview], int | None]) -> None:
+        self.read = read
+        self.write = write
 
 
 class Transport(abc.ABC):
@@ -62,6 +88,40 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def transfer(self, device: Device, buffer: Any, op: Op) -> int | None:
         """Move bytes between ``buffer`` and ``device``; see the class docstring."""
+
+    def bind_port(self, device: Device) -> Port | None:
+        """Optional fast path: a :class:`Port` for ``device`` with its data path resolved
+        now (register addresses, handles, the model), or ``None`` (the default) when the
+        transport has none; callers use :meth:`port`, which falls back to ``transfer``.
+
+        A bound port must stay correct for as long as the device is bound: it re-resolves
+        (or raises :class:`~virtcore.TransferError`) when the transport is closed or its
+        decode state changes.
+        """
+        return None
+
+    def port(self, device: Device) -> Port:
+        """The data path of ``device``: :meth:`bind_port`'s port, else one over
+        :meth:`transfer` that checks each result against the contract."""
+        bound = self.bind_port(device)
+        if bound is not None:
+            return bound
+        transfer = self.transfer
+        read_op, write_op = Op.READ, Op.WRITE
+
+        def read(view: memoryview) -> int | None:
+            result = transfer(device, view, read_op)
+            if result is None or (type(result) is int and 0 <= result <= len(view)):
+                return result
+            return _bad_result(result, view, read_op, device)
+
+        def write(view: memoryview) -> int | None:
+            result = transfer(device, view, write_op)
+            if result is None or (type(result) is int and 0 <= result <= len(view)):
+                return result
+            return _bad_result(result, view, write_op, device)
+
+        return Port(read, write)
 
     def ack_irq(self, device: Device) -> None:
         """Acknowledge the device's interrupt (clear its latch); no-op by default."""
@@ -114,3 +174,10 @@ class Transport(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _bad_result(result: object, view: memoryview, op: Op, device: Device) -> NoReturn:
+    from ._errors import TransferError
+
+    raise TransferError(f"{op.value} transfer returned {result!r} for a {len(view)}-byte "
+                        "buffer", device=device)

@@ -44,7 +44,7 @@ from ._errors import TransferError
 from ._ids import DeviceIds, check_compatible
 from ._loopback import LoopbackTransport, QueueModel
 from ._machine import Machine
-from ._manifest import API_VERSIONS, parse_manifest, read_manifest, validate_manifest
+from ._manifest import incompatible_reason, parse_manifest, read_manifest, validate_manifest
 from ._model import MODEL_READABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
 
@@ -195,9 +195,10 @@ def make_plugin(
             sys.modules[name] = module
     record = PluginRecord(parsed.name, distribution=f"{parsed.name} (test)", version="0",
                           manifest_path=parsed.path, manifest=parsed)
-    if parsed.api_version not in API_VERSIONS:
+    incompatible = incompatible_reason(parsed.api_version)
+    if incompatible is not None:
         record.status = PluginStatus.INCOMPATIBLE
-        record.reason = f"written for core API version {parsed.api_version}"
+        record.reason = incompatible
         machine.catalog.add(record)
         return record
     machine.add_plugin(record)

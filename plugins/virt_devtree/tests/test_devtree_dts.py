@@ -50,6 +50,21 @@ def test_dtc_failure_is_reported(dtc, tmp_path) -> None:
     with pytest.raises(DtsError, match="dtc failed") as info:
         load_tree(bad)
     assert info.value.path == str(bad) and info.value.stderr
+    assert "\n" in info.value.stderr  # dtc's own message spans lines; the error does not
+    assert "\n" not in str(info.value)
+    assert str(info.value).endswith("syntax error; FATAL ERROR: Unable to parse input tree")
+
+
+def test_dtc_failure_is_one_line_from_virtcore_run(dtc, tmp_path, capsys) -> None:
+    from virtcore._cli import main
+
+    bad = tmp_path / "bad.dts"
+    bad.write_text("/dts-v1/;\n/ { oops = <1 ; };\n")
+    (tmp_path / "m.toml").write_text('name = "m"\n[devtree]\ndts = "bad.dts"\n')
+    for target in (bad, tmp_path / "m.toml"):
+        assert main(["run", str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "dtc failed: Error: " in err, err
 
 
 def test_legacy_property_name_compiles(dtc, tmp_path) -> None:

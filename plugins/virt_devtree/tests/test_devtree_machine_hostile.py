@@ -113,3 +113,40 @@ def test_values_the_tree_refuses_name_their_key(tmp_path, entry, key) -> None:
     # found by benchmarks/fuzz_toml.py: a NUL in a compatible string escaped as ValueError
     message = _error(tmp_path, [{"path": "/n", **entry}])
     assert f"key 'nodes[0].{key}': " in message
+
+
+# interrupt plumbing a machine file writes is checked for every node, with its key: a
+# node without a driver used to keep a dangling interrupt-parent or a two-cell
+# #interrupt-cells silently (its IRQ was only looked up for devices with a driver)
+@pytest.mark.parametrize(("nodes", "key", "message"), [
+    ([{"path": "/uart", "compatible": "acme,uart", "interrupts": 5,
+       "props": {"interrupt-parent": 99}}],
+     "nodes[0].props.interrupt-parent", "interrupt-parent 0x63: no node has this phandle"),
+    ([{"path": "/intc", "props": {"interrupt-controller": True, "#interrupt-cells": [1, 2],
+                                  "phandle": 7}},
+      {"path": "/uart", "compatible": "acme,uart", "interrupts": 5,
+       "props": {"interrupt-parent": 7}}],
+     "nodes[0].props.#interrupt-cells", "#interrupt-cells must be one cell, not 8 bytes"),
+    ([{"path": "/uart", "compatible": "acme,uart", "props": {"interrupt-parent": [1, 2]}}],
+     "nodes[0].props.interrupt-parent", "interrupt-parent must be one cell, not 8 bytes"),
+    ([{"path": "/mem", "props": {"phandle": 3}},
+      {"path": "/uart", "compatible": "acme,uart", "interrupts": 5,
+       "props": {"interrupt-parent": 3}}],
+     "nodes[1].props.interrupt-parent", "interrupt-parent 0x3 is /mem, which is not an "
+     "interrupt controller"),
+])
+def test_inline_interrupt_plumbing_is_checked(tmp_path, nodes, key, message) -> None:
+    with pytest.raises(MachineFileError) as info:
+        _load(tmp_path, nodes)
+    assert (info.value.section, info.value.key) == ("devtree", key)
+    assert info.value.reason.startswith(message)
+
+
+def test_inline_interrupt_plumbing_that_is_right_loads(tmp_path) -> None:
+    transport = _load(tmp_path, [
+        {"path": "/intc", "props": {"interrupt-controller": True, "#interrupt-cells": 1,
+                                    "phandle": 7}},
+        {"path": "/uart", "compatible": "acme,uart", "interrupts": 5,
+         "props": {"interrupt-parent": 7}},
+    ])
+    assert [d.irq for d in transport.enumerate() if d.path == "/uart"] == [5]

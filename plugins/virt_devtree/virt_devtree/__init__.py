@@ -8,7 +8,7 @@ are hypercalls answered by a :class:`Hypervisor` routing them to device models.
 
 from __future__ import annotations
 
-from ._dtb import DEFAULT_MAX_DEPTH, FDT_MAGIC, parse_dtb, read_dtb
+from ._dtb import DEFAULT_MAX_DEPTH, FDT_MAGIC, MAX_DTB_SIZE, parse_dtb, read_dtb
 from ._dts import compile_dts, find_dtc, load_tree
 from ._errors import DtbError, DtsError, MmioError, TreeError
 from ._hypervisor import (
@@ -55,6 +55,7 @@ __all__ = [
     "HypercallResult",
     "Hypervisor",
     "LEGACY_DEV_ID_PROPERTY",
+    "MAX_DTB_SIZE",
     "MmioError",
     "MmioPersonality",
     "MmioRegion",

@@ -22,9 +22,12 @@ cost at most that much each (``tests/test_dtb_memory.py`` measures the peak).
 
 from __future__ import annotations
 
+import errno
 import struct
 from pathlib import Path
 from typing import Final
+
+from virtcore import read_bounded
 
 from ._errors import DtbError
 from ._tree import NAME_MAX, PATH_MAX, DeviceTree, Node, Reservation
@@ -40,6 +43,10 @@ FDT_VERSION: Final = 17
 FDT_LAST_COMP_VERSION: Final = 16
 HEADER_SIZE_V17: Final = 40
 HEADER_SIZE_V16: Final = 36
+MAX_DTB_SIZE: Final = 16 << 20
+"""Largest ``.dtb`` file read (16 MiB): the format allows 4 GiB (``totalsize`` is 32 bits),
+real blobs are a few hundred KiB and Linux on arm64 refuses any over 2 MiB
+(``MAX_FDT_SIZE``); the margin is for firmware images padded after ``totalsize``."""
 DEFAULT_MAX_DEPTH: Final = 64
 """Deepest nesting accepted (the root is depth 1), as Linux's ``FDT_MAX_DEPTH``."""
 
@@ -59,10 +66,16 @@ def read_dtb(
     """Read a ``.dtb`` file; errors name the file.
 
     :raises DtbError: the file is not a valid blob.
-    :raises OSError: the file cannot be read.
+    :raises OSError: the file cannot be read, is not a regular file, or is over
+        :data:`MAX_DTB_SIZE` (the reason is its ``strerror``).
     """
-    data = Path(path).read_bytes()
+    data = read_bounded(path, MAX_DTB_SIZE, lambda why: _unreadable(why, path),
+                        what="a device-tree blob")
     return parse_dtb(data, path=path, max_depth=max_depth, max_path=max_path)
+
+
+def _unreadable(reason: str, path: str | Path) -> OSError:
+    return OSError(errno.EINVAL, reason, str(path))
 
 
 def parse_dtb(

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from ._dtb import DEFAULT_MAX_DEPTH, parse_dtb, read_dtb
+from virtcore import check_regular_file
+
+from ._dtb import DEFAULT_MAX_DEPTH, MAX_DTB_SIZE, parse_dtb, read_dtb
 from ._errors import DtsError
 from ._tree import DeviceTree
 
@@ -54,8 +56,8 @@ def compile_dts(
     if exe is None:
         raise DtsError(f"cannot compile a .dts file: 'dtc' was not found on PATH; {INSTALL_HINT}",
                        path=source)
-    if not source.is_file():
-        raise DtsError("no such file", path=source)
+    check_regular_file(source, MAX_DTB_SIZE, lambda why: DtsError(why, path=source),
+               what="a device-tree source")
     command = [exe, "-I", "dts", "-O", "dtb", "-o", "-"]
     if symbols:
         command.append("-@")
@@ -70,11 +72,19 @@ def compile_dts(
         raise DtsError(f"cannot run {exe!r}: {exc}", path=source) from exc
     stderr = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0:
-        detail = stderr or f"exit status {done.returncode}"
+        detail = one_line(stderr) or f"exit status {done.returncode}"
         raise DtsError(f"dtc failed: {detail}", path=source, stderr=stderr)
     if stderr:
-        log.warning("dtc: %s: %s", source, stderr)
+        log.warning("dtc: %s: %s", source, one_line(stderr))
     return done.stdout
+
+
+def one_line(text: str, keep: int = 3) -> str:
+    """``dtc``'s messages in one line: its first ``keep`` non-blank lines joined by ``; ``,
+    and how many more there were (the whole text stays in :attr:`DtsError.stderr`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    more = f" (and {len(lines) - keep} more lines)" if len(lines) > keep else ""
+    return "; ".join(lines[:keep]) + more
 
 
 def load_tree(

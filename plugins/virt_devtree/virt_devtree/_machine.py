@@ -161,7 +161,41 @@ def _inline_tree(
         intc.set("#address-cells", 0)
         intc.set("phandle", phandle)
         tree.root.set("interrupt-parent", phandle)
+    _check_interrupt_props(tree, context, prop_keys)
     return tree
+
+
+ONE_CELL_PROPS: Final = ("#interrupt-cells", "#address-cells", "#size-cells",
+                         "interrupt-parent")
+"""Properties of an inline node that must be exactly one cell."""
+
+
+def _check_interrupt_props(
+    tree: DeviceTree, context: MachineContext, prop_keys: dict[tuple[str, str], str],
+) -> None:
+    """What the kernel needs of the interrupt plumbing a machine file wrote: one cell
+    for each of :data:`ONE_CELL_PROPS`, and an ``interrupt-parent`` naming a node of the
+    tree that is an interrupt controller.  (Only the nodes with a driver would otherwise
+    be checked, when their IRQ is looked up; the others would silently have none.)"""
+    nodes = list(tree.walk())
+    controllers = {n.phandle: n for n in nodes if n.phandle is not None}
+    for node in nodes:
+        for name in ONE_CELL_PROPS:
+            if name not in node:
+                continue
+            key = prop_keys.get((node.path, name), "nodes")
+            cells = node[name].value
+            if len(cells) != 4:
+                context.fail(f"{name} must be one cell, not {len(cells)} bytes", key)
+        if "interrupt-parent" in node:
+            key = prop_keys.get((node.path, "interrupt-parent"), "nodes")
+            handle = node["interrupt-parent"].as_u32()
+            target = controllers.get(handle)
+            if target is None:
+                context.fail(f"interrupt-parent {handle:#x}: no node has this phandle", key)
+            if "interrupt-controller" not in target and "interrupt-map" not in target:
+                context.fail(f"interrupt-parent {handle:#x} is {target.path}, which is not an "
+                             "interrupt controller (no interrupt-controller property)", key)
 
 
 def _check_path(path: str, context: MachineContext, key: str) -> None:

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from virtcore import (
+    IRQ_MAX,
     Device,
     DeviceIds,
     DeviceModel,
     MachineContext,
     Op,
+    Port,
     TransferError,
     Transport,
     of_modalias,
@@ -27,7 +29,15 @@ from virtcore import (
 from ._dtb import parse_dtb
 from ._dts import load_tree
 from ._errors import DtbError, DtsError, MmioError, TreeError
-from ._hypervisor import CALL_NAMES, HV_EAGAIN, HV_OK, HV_READ, HV_WRITE, Hypervisor
+from ._hypervisor import (
+    CALL_NAMES,
+    HV_EAGAIN,
+    HV_OK,
+    HV_READ,
+    HV_WRITE,
+    HypercallResult,
+    Hypervisor,
+)
 from ._mmio import MmioPersonality, MmioRegion, MmioWindow
 from ._tree import DeviceTree, Node
 
@@ -172,9 +182,15 @@ class DevtreeTransport(Transport):
         if is_virt_dev(node):
             ids = node_ids(node)
             irq = node.irq()
+            if irq is not None and irq > IRQ_MAX:
+                raise TreeError(f"interrupt number {irq:#x} is over {IRQ_MAX:#x}",
+                                node=node.path, prop="interrupts")
         else:
             try:
                 irq = node.irq()
+                if irq is not None and irq > IRQ_MAX:
+                    raise TreeError(f"interrupt number {irq:#x} is over {IRQ_MAX:#x}",
+                                    node=node.path, prop="interrupts")
             except TreeError as exc:
                 log.debug("%s: no IRQ: %s", node.path, exc)
                 irq = None
@@ -361,13 +377,34 @@ class DevtreeTransport(Transport):
             return result.count
         if result.status == HV_EAGAIN and call == HV_READ:
             return None
-        name = errno.errorcode.get(-result.status, str(result.status))
-        message = f"{CALL_NAMES[call]} on handle {handle} failed with -{name}"
-        if result.status == -errno.ENOENT:
-            message += " (no device model behind this handle)"
-        if result.error is not None:
-            message += f": {type(result.error).__name__}: {result.error}"
-        raise TransferError(message, device=device) from result.error
+        raise _hypercall_error(call, handle, result, device)
+
+    def bind_port(self, device: Device) -> Port:
+        """The fast path: the device's handle resolved now, one hypercall per transfer, the
+        buffer checks left to the caller."""
+        handle = self.handle(device)
+        hypercall = self.hypervisor.hypercall
+
+        def read(view: memoryview) -> int | None:
+            if self._closed:
+                raise TransferError("transport is closed", device=device)
+            result = hypercall(HV_READ, handle, view, len(view))
+            status = result.status
+            if status == HV_OK:
+                return result.count
+            if status == HV_EAGAIN:
+                return None
+            raise _hypercall_error(HV_READ, handle, result, device)
+
+        def write(view: memoryview) -> int:
+            if self._closed:
+                raise TransferError("transport is closed", device=device)
+            result = hypercall(HV_WRITE, handle, view, len(view))
+            if result.status == HV_OK:
+                return result.count
+            raise _hypercall_error(HV_WRITE, handle, result, device)
+
+        return Port(read, write)
 
     def close(self) -> None:
         """Disconnect and close every device model; safe to call twice."""
@@ -383,6 +420,19 @@ class DevtreeTransport(Transport):
                 model.close()
             except Exception:
                 log.exception("closing device model %r failed", model)
+
+
+def _hypercall_error(call: int, handle: int, result: HypercallResult,
+                     device: Device) -> TransferError:
+    name = errno.errorcode.get(-result.status, str(result.status))
+    message = f"{CALL_NAMES[call]} on handle {handle} failed with -{name}"
+    if result.status == -errno.ENOENT:
+        message += " (no device model behind this handle)"
+    if result.error is not None:
+        message += f": {type(result.error).__name__}: {result.error}"
+    error = TransferError(message, device=device)
+    error.__cause__ = result.error
+    return error
 
 
 def _ancestry(node: Node) -> Iterable[Node]:

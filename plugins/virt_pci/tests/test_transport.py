@@ -207,6 +207,48 @@ def test_model_returning_a_bad_count_is_reported():
         transport.transfer(device, bytearray(4), Op.READ)
 
 
+def test_the_bound_port_reports_bad_counts_and_updates_count_like_transfer():
+    class Liar(BufferModel):
+        def read(self, buffer):
+            return len(buffer) + 1
+
+        def write(self, data):
+            return -1
+
+    transport, device = make(Liar(b"x"))
+    port = transport.port(device)
+    with pytest.raises(MmioError, match="returned 5 from read of 4 bytes") as info:
+        port.read(memoryview(bytearray(4)))
+    assert info.value.device is device
+    with pytest.raises(MmioError, match="returned -1 from write of 2 bytes"):
+        port.write(memoryview(b"ab"))
+
+
+def test_the_bound_port_reads_writes_and_sets_count(model):
+    transport, device = make(model)
+    port = transport.port(device)
+    buf = bytearray(3)
+    assert port.read(memoryview(buf)) == 3 and bytes(buf) == b"hel"
+    assert transport.segment.mmio_read(regs_base(device) + Reg.COUNT, 4) == 3
+    assert port.write(memoryview(b"xyz")) == 3 and model.written == b"xyz"
+
+
+def test_the_bound_port_follows_bar_moves_and_refuses_after_close(model):
+    transport, device = make(model)
+    port = transport.port(device)
+    fn = device.platform_data.emulated
+    bar = device.platform_data.regs.bar
+    old = fn.bar_address(bar)
+    transport.segment.config_write(0, 3, 0, 0x10 + 4 * bar, old + 0x100000, 4)  # moved
+    assert fn.bar_address(bar) == old + 0x100000
+    buf = bytearray(2)
+    assert port.read(memoryview(buf)) == 2 and bytes(buf) == b"he"
+    assert transport.segment.mmio_read(old + 0x100000 + Reg.COUNT, 4) == 2
+    transport.close()
+    with pytest.raises(TransferError, match="closed"):
+        port.read(memoryview(bytearray(2)))
+
+
 # -- interrupts ---------------------------------------------------------------------------
 
 

@@ -11,8 +11,8 @@ MAX_DEVICE: Final = 31
 MAX_FUNCTION: Final = 7
 
 _SLOT_RE: Final = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
-    r"(?P<dev>[0-9a-fA-F]{1,2})\.(?P<fn>[0-9a-fA-F])$"
+    r"(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+    r"(?P<dev>[0-9a-fA-F]{1,2})\.(?P<fn>[0-9a-fA-F])\Z"
 )
 
 
@@ -36,7 +36,7 @@ class PciAddress:
     @classmethod
     def parse(cls, text: str, domain: int = 0) -> PciAddress:
         """Parse ``"BB:DD.F"`` or ``"DDDD:BB:DD.F"`` (hex, as lspci prints them)."""
-        match = _SLOT_RE.match(text) if isinstance(text, str) else None
+        match = _SLOT_RE.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise ValueError(f"slot {text!r} is not of the form BB:DD.F (hex)")
         if match["domain"] is not None:

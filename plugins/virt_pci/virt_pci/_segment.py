@@ -9,7 +9,7 @@ bit (memory or I/O space) is set in the function's command register.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from . import _config as c
@@ -17,7 +17,7 @@ from ._bars import BarKind
 from ._errors import MmioError
 from ._function import PciFunction, PciFunctionSpec
 from ._naming import PciAddress
-from ._regs import BadAccess, Region
+from ._regs import REG_READ_PORT, REG_WRITE_PORT, BadAccess, Region, RegisterBlock
 
 _MMIO_SIZES: Final = (1, 2, 4, 8)
 
@@ -229,6 +229,40 @@ class PciSegment:
             return window[4].read_string(address - window[0], buffer)
         except BadAccess as exc:
             raise self._access_error(window, address, len(buffer), exc) from None
+
+    def string_ports(
+        self, read_address: int, write_address: int
+    ) -> tuple[Callable[[memoryview], int], Callable[[memoryview], int]]:
+        """``mmio_read_string`` at ``read_address`` and ``mmio_write_string`` at
+        ``write_address`` with the address decode done now: valid while :attr:`generation`
+        is unchanged (a bound data path re-binds when it changes)."""
+        rwin = self._lookup(True, read_address, 1, True)
+        wwin = self._lookup(True, write_address, 1, True)
+        rregion, roffset = rwin[4], read_address - rwin[0]
+        wregion, woffset = wwin[4], write_address - wwin[0]
+        if (rregion is wregion and isinstance(rregion, RegisterBlock)
+                and roffset == REG_READ_PORT and woffset == REG_WRITE_PORT):
+            # the register block's own bound ports: no decode and no frame per access
+            def read_error(exc: BadAccess, size: int) -> Exception:
+                return self._access_error(rwin, read_address, size, exc)
+
+            def write_error(exc: BadAccess, size: int) -> Exception:
+                return self._access_error(wwin, write_address, size, exc)
+            return rregion.bind_ports(read_error, write_error)
+
+        def read(buffer: memoryview) -> int:
+            try:
+                return rregion.read_string(roffset, buffer)
+            except BadAccess as exc:
+                raise self._access_error(rwin, read_address, len(buffer), exc) from None
+
+        def write(data: memoryview) -> int:
+            try:
+                return wregion.write_string(woffset, data)
+            except BadAccess as exc:
+                raise self._access_error(wwin, write_address, len(data), exc) from None
+
+        return read, write
 
     def mmio_write_string(self, address: int, data: memoryview) -> int:
         """A string write through the register at ``address`` (``outsb``); returns the

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from virtcore import Device, DeviceIds, DeviceModel, Op, TransferError, Transport
+from virtcore import Device, DeviceIds, DeviceModel, Op, Port, TransferError, Transport
 
 from ._caps import CAP_ID_VNDR, CFG_TYPE_REGS, VendorCap
 from ._enum import EnumeratedFunction, enumerate_segment
@@ -167,6 +167,36 @@ class PciTransport(Transport):
         """``pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X``, as Linux's sysfs writes it."""
         info = device.platform_data
         return info.modalias if isinstance(info, PciDeviceInfo) else None
+
+    def bind_port(self, device: Device) -> Port:
+        """The fast path: the register block's string ports decoded now (and again only when
+        the segment's decode state changes), the buffer checks left to the caller."""
+        segment = self.segment
+        state: list[Any] = []
+
+        def bind() -> None:
+            if self._closed:
+                raise TransferError("transport is closed", device=device)
+            generation = segment.generation
+            base = self._regs_base(device)
+            state[:] = [generation, *segment.string_ports(base + REG_READ_PORT,
+                                                          base + REG_WRITE_PORT)]
+
+        bind()
+
+        def read(view: memoryview) -> int | None:
+            if self._closed or segment.generation != state[0]:
+                bind()
+            count: int = state[1](view)
+            return None if count == COUNT_AGAIN else count
+
+        def write(view: memoryview) -> int:
+            if self._closed or segment.generation != state[0]:
+                bind()
+            count: int = state[2](view)
+            return count
+
+        return Port(read, write)
 
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind the function: the one behind its register block, or the

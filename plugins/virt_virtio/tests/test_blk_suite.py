@@ -4,7 +4,12 @@ virtio-pci and virtio-mmio.
 Spec clauses: 5.2.4 (``capacity``, a 64-bit configuration field read with the generation
 check of 2.5.1 / 4.1.4.3.1), 5.2.6 (requests: header, data, status; IN, OUT, FLUSH,
 GET_ID; a request past ``capacity`` gets IOERR), 5.2.5 / 5.2.3 (RO), 2.4 (reset and
-re-initialisation), 2.7.6 / 2.7.8 (index wrap).
+re-initialisation), 2.7.6 / 2.7.8 (index wrap), 2.7.13 (a device that holds requests:
+the driver waits for used buffers, however many callers there are), 2.4 on removal.
+
+A device that holds requests is the block model with a :class:`Gate` in front of its
+``process``: while the gate is closed every request stays in the available ring (a disk
+that has not answered yet), so the driver has to wait for the used-buffer interrupt.
 """
 
 from __future__ import annotations
@@ -13,12 +18,61 @@ import errno
 import io
 import os
 import random
+import threading
+import time
 
 import pytest
-from rigs import rig_factory, transport  # noqa: F401 - fixtures
+from rigs import Rig, rig_factory, transport  # noqa: F401 - fixtures
+from virtcore import DeviceRemovedError
 
 MIB = 1 << 20
 SECTOR = 512
+JOIN = 60.0
+
+
+class Gate:
+    """Holds every request the model is kicked for until :meth:`open` (a slow disk)."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.model = rig.model
+        self.closed = True
+        self.kicked = threading.Event()
+        """Set once a request reached the device while it was held."""
+        self._process = rig.model.process
+        rig.model.process = self._held  # the instance attribute shadows the method
+
+    def _held(self, index, queue) -> bool:
+        if self.closed:
+            self.kicked.set()
+            return False  # nothing popped: the chains stay available
+        return self._process(index, queue)
+
+    def open(self) -> None:
+        self.closed = False
+        self.model.kick(0)  # serve what waits (the driver gets its interrupt)
+
+
+class Thread(threading.Thread):
+    """A thread whose result or exception ``result()`` returns or re-raises."""
+
+    def __init__(self, target) -> None:
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+        self.value = None
+
+    def run(self) -> None:
+        try:
+            self.value = self._target_fn()
+        except BaseException as exc:  # re-raised in the test
+            self.error = exc
+
+    def result(self):
+        self.join(JOIN)
+        assert not self.is_alive(), "thread did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 @pytest.fixture
@@ -114,7 +168,8 @@ def test_read_only_disk(rig_factory, transport, image):  # noqa: F811
 
 
 def test_big_reads_are_bounded_requests(rig_factory, transport, image):  # noqa: F811
-    """One request moves at most 1 MiB: a 3 MiB raw read is short, a buffered one whole."""
+    """5.2.6: one request moves at most 1 MiB: a 3 MiB raw read is short, a buffered one
+    whole."""
     rig = disk(rig_factory, transport, image)
     with rig.machine.open(rig.misc, "rb", buffering=0) as f:
         assert len(f.read(3 * MIB)) == MIB
@@ -151,3 +206,93 @@ def test_ring_indexes_wrap_past_65535(rig_factory, transport, image):  # noqa: F
             f.seek(sector * SECTOR)
             assert f.read(SECTOR) == data[sector * SECTOR:(sector + 1) * SECTOR]
     assert rig.machine.memory.read_u16(queue.used_addr + 2) == count % 65536
+
+
+def _outstanding(rig: Rig) -> int:
+    """Chains the driver made available that the device has not used (2.7.6, 2.7.8)."""
+    queue = rig.child.virtio.queue(0)
+    memory = rig.machine.memory
+    return (memory.read_u16(queue.avail_addr + 2) - memory.read_u16(queue.used_addr + 2)) \
+        % 65536
+
+
+def test_2_7_13_back_pressure_more_callers_than_the_queue_size(
+        rig_factory, transport, image):  # noqa: F811
+    """2.7.13, 5.2.6: a device that answers nothing while more callers than the queue has
+    entries (queue size + 8 threads, reads and writes) issue requests: nobody fails, the
+    ring never holds more than the queue size, and once the device answers every read
+    returns its own sectors and every write lands, nothing else changes."""
+    rig = disk(rig_factory, transport, image)
+    size = rig.child.virtio.queue(0).size
+    original = image.read_bytes()
+    gate = Gate(rig)
+    callers = size + 8
+    ready = threading.Barrier(callers + 1)
+
+    def caller(i: int):
+        sector = 16 * i  # each caller its own 8 KiB, reads and writes alternating
+        with rig.machine.open(rig.misc, "r+b", buffering=0, timeout=JOIN) as f:
+            f.seek(sector * SECTOR)
+            ready.wait(JOIN)
+            if i % 2:
+                return f.read(16 * SECTOR)
+            return f.write(bytes([i % 251]) * (16 * SECTOR))
+
+    threads = [Thread(lambda i=i: caller(i)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    ready.wait(JOIN)
+    assert gate.kicked.wait(JOIN)
+    time.sleep(0.1)  # let every caller reach its wait
+    assert not [t for t in threads if not t.is_alive()], "a caller did not wait"
+    assert 1 <= _outstanding(rig) <= size
+    gate.open()
+    results = [t.result() for t in threads]
+    now = image.read_bytes()
+    for i, got in enumerate(results):
+        span = slice(16 * i * SECTOR, 16 * (i + 1) * SECTOR)
+        if i % 2:
+            assert got == original[span]
+        else:
+            assert got == 16 * SECTOR and now[span] == bytes([i % 251]) * (16 * SECTOR)
+    assert now[16 * callers * SECTOR:] == original[16 * callers * SECTOR:]
+    assert _outstanding(rig) == 0
+
+
+def test_2_4_removal_while_a_reader_is_blocked(rig_factory, transport, image):  # noqa: F811
+    """Hot-unplug while the device holds a read (and a write and another read wait behind
+    it): every blocked caller gets DeviceRemovedError, the misc device and the virtio device
+    are gone, the device was reset (2.4: the model forgot its host and the held requests),
+    the queue's guest memory is freed, and the held write never reached the image."""
+    rig = disk(rig_factory, transport, image)
+    original = image.read_bytes()
+    name = rig.misc
+    gate = Gate(rig)
+    memory = rig.machine.memory
+
+    def read():
+        with rig.machine.open(name, "rb", buffering=0) as f:
+            return f.read(SECTOR)
+
+    def write():
+        with rig.machine.open(name, "r+b", buffering=0) as f:
+            return f.write(b"\xee" * SECTOR)
+
+    first = Thread(read)
+    first.start()
+    assert gate.kicked.wait(JOIN)  # the device holds the first read
+    others = [Thread(write), Thread(read)]
+    for t in others:
+        t.start()
+    time.sleep(0.05)  # let them block
+    assert first.is_alive() and all(t.is_alive() for t in others)
+    rig.machine.remove_device(rig.transport)
+    for t in (first, *others):
+        with pytest.raises(DeviceRemovedError):
+            t.result()
+    assert name not in rig.machine.misc.names()
+    assert rig.child.path not in [d.path for d in rig.machine.devices()]
+    assert rig.model.host is None  # reset: the held requests are forgotten
+    assert memory.allocated == 0  # the rings and every request's buffers were freed
+    gate.open()  # a late answer has nobody to go to
+    assert image.read_bytes() == original

@@ -234,3 +234,58 @@ def test_a_hostile_device_moving_the_used_index_is_an_error_not_a_hang(
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f, pytest.raises(
             TransferError, match=f"{rig.child.path}.*used index"):
         f.read(10)
+
+
+def test_reset_with_a_receive_buffer_half_read(rig_factory, transport):  # noqa: F811
+    """2.4, 5.3.6: the reader is in the middle of a used receive buffer (read in place,
+    its block lent to the port) when the device is reset: the rest of it is still read,
+    once, before what the device receives after the reset."""
+    rig = console(rig_factory, transport)
+    first = bytes(range(100))
+    assert rig.model.host_write(first) == 100
+    allocated = rig.machine.memory.allocated
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f:
+        assert f.read(10) == first[:10]
+        rig.child.reset_device()
+        assert rig.model.host_write(b"after") == 5
+        assert f.read(1000) == first[10:]
+        assert f.read(1000) == b"after"
+    assert rig.machine.memory.allocated == allocated  # no block lost or leaked
+
+
+def test_removal_with_a_receive_buffer_half_read(rig_factory, transport):  # noqa: F811
+    """2.4, 2.7.14: the device goes away (and is reset) while the port reads a used buffer
+    in place: the next read fails with DeviceRemovedError, never reads memory the queue
+    gave back."""
+    from virtcore import Op, TransferError
+
+    rig = console(rig_factory, transport)
+    assert rig.model.host_write(b"x" * 100) == 100
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f:
+        assert f.read(10) == b"x" * 10
+        rig.machine.remove_device(rig.transport)
+        with pytest.raises(DeviceRemovedError):
+            f.read(10)
+    port = rig.child.port  # the port itself, below the misc device, refuses too
+    assert port is not None
+    for _ in range(2):
+        with pytest.raises(TransferError, match=rig.child.path):
+            port.transfer(rig.child, memoryview(bytearray(10)), Op.READ)
+
+
+def test_a_hostile_device_claiming_more_than_a_receive_buffer(rig_factory, transport):  # noqa: F811
+    """2.7.8 and Linux's BAD_RING: a used length larger than the receive buffer is refused
+    before a byte of it is read; the read fails with a TransferError naming the device."""
+    from virtcore import TransferError
+
+    from virt_virtio._console_port import RX_BUFFER_SIZE
+
+    rig = console(rig_factory, transport)
+    rx = rig.child.virtio.queue(0)
+    memory = rig.machine.memory
+    head = memory.read_u16(rx.avail_addr + 4)  # the first receive buffer posted
+    memory.write(rx.used_addr + 4, (head | (RX_BUFFER_SIZE + 1) << 32).to_bytes(8, "little"))
+    memory.write_u16(rx.used_addr + 2, 1)
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f, pytest.raises(
+            TransferError, match=f"{rig.child.path}.*used len {RX_BUFFER_SIZE + 1}"):
+        f.read(10)

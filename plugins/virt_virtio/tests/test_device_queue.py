@@ -194,6 +194,8 @@ def test_2_7_5_self_loop_is_refused(ring):
 
 
 def test_zero_sized_buffer_is_refused(ring):
+    """2.7.5 (a descriptor is a buffer of ``len`` bytes) and QEMU's "zero sized buffers are
+    not allowed": a zero-length descriptor is a driver error."""
     ring.set_desc(0, buf(ring.memory, b"x"), 0)
     ring.offer(0)
     hostile(ring.device(), "zero-sized buffers are not allowed")
@@ -212,6 +214,8 @@ def test_6_1_buffer_outside_guest_ram_is_refused(ring, addr, length):
 
 
 def test_buffer_across_adjacent_regions_is_mapped_in_parts():
+    """2.7.5 (``addr`` is guest-physical, ``len`` its length): a buffer crossing two
+    adjacent guest-memory regions is read in two parts, byte for byte."""
     memory = GuestMemory()
     memory.add_region(0x10000, bytearray(0x10000), name="a")
     memory.add_region(0x20000, bytearray(0x10000), name="b")
@@ -299,6 +303,8 @@ def test_2_7_5_3_1_indirect_with_next_is_refused(ring):
 
 @pytest.mark.parametrize("length", [0, 8, 17, 33])
 def test_indirect_table_size_must_be_a_nonzero_multiple_of_16(ring, length):
+    """2.7.5.3 (an indirect table holds ``len / 16`` descriptors): a length of 0 or not a
+    multiple of 16 is a driver error."""
     table = indirect_table(ring, [(buf(ring.memory, b"x"), 1, 0, 0)] * 3)
     ring.set_desc(0, table, length, INDIRECT)
     ring.offer(0)
@@ -306,12 +312,16 @@ def test_indirect_table_size_must_be_a_nonzero_multiple_of_16(ring, length):
 
 
 def test_indirect_table_outside_guest_memory_is_refused(ring):
+    """2.7.5.3, 6.1 (the table's ``addr`` is guest-physical): a table outside guest memory
+    is a driver error."""
     ring.set_desc(0, 0x10, 64, INDIRECT)
     ring.offer(0)
     hostile(ring.device(), "cannot map the indirect table")
 
 
 def test_indirect_loop_is_refused(ring):
+    """2.7.5.2 (loops in a chain are forbidden) and 2.7.5.3.1 (no chain longer than the
+    queue size), inside an indirect table."""
     a = buf(ring.memory, b"x")
     table = indirect_table(ring, [(a, 1, NEXT, 1), (a, 1, NEXT, 0)])
     ring.set_desc(0, table, 32, INDIRECT)
@@ -320,6 +330,8 @@ def test_indirect_loop_is_refused(ring):
 
 
 def test_indirect_next_outside_its_table_is_refused(ring):
+    """2.7.5.3 (indirect descriptors chain by ``next`` inside their table of ``len / 16``
+    entries): a ``next`` past the table is a driver error."""
     table = indirect_table(ring, [(buf(ring.memory, b"x"), 1, NEXT, 2), (0, 0, 0, 0)])
     ring.set_desc(0, table, 32, INDIRECT)
     ring.offer(0)
@@ -348,6 +360,8 @@ def test_2_7_13_avail_index_going_backwards_is_refused(ring):
 
 
 def test_more_in_flight_than_queue_size_is_refused(ring):
+    """2.7 (Queue Size is the maximum number of buffers in the virtqueue): a ninth buffer in
+    flight on a queue of 8 is refused (QEMU's "Virtqueue size exceeded")."""
     a = buf(ring.memory, b"x")
     for i in range(8):
         ring.set_desc(i, a, 1)
@@ -360,6 +374,8 @@ def test_more_in_flight_than_queue_size_is_refused(ring):
 
 
 def test_head_offered_again_while_in_flight_is_refused(ring):
+    """2.7.6, 2.7.13.1 (the driver offers heads of chains placed in free descriptors): a
+    head the device still holds, offered again, is a driver error."""
     a = buf(ring.memory, b"x")
     ring.set_desc(1, a, 1)
     ring.offer(1, 1)
@@ -387,6 +403,9 @@ def test_2_7_13_index_wraps_past_65535(ring):
 # -- 2.7.8: used ring ---------------------------------------------------------------------
 
 def test_push_checks_the_model_not_the_driver(ring):
+    """2.7.8, 2.7.8.2 (used ``len`` is the bytes written into the device-writable part): the
+    device side refuses its own model's length outside 0..writable, and a chain pushed
+    twice."""
     w = buf(ring.memory, size=4)
     ring.set_desc(0, w, 4, WRITE)
     ring.offer(0)
@@ -439,6 +458,8 @@ def test_2_7_7_2_used_event_decides_with_event_idx(ring):
 
 
 def test_need_event_matches_the_spec_formula_across_wrap():
+    """App. A ``virtq_need_event`` (2.7.7.2, 2.7.10): notify iff ``(u16)(new - event - 1) <
+    (u16)(new - old)``, across the 16-bit wrap."""
     assert need_event(0, 1, 0)
     assert not need_event(1, 1, 0)
     assert need_event(65535, 0, 65535)
@@ -475,8 +496,9 @@ def test_2_7_10_avail_event_with_event_idx(ring):
 
 
 def test_resuming_queue_takes_used_idx_from_the_ring(ring):
-    """vhost-user SET_VRING_BASE gives only last_avail_idx; the used idx is what the ring
-    holds (as libvhost-user does after a reconnection)."""
+    """2.7.8, 2.7.13.3 (``idx`` fields live in the rings and only increase): vhost-user
+    SET_VRING_BASE gives only last_avail_idx; the used idx is what the ring holds (as
+    libvhost-user does after a reconnection)."""
     ring.memory.write_u16(ring.used + 2, 41)
     ring.set_avail_idx(41)
     q = ring.device(last_avail_idx=41)

@@ -45,11 +45,15 @@ def test_2_7_areas_are_allocated_aligned_and_zeroed(memory):
 
 @pytest.mark.parametrize("size", [0, 5, 65536])
 def test_bad_queue_size_is_refused(memory, size):
+    """2.7: Queue Size is a power of 2, at most 32768; 0, 5 and 65536 are refused."""
     with pytest.raises(ValueError, match="not a power of 2"):
         DriverQueue(memory, 0, size, event_idx=False, indirect=False)
 
 
 def test_round_trip_through_a_device(memory):
+    """2.7.13 (readable then writable buffers placed in the descriptor table, the head in
+    the available ring) and 2.7.14 (the used buffer comes back with the bytes written);
+    every descriptor is free again."""
     drv, dev = pair(memory)
     drv.add([b"hel", b"lo"], [3, 10], token="t1")
     assert drv.num_free == 4 and drv.outstanding == 1
@@ -77,6 +81,8 @@ def test_2_7_5_3_indirect_takes_one_ring_descriptor(memory):
 
 
 def test_full_queue_raises_and_frees_nothing(memory):
+    """2.7.13.1 (buffers go into free descriptors): a chain that does not fit raises
+    QueueFullError naming the queue, and the chains already added stay outstanding."""
     drv, _ = pair(memory, 4)
     drv.add([b"a", b"b"], [], 1)
     drv.add([b"c"], [1], 2)
@@ -86,6 +92,9 @@ def test_full_queue_raises_and_frees_nothing(memory):
 
 
 def test_bad_chains_are_refused_by_the_driver(memory):
+    """2.7.13.1 (a buffer has at least one element), 2.7.5.3.1 (no chain longer than the
+    queue size), and QEMU's rule against zero-sized buffers: the driver refuses to build
+    such chains."""
     drv, _ = pair(memory, 4, indirect=True)
     with pytest.raises(ValueError, match="at least one buffer"):
         drv.add([], [], 0)
@@ -110,6 +119,9 @@ def hostile_used(memory: GuestMemory, drv: DriverQueue, head: int, length: int,
     (0, 0, 0xFFFF, "moved the used index from 0 to 65535"),
 ])
 def test_hostile_device_is_caught_and_breaks_the_queue(memory, head, length, idx, match):
+    """2.7.8 (used ``id`` is the head of a chain the driver made available, ``len`` at most
+    its writable part, ``idx`` moves by the buffers used) and Linux's BAD_RING: a hostile
+    used ring is a VirtqueueError that breaks the queue until a reset."""
     drv, _ = pair(memory)
     drv.add([b"rq"], [4], "token")
     hostile_used(memory, drv, head, length, idx)
@@ -125,6 +137,8 @@ def test_hostile_device_is_caught_and_breaks_the_queue(memory, head, length, idx
 
 
 def test_non_head_descriptor_of_a_chain_is_not_a_head(memory):
+    """2.7.8 (used ``id`` is the head of a descriptor chain): the second descriptor of a
+    chain is refused as an id."""
     drv, _ = pair(memory)
     drv.add([b"a", b"b"], [], "t")  # descriptors 0 and 1
     hostile_used(memory, drv, 1, 0)
@@ -133,6 +147,8 @@ def test_non_head_descriptor_of_a_chain_is_not_a_head(memory):
 
 
 def test_used_length_truncates_what_is_returned(memory):
+    """2.7.8, 2.7.8.3 (the driver MUST NOT assume anything past the first ``len`` bytes):
+    only ``len`` bytes are returned."""
     drv, dev = pair(memory)
     drv.add([], [8], "t")
     chain = dev.pop()
@@ -196,6 +212,9 @@ def test_2_7_7_used_event_is_moved_by_get_used(memory):
 
 
 def test_detach_all_and_close_free_every_block(memory):
+    """2.4, 2.7.6 (after a reset the driver takes back every buffer it made available):
+    detach_all returns every token, frees every block and clears the available ring; close
+    frees the rings."""
     drv, _ = pair(memory, indirect=True)
     baseline = memory.allocated
     drv.add([b"x" * 100], [50], "a")
@@ -225,6 +244,8 @@ def test_2_7_13_indexes_wrap_past_65535_both_sides(memory, event_idx, indirect):
 
 
 def test_out_buffers_of_any_buffer_type_arrive_byte_for_byte(memory):
+    """2.7.13.1 (each buffer element becomes a device-readable descriptor): any
+    buffer-protocol object arrives byte for byte."""
     drv, dev = pair(memory, indirect=True)
     words = array.array("H", [0x0102, 0x0304])
     drv.add([words, bytearray(b"ba"), memoryview(b"mv")], [], "t")
@@ -239,6 +260,8 @@ def test_out_buffers_of_any_buffer_type_arrive_byte_for_byte(memory):
 
 
 def test_get_used_into_copies_into_the_callers_buffer(memory):
+    """2.7.14, 2.7.8.3: the ``len`` bytes the device wrote are copied into the caller's
+    buffer; a buffer too small leaves the chain in the used ring."""
     drv, dev = pair(memory)
     drv.add([b"abc"], [8], "t")
     drv.add([b"defgh"], [8], "u")
@@ -256,6 +279,8 @@ def test_get_used_into_copies_into_the_callers_buffer(memory):
 
 
 def test_get_used_into_catches_a_hostile_device_like_get_used(memory):
+    """2.7.8: a used ``len`` larger than the writable part is a VirtqueueError for
+    get_used_into too, and the queue stays broken."""
     drv, _ = pair(memory)
     drv.add([b"rq"], [4], "token")
     hostile_used(memory, drv, 0, 5)
@@ -268,6 +293,8 @@ def test_get_used_into_catches_a_hostile_device_like_get_used(memory):
 
 
 def test_dma_blocks_of_equal_size_are_reused_and_spares_are_bounded(memory):
+    """2.7.13.1, 2.7.5.3 (buffers and indirect tables live in guest memory the driver
+    allocates): blocks of equal size are reused and the spares kept are bounded."""
     drv, dev = pair(memory, 8, indirect=True)
     baseline = memory.allocated
     for i in range(50):  # a steady stream of equal requests: no growth, bytes exact
@@ -290,6 +317,8 @@ def test_dma_blocks_of_equal_size_are_reused_and_spares_are_bounded(memory):
 
 
 def test_spare_blocks_go_back_to_the_allocator_when_it_runs_out():
+    """2.7.13.1 (buffers live in guest memory the driver allocates): kept spare blocks are
+    freed when a new buffer would not fit otherwise."""
     memory = GuestMemory(8192, base=0x1000)
     drv, dev = pair(memory, 8)
     room = 8192 - memory.allocated - 64  # leave a little for alignment
@@ -303,3 +332,202 @@ def test_spare_blocks_go_back_to_the_allocator_when_it_runs_out():
     drv.close()
     assert memory.allocated == 0
     memory.close()
+
+
+# -- lent DMA blocks: get_used_view, requeue, release ------------------------------------------
+
+
+def fill(dev: DeviceQueue, data: bytes) -> None:
+    """An honest receive device: writes ``data`` into the next available chain."""
+    chain = dev.pop()
+    assert chain is not None
+    dev.push(chain, chain.write(data))
+
+
+def ring_desc(memory: GuestMemory, drv: DriverQueue, i: int) -> tuple[int, int, int, int]:
+    return struct.unpack("<QIHH", memory.read(drv.desc_addr + 16 * i, 16))
+
+
+def test_get_used_view_lends_the_block_without_a_copy(memory):
+    """2.7.8.2: the bytes the device wrote, read where it wrote them; the chain has left the
+    ring (descriptors free) but its block is the caller's until it is given back."""
+    drv, dev = pair(memory)
+    drv.add([b"abc"], [8], "t")
+    echo(dev)
+    drv.add([], [6], "rx")
+    baseline = memory.allocated
+    fill(dev, b"hello!")
+    used = drv.get_used_view()
+    assert used is not None and used.token == "t" and used.lent and used.queue is drv
+    assert used.data == b"cba" and used.data.readonly
+    with pytest.raises(TypeError):
+        used.data[0] = 0  # type: ignore[index]  # the driver only reads
+    rx = drv.get_used_view()
+    assert rx is not None and rx.data.tobytes() == b"hello!"
+    gpa, _, _, _ = ring_desc(memory, drv, 2)  # "t" has descriptors 0 and 1
+    assert memory.read(gpa, 6) == b"hello!"  # the view is that guest memory
+    assert drv.num_free == 8 and drv.outstanding == 0 and memory.allocated == baseline
+    drv.release(used)
+    assert not used.lent
+    with pytest.raises(ValueError):  # released: never reads a reused block
+        used.data.tobytes()
+    with pytest.raises(ValueError, match="not lent by this queue"):
+        drv.release(used)
+    drv.release(rx)
+    assert memory.allocated == baseline  # both blocks kept as spares, none freed
+    assert drv.get_used_view() is None
+
+
+def test_requeue_posts_the_same_block_again(memory):
+    """2.7.13: a drained receive buffer goes back to the available ring as it was: same
+    guest address and size, device-writable, no allocation."""
+    drv, dev = pair(memory, 4, event_idx=True)
+    drv.add([], [16], "a")
+    gpa, length, flags, _ = ring_desc(memory, drv, 0)
+    allocated = memory.allocated
+    for round_ in range(20):  # more rounds than the queue has descriptors
+        fill(dev, bytes([round_]) * (round_ % 16 + 1))
+        used = drv.get_used_view()
+        assert used is not None and used.data == bytes([round_]) * (round_ % 16 + 1)
+        drv.requeue(used, round_)
+        assert not used.lent
+        with pytest.raises(ValueError, match="not lent"):
+            drv.requeue(used, "twice")
+        assert drv.outstanding == 1 and memory.allocated == allocated
+        head = memory.read_u16(drv.avail_addr + 4 + 2 * ((round_ + 1) % 4))
+        assert ring_desc(memory, drv, head)[:3] == (gpa, length, flags)
+        assert flags == VIRTQ_DESC_F_WRITE
+    assert drv.detach_all() == [19]
+
+
+def test_requeue_refuses_chains_it_cannot_repost(memory):
+    """2.7.13.1 (a buffer goes into free descriptors): requeue reposts only a lent chain of
+    one device-writable buffer, of this queue, into descriptors still free; otherwise the
+    block stays lent and nothing changes."""
+    drv, dev = pair(memory, 2)
+    drv.add([b"request"], [4], "rq")  # has a device-readable part
+    echo(dev)
+    used = drv.get_used_view()
+    assert used is not None
+    with pytest.raises(ValueError, match="only a chain of one device-writable buffer"):
+        drv.requeue(used, "again")
+    assert used.lent  # nothing changed: still the caller's
+    other, _ = pair(memory, 2, index=5)
+    with pytest.raises(ValueError, match="virtqueue 5: .* not lent by this queue"):
+        other.release(used)
+    drv.release(used)
+    drv.add([], [4], "rx")
+    fill(dev, b"data")
+    used = drv.get_used_view()
+    assert used is not None
+    drv.add([b"x"], [], 1)
+    drv.add([b"y"], [], 2)  # the two descriptors taken again meanwhile
+    with pytest.raises(QueueFullError, match="virtqueue 2: 1 descriptor"):
+        drv.requeue(used, "rx")
+    assert used.lent and used.data == b"data"
+    other.close()
+
+
+def test_a_buffer_made_from_the_view_keeps_the_block_lent(memory):
+    """2.7.8.3 (the driver reads the ``len`` bytes the device wrote, where it wrote them):
+    the block is never reused while the caller still holds a buffer made from it."""
+    drv, dev = pair(memory)
+    drv.add([], [4], "rx")
+    fill(dev, b"\x01\x02\x03\x04")
+    used = drv.get_used_view()
+    assert used is not None
+    export = struct.iter_unpack("<H", used.data)  # holds the buffer
+    with pytest.raises(BufferError):
+        drv.release(used)
+    assert used.lent
+    assert [v for (v,) in export] == [0x0201, 0x0403]
+    del export
+    drv.release(used)
+    assert not used.lent
+
+
+@pytest.mark.parametrize("head, length, idx, match", [
+    (8, 0, 1, "used id 8 out of range"),
+    (3, 0, 1, "used id 3 is not the head of an outstanding chain"),
+    (0, 5, 1, "used len 5 of chain 0 exceeds its 4 device-writable"),
+    (0, 0xFFFF_FFFF, 1, "used len 4294967295 of chain 0 exceeds its 4"),
+    (0, 0, 2, "moved the used index from 0 to 2 with only 1 chain"),
+])
+def test_get_used_view_catches_a_hostile_device_like_get_used(memory, head, length, idx,
+                                                              match):
+    """2.7.8 and Linux's BAD_RING: a used element the driver did not make lends nothing;
+    the queue is broken until detach_all."""
+    drv, _ = pair(memory)
+    drv.add([b"rq"], [4], "token")
+    allocated = memory.allocated
+    hostile_used(memory, drv, head, length, idx)
+    with pytest.raises(VirtqueueError, match=match) as info:
+        drv.get_used_view()
+    assert drv.broken is info.value and drv.outstanding == 1
+    with pytest.raises(VirtqueueError, match=match):
+        drv.get_used_view()
+    assert memory.allocated == allocated
+    assert drv.detach_all() == ["token"]
+
+
+def test_hostile_used_len_of_a_requeued_block_is_caught(memory):
+    """2.7.8 (used ``len`` at most the writable part): a block posted again by requeue is
+    checked like a new chain: the device may not claim more than its size."""
+    drv, dev = pair(memory)
+    drv.add([], [8], "rx")
+    fill(dev, b"12345678")
+    used = drv.get_used_view()
+    assert used is not None
+    drv.requeue(used, "again")
+    hostile_used(memory, drv, 0, 9, idx=2)  # slot 1, head 0 as requeued
+    memory.write(drv.used_addr + 4 + 8, struct.pack("<II", 0, 9))
+    with pytest.raises(VirtqueueError, match="used len 9 of chain 0 exceeds its 8"):
+        drv.get_used_view()
+
+
+def test_a_broken_queue_keeps_lent_blocks_until_released_or_detached(memory):
+    """2.7.8, 2.4: once a hostile used ring breaks the queue, a lent block stays the
+    caller's (it is not reposted) until detach_all, at the reset, takes every block back."""
+    drv, dev = pair(memory)
+    baseline = memory.allocated
+    drv.add([], [4], "first")
+    drv.add([], [4], "second")
+    fill(dev, b"ok")
+    first = drv.get_used_view()
+    assert first is not None and first.data == b"ok"
+    hostile_used(memory, drv, 7, 0, idx=2)
+    memory.write(drv.used_addr + 4 + 8, struct.pack("<II", 7, 0))
+    with pytest.raises(VirtqueueError, match="used id 7"):
+        drv.get_used_view()
+    with pytest.raises(VirtqueueError, match="used id 7"):
+        drv.requeue(first, "again")  # broken: not posted, still lent
+    assert first.lent and first.data == b"ok"
+    assert drv.detach_all() == ["second"]  # lent blocks come back too
+    assert not first.lent
+    with pytest.raises(ValueError):
+        first.data.tobytes()
+    with pytest.raises(ValueError, match="not lent"):
+        drv.release(first)
+    assert drv.broken is None and memory.allocated == baseline
+    drv.close()
+
+
+def test_2_7_7_disable_interrupts_with_event_idx_suppresses_the_next_one(memory):
+    """2.7.7.2 / 2.7.10: with EVENT_IDX, used_event is set behind what the driver consumed,
+    so the device does not interrupt for the next used buffer (as NO_INTERRUPT without it);
+    enable_interrupts asks again."""
+    drv, dev = pair(memory, event_idx=True)
+    for i in range(3):
+        drv.add([b"a"], [], i)
+        echo(dev)
+        assert dev.should_notify()
+        assert drv.get_used() == (i, b"")
+    drv.disable_interrupts()
+    drv.add([b"b"], [], "quiet")
+    echo(dev)
+    assert not dev.should_notify()
+    assert drv.enable_interrupts() is True  # waiting already: re-check, no interrupt
+    assert drv.get_used() == ("quiet", b"")
+    drv.add([b"c"], [], "loud")
+    echo(dev)
+    assert dev.should_notify()

@@ -47,14 +47,17 @@ def test_virtio_pci_declines_ids_outside_the_virtio_range():
 
 
 def test_virtio_pci_leaves_a_function_without_common_cfg_for_a_legacy_driver():
-    """vp_modern_probe: no COMMON_CFG capability -> declined ("leaving for legacy")."""
+    """4.1.4.3.1 (a device MUST present a common configuration capability), 4.1.5.1.1
+    (layout detection) and Linux's vp_modern_probe: no COMMON_CFG capability -> declined
+    ("leaving for legacy")."""
     with pci_machine(spec_without(VirtioConsole(), {1})) as machine:
         device = machine.devices()[0]
         assert device.driver is None and "leaving for legacy driver" in device.error
 
 
 def test_virtio_pci_fails_without_isr_or_notify():
-    """vp_modern_probe: "missing capabilities" -> the probe fails (not a decline)."""
+    """4.1.4.4.1, 4.1.4.5.1 (a device MUST present a notification and an ISR capability) and
+    Linux's vp_modern_probe: "missing capabilities" -> the probe fails (not a decline)."""
     with pci_machine(spec_without(VirtioConsole(), {2, 3})) as machine:
         device = machine.devices()[0]
         assert device.status.value == "failed"
@@ -62,7 +65,8 @@ def test_virtio_pci_fails_without_isr_or_notify():
 
 
 def test_virtio_pci_checks_capability_bounds():
-    """vp_modern_probe: a structure that does not fit its BAR fails the probe."""
+    """4.1.4 (each structure is ``offset``/``length`` inside its BAR) and Linux's
+    vp_modern_probe: a structure that does not fit its BAR fails the probe."""
     model = VirtioConsole()
     spec = spec_without(model, set())
     caps = list(spec.capabilities)
@@ -76,7 +80,8 @@ def test_virtio_pci_checks_capability_bounds():
 
 
 def test_bus_device_identity(rig_factory, transport):  # noqa: F811
-    """The virtio bus device: no numeric IDs, compatible virtio,device<hex>, Linux's
+    """5.4.1 (entropy device ID 4), 4.1.2 / 4.2.2 (the vendor: PCI subsystem vendor, MMIO
+    VendorID): the virtio bus device: no numeric IDs, compatible virtio,device<hex>, Linux's
     modalias virtio:d%08Xv%08X, the vendor per transport, negotiated features."""
     rig = rig_factory(transport, "virtio-entropy", seed=1)
     child = rig.child
@@ -93,9 +98,10 @@ def test_bus_device_identity(rig_factory, transport):  # noqa: F811
 
 
 def test_no_pci_device_matches_a_virtio_entry():
-    """A virtio device ID is never taken for a PCI device ID: a driver naming virtio
-    console devices (compatible virtio,device3) does not bind a PCI function 1af4:0003,
-    and a numeric entry 1af4:0003 never binds a virtio device (they have no numeric IDs)."""
+    """4.1.2 (a virtio-pci function's PCI IDs are not its virtio device ID): a virtio device
+    ID is never taken for a PCI device ID: a driver naming virtio console devices
+    (compatible virtio,device3) does not bind a PCI function 1af4:0003, and a numeric entry
+    1af4:0003 never binds a virtio device (they have no numeric IDs)."""
     machine = Machine("t")
     try:
         machine.load({"name": "t", **machine_section("virtio-pci", "virtio-console")})
@@ -161,6 +167,57 @@ def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
     assert noisy == []
 
 
+@pytest.mark.parametrize(("model", "size", "needed"), [
+    ("virtio-entropy", 0x40, "0x100"),     # no configuration: the registers alone
+    ("virtio-console", 0x100, "0x10c"),    # 12 bytes of configuration at 0x100
+    ("virtio-blk", 0x100, "0x148"),        # struct virtio_blk_config, 0x48 bytes
+])
+def test_4_2_2_a_reg_window_too_small_for_the_registers_is_one_line_naming_it(
+        tmp_path, model, size, needed):
+    """4.2.2: the register map runs to 0x0fc and the configuration starts at 0x100; a
+    ``reg`` window smaller than that (plus the model's configuration) is refused when the
+    model is attached, in one line naming the node, its ``reg`` key and the size needed
+    (it used to fail at probe with "no register window decodes address 0x1070")."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4096))
+    args = f'args = {{ image = "{image}" }}' if model == "virtio-blk" else ""
+    machine = tmp_path / "small.toml"
+    machine.write_text(f"""name = "small"
+[[devtree.nodes]]
+path = "/soc/virtio_mmio@1000"
+compatible = "virtio,mmio"
+interrupts = 16
+props = {{ reg = [0x1000, {size:#x}] }}
+model = "{model}"
+{args}
+""")
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", str(machine)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert "key 'nodes[0].props.reg'" in line and "/soc/virtio_mmio@1000" in line
+    assert f"window is {size:#x} bytes" in line and f"needs at least {needed}" in line
+    assert "MmioError" not in line and "Traceback" not in line
+
+
+def test_4_2_2_the_driver_refuses_a_foreign_window_smaller_than_the_registers():
+    """4.2.2: a ``virtio,mmio`` node whose ``reg`` window (mapped by someone else) is smaller
+    than the 0x100 bytes of registers fails to bind with a message naming the node and
+    ``reg``, not with an access outside the window."""
+    section = {"devtree": {"nodes": [{
+        "path": "/virtio_mmio@1000", "compatible": "virtio,mmio", "interrupts": 16,
+        "props": {"reg": [0x1000, 0x80]}}]}}
+    with Machine("small") as machine:
+        machine.load({"name": "small", **section})
+        device = machine.device("/virtio_mmio@1000")
+        device.transport.add_mmio(0x1000, 0x80, VirtioMmioDevice(
+            VirtioEntropy(seed=1), lambda: None, lambda: machine.memory), device)
+        machine.reprobe(device)
+        assert device.driver is None
+        assert "/virtio_mmio@1000: its 'reg' window is 0x80 bytes; the virtio-mmio registers " \
+            "need at least 0x100" in device.error
+
+
 QEMU_VIRT_DTB = Path(__file__).parent / "data" / "qemu-7.2-virt.dtb"
 
 
@@ -173,8 +230,9 @@ def run_json(*args: str) -> tuple[dict, str]:
 
 
 def test_qemu_virt_device_tree_lists_its_empty_transports_quietly():
-    """QEMU 7.2's virt machine tree (data/README.md): 32 virtio,mmio nodes, listed with
-    their GIC SPIs (16-47 -> IRQ 48-79), none bound, and not a word on stderr."""
+    """4.2.3.1.1 (DeviceID 0: the driver MUST ignore the device): QEMU 7.2's virt machine
+    tree (data/README.md): 32 virtio,mmio nodes, listed with their GIC SPIs (16-47 -> IRQ
+    48-79), none bound, and not a word on stderr."""
     data, stderr = run_json(str(QEMU_VIRT_DTB))
     nodes = [d for d in data["devices"] if d["compatible"] == ["virtio,mmio"]]
     assert [d["path"] for d in nodes] == [f"/virtio_mmio@a{0x200 * i:06x}" for i in range(32)]
@@ -185,8 +243,9 @@ def test_qemu_virt_device_tree_lists_its_empty_transports_quietly():
 
 
 def test_a_model_behind_one_of_qemus_virt_transports(tmp_path):
-    """The same tree with a console behind the last transport (a [devtree] dtb plus
-    [[devtree.models]]): that one binds, with its 2+2-cell reg and GIC interrupt."""
+    """4.2.2, 4.2.3.1 (virtio-mmio at a device-tree node's ``reg``): the same tree with a
+    console behind the last transport (a [devtree] dtb plus [[devtree.models]]): that one
+    binds, with its 2+2-cell reg and GIC interrupt."""
     machine = tmp_path / "virt.toml"
     machine.write_text(f"""name = "virt"
 [devtree]
@@ -206,7 +265,8 @@ model = "virtio-console"
 
 
 def test_live_qemu_virt_dump_matches_the_recorded_one(tmp_path):
-    """When QEMU is installed, its dump today has the same virtio,mmio nodes."""
+    """4.2.3.1.1 (empty transports, DeviceID 0): when QEMU is installed, its dump today has
+    the same virtio,mmio nodes."""
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         reason = "qemu-system-aarch64 is not installed (Debian qemu-system-arm)"
@@ -328,8 +388,9 @@ def test_probe_remove_probe_leaves_nothing_behind(rig_factory, transport, model)
 ])
 def test_match_modalias_of_a_virtio_device_ranks_as_its_compatible(
         capsys, alias, compatible, winner):
-    """``virtcore match --modalias "$(cat /sys/bus/virtio/devices/virtio0/modalias)"`` ranks
-    exactly as ``--compatible virtio,device<ID>``, the form virtio driver tables use."""
+    """5.2.1, 5.3.1, 5.4.1 (device IDs 2, 3, 4 in the modalias): ``virtcore match --modalias
+    "$(cat /sys/bus/virtio/devices/virtio0/modalias)"`` ranks exactly as ``--compatible
+    virtio,device<ID>``, the form virtio driver tables use."""
     from virtcore._cli import main
 
     assert main(["match", "--modalias", alias, "--json"]) == 0

@@ -55,6 +55,9 @@ def random_descriptor(rnd: random.Random, table: int, size: int) -> bytes:
        indirect=st.booleans(), written=st.data())
 def test_hostile_driver_gets_chains_or_virtqueue_errors(rnd, size, event_idx, indirect,
                                                         written):
+    """2.7.5, 2.7.5.3, 2.7.6 (descriptor table, indirect tables and available ring filled at
+    random by a hostile driver): the device side returns valid chains or a VirtqueueError,
+    never hangs, never reads outside guest memory."""
     memory = GuestMemory(RAM, base=BASE)
     desc, avail, used, table = BASE, BASE + 0x1000, BASE + 0x2000, BASE + 0x3000
     for i in range(size):
@@ -100,6 +103,9 @@ def test_hostile_driver_gets_chains_or_virtqueue_errors(rnd, size, event_idx, in
 @FUZZ
 @given(data=st.data(), size=sizes, event_idx=st.booleans(), indirect=st.booleans())
 def test_hostile_device_gets_tokens_back_or_a_virtqueue_error(data, size, event_idx, indirect):
+    """2.7.8 (used ring filled at random by a hostile device): the driver side returns only
+    tokens it posted, with at most their writable bytes, or a VirtqueueError; nothing
+    leaks."""
     memory = GuestMemory(RAM, base=BASE)
     drv = DriverQueue(memory, 4, size, event_idx=event_idx, indirect=indirect)
     baseline = memory.allocated
@@ -130,12 +136,23 @@ def test_hostile_device_gets_tokens_back_or_a_virtqueue_error(data, size, event_
                                                          st.integers(0, 0xFFFF_FFFF)))))
             memory.write_u16(drv.used_addr + 2, data.draw(st.one_of(
                 st.integers(0, len(offered) + 1), u16)))
+            lend = data.draw(st.booleans())  # get_used, or get_used_view and release
             try:
-                while (item := drv.get_used()) is not None:
-                    token, written = item
+                while True:
+                    if lend:
+                        used = drv.get_used_view()
+                        if used is None:
+                            break
+                        token, count = used.token, len(used.data)
+                        drv.release(used)
+                    else:
+                        item = drv.get_used()
+                        if item is None:
+                            break
+                        token, count = item[0], len(item[1])
                     assert isinstance(token, int) and token in offered
                     assert token not in returned
-                    assert len(written) <= offered[token]
+                    assert count <= offered[token]
                     returned.append(token)
             except VirtqueueError as exc:
                 assert exc.queue == 4 and drv.broken is exc
@@ -151,13 +168,17 @@ def test_hostile_device_gets_tokens_back_or_a_virtqueue_error(data, size, event_
 @FUZZ
 @given(data=st.data(), size=sizes, event_idx=st.booleans(), indirect=st.booleans())
 def test_honest_pair_carries_every_byte(data, size, event_idx, indirect):
+    """2.7.13, 2.7.14 (random chains supplied and used by an honest pair): every byte
+    arrives, every token comes back once."""
     memory = GuestMemory(RAM, base=BASE)
     drv = DriverQueue(memory, 0, size, event_idx=event_idx, indirect=indirect)
     dev = DeviceQueue(memory, 0, size, drv.desc_addr, drv.avail_addr, drv.used_addr,
                       event_idx=event_idx, indirect=indirect)
     expected: dict[int, bytes] = {}
+    requeueable: dict[int, int] = {}  # token -> size, chains of one writable buffer
+    next_token = 1 << 20  # tokens of blocks requeued (steps are below)
     for step in range(data.draw(st.integers(1, 40))):
-        action = data.draw(st.sampled_from(["add", "device", "used"]))
+        action = data.draw(st.sampled_from(["add", "device", "used", "lend"]))
         if action == "add":
             outs = data.draw(st.lists(st.binary(min_size=1, max_size=32), max_size=3))
             ins = data.draw(st.lists(st.integers(1, 32), max_size=3))
@@ -173,6 +194,8 @@ def test_honest_pair_carries_every_byte(data, size, event_idx, indirect):
             payload = b"".join(outs)
             expected[step] = (payload * (sum(ins) // max(len(payload), 1) + 1))[:sum(ins)] \
                 if payload else bytes(sum(ins))
+            if not outs and len(ins) == 1:
+                requeueable[step] = ins[0]
         elif action == "device":
             for _ in range(data.draw(st.integers(0, size))):
                 chain = dev.pop()
@@ -182,10 +205,21 @@ def test_honest_pair_carries_every_byte(data, size, event_idx, indirect):
                 fill = (payload * (chain.writable_len // max(len(payload), 1) + 1)
                         )[:chain.writable_len] if payload else bytes(chain.writable_len)
                 dev.push(chain, chain.write(fill))
-        else:
+        elif action == "used":
             while (item := drv.get_used()) is not None:
                 token, written = item
                 assert written == expected.pop(token)  # type: ignore[call-overload]
+        else:  # read in place; a receive buffer goes back as it was (the device then
+            # writes zeros over what it wrote before: no readable part to repeat)
+            while (used := drv.get_used_view()) is not None:
+                assert used.data == expected.pop(used.token)  # type: ignore[call-overload]
+                if used.token in requeueable and data.draw(st.booleans()):
+                    drv.requeue(used, next_token)  # its descriptor was just freed
+                    expected[next_token] = bytes(requeueable[used.token])
+                    requeueable[next_token] = requeueable[used.token]
+                    next_token += 1
+                else:
+                    drv.release(used)
     while (chain := dev.pop()) is not None:
         dev.push(chain, 0)
     while (item := drv.get_used()) is not None:

@@ -24,6 +24,8 @@ def virtio_machine_text() -> str:
 
 
 def test_the_documented_virtio_machine_boots(tmp_path):
+    """4.1, 4.2 (each model behind virtio-pci and virtio-mmio): the machine of
+    docs/machines.md boots and each device is bound by its driver."""
     (tmp_path / "disk.img").write_bytes(bytes(range(256)) * 8)
     (tmp_path / "disk-ro.img").write_bytes(bytes(4096))
     path = tmp_path / "virtio-lab.toml"
@@ -51,9 +53,9 @@ def test_the_documented_virtio_machine_boots(tmp_path):
 
 
 def test_cat_of_an_endless_stream_ends_cleanly_when_the_reader_goes(tmp_path):
-    """``virtcore run lab.toml --cat hwrng0 | head -c 16``: the reader closing the pipe is a
-    normal end of ``--cat`` (exit 0, nothing on stderr), so the recipe works under
-    ``set -o pipefail``."""
+    """5.4.6 (an endless entropy stream): ``virtcore run lab.toml --cat hwrng0 | head -c
+    16``: the reader closing the pipe is a normal end of ``--cat`` (exit 0, nothing on
+    stderr), so the recipe works under ``set -o pipefail``."""
     machine = tmp_path / "rng.toml"
     machine.write_text('name = "rng"\n[pci]\n[[pci.devices]]\nslot = "00:05.0"\n'
                        'model = "virtio-entropy"\nargs = { seed = 7 }\n')

@@ -22,6 +22,9 @@ from virt_virtio._ring import VIRTQ_DESC_F_WRITE
 
 
 def test_6_every_model_offers_version_1_indirect_and_event_idx(tmp_path):
+    """6.2 (a device MUST offer VIRTIO_F_VERSION_1), 2.7.5.3 and 2.7.7.2 (INDIRECT_DESC,
+    EVENT_IDX: the queues support both): every model offers them; RING_PACKED (2.8) is not
+    offered."""
     image = tmp_path / "d.img"
     image.write_bytes(bytes(1024))
     for model in (VirtioConsole(), VirtioEntropy(seed=1), VirtioBlk(image)):
@@ -42,6 +45,8 @@ def test_2_2_2_negotiation_refuses_unoffered_bits_and_legacy_drivers():
 
 
 def test_models_are_device_models_built_from_the_manifest(tmp_path):
+    """5.2, 5.3, 5.4 (block, console, entropy): the three models are built from the manifest
+    with their arguments; bad ones are errors naming the argument."""
     (tmp_path / "disk.img").write_bytes(bytes(4096))
     (tmp_path / "bytes.bin").write_bytes(b"abc")
     with Machine("m", plugins=["virt_virtio"]) as machine:
@@ -65,6 +70,8 @@ def test_models_are_device_models_built_from_the_manifest(tmp_path):
 
 
 def test_virtio_models_refuse_byte_stream_access():
+    """2.6 (a virtio device moves data through virtqueues): the byte-stream read/write of
+    DeviceModel raise TypeError."""
     with pytest.raises(TypeError, match="virtio transport"):
         VirtioEntropy(seed=1).read(memoryview(bytearray(4)))
     with pytest.raises(TypeError, match="virtio transport"):
@@ -72,6 +79,8 @@ def test_virtio_models_refuse_byte_stream_access():
 
 
 def test_kicks_before_activate_and_on_unknown_queues_are_ignored(memory):
+    """2.1.2 (no buffers consumed before DRIVER_OK), 2.7.10.2 (the device MUST handle
+    spurious notifications): kicks before activate and on unknown queues do nothing."""
     model = VirtioEntropy(seed=1)
     model.kick(0)  # not live: nothing happens
     host = LocalHost(model, memory)
@@ -98,6 +107,8 @@ def test_2_1_2_driver_error_asks_for_reset_and_stops_the_model(memory):
 
 
 def test_buffers_made_available_before_driver_ok_are_served_at_activate(memory):
+    """2.1.2, 3.1.1 (buffers may be made available before DRIVER_OK, without a
+    notification): they are served when the model goes live."""
     model = VirtioEntropy(seed=7)
     host = LocalHost(VirtioEntropy(seed=1), memory)  # queues only; a second model goes live
     host.model = model
@@ -107,6 +118,8 @@ def test_buffers_made_available_before_driver_ok_are_served_at_activate(memory):
 
 
 def test_interrupt_only_when_the_driver_wants_one(memory):
+    """2.7.7.2 (without EVENT_IDX, avail ``flags`` 1: the device SHOULD NOT notify): the
+    host is asked for an interrupt only when the driver wants one."""
     model = VirtioEntropy(seed=1)
     host = LocalHost(model, memory)
     host.submit(0, [], [4], 1)
@@ -151,6 +164,8 @@ def test_5_3_transmit_reaches_the_host_in_order(memory):
 
 
 def test_console_back_pressure_both_ways(memory):
+    """5.3.6 (transmitq buffers are used as the host side takes the bytes): host writes give
+    short counts when full, and transmit chains wait in the ring until the host reads."""
     model = VirtioConsole(capacity=8)
     host = LocalHost(model, memory)
     assert model.host_write(b"0123456789") == 8  # short count when full
@@ -163,7 +178,7 @@ def test_console_back_pressure_both_ways(memory):
     assert model.host_read() == b"abcd"
 
 
-def test_5_3_6_2_wrong_direction_buffers_need_reset(memory):
+def test_5_3_6_1_wrong_direction_buffers_need_reset(memory):
     model = VirtioConsole()
     host = LocalHost(model, memory)
     host.submit(1, [b"ok"], [4], "tx with writable")
@@ -171,6 +186,8 @@ def test_5_3_6_2_wrong_direction_buffers_need_reset(memory):
 
 
 def test_console_emergency_write_and_host_close():
+    """5.3.5.1 (the device MUST allow a write to ``emerg_wr`` even unconfigured, SHOULD
+    output its lower byte); a closed host side takes nothing."""
     model = VirtioConsole()
     model.write_config(8, struct.pack("<I", 0x41))
     assert model.host_wait(0)
@@ -180,6 +197,8 @@ def test_console_emergency_write_and_host_close():
 
 
 def test_console_host_wait_wakes_on_guest_data(memory):
+    """5.3.6 (output placed in the transmitq): host_wait wakes when the guest's data
+    arrives."""
     model = VirtioConsole()
     host = LocalHost(model, memory)
     assert not model.host_wait(0.01)
@@ -233,7 +252,7 @@ def test_5_4_default_source_is_random(memory):
     assert len(a) == len(b) == 32 and a != b
 
 
-def test_5_4_6_2_device_readable_buffer_needs_reset(memory):
+def test_5_4_6_1_device_readable_buffer_needs_reset(memory):
     model = VirtioEntropy(seed=1)
     host = LocalHost(model, memory)
     host.submit(0, [b"readable"], [8], 0)
@@ -241,6 +260,8 @@ def test_5_4_6_2_device_readable_buffer_needs_reset(memory):
 
 
 def test_entropy_arguments(tmp_path):
+    """5.4.6 (the bytes the device places come from its source): the source and seed
+    arguments, and their errors."""
     (tmp_path / "s.bin").write_bytes(b"x")
     model = VirtioEntropy.from_args({"source": "s.bin"}, base_dir=tmp_path)
     assert model.source == str(tmp_path / "s.bin")
@@ -364,13 +385,15 @@ def test_5_2_6_request_without_header_or_status_needs_reset(memory, image):
 
 
 def test_capacity_ignores_a_partial_last_sector(tmp_path):
+    """5.2.4 (``capacity`` in 512-byte sectors): a partial last sector is not exposed."""
     path = tmp_path / "odd.img"
     path.write_bytes(bytes(512 * 3 + 100))
     assert VirtioBlk(path).capacity == 3
 
 
 def test_write_is_complete_before_a_concurrent_reset(memory, image):
-    """No torn sector: reset waits for the request in progress (the model's lock)."""
+    """2.4, 5.2.6: no torn sector: reset waits for the request in progress (the model's
+    lock)."""
     model = VirtioBlk(image)
     host = LocalHost(model, memory)
     big = os.urandom(512 * 8)
@@ -394,8 +417,8 @@ def test_write_is_complete_before_a_concurrent_reset(memory, image):
 
 
 def test_console_carries_1_mib_each_way_with_concurrent_host_threads(memory):
-    """Host threads write and read while the driver side posts buffers: no byte lost,
-    duplicated or reordered (random chunk sizes, back-pressure on both sides)."""
+    """5.3.6, 2.7.13: host threads write and read while the driver side posts buffers: no
+    byte lost, duplicated or reordered (random chunk sizes, back-pressure on both sides)."""
     import random
 
     rng = random.Random(5)

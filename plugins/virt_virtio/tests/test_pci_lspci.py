@@ -51,6 +51,9 @@ def lspci_caps(lines: list[str]) -> list[tuple[int, str, str]]:
 
 
 def test_pciutils_virtio_dumps_decode_like_lspci():
+    """4.1.4 (vendor capabilities: cfg_type, bar, offset, length; 4.1.4.4
+    notify_off_multiplier): pciutils' own dumps of real QEMU virtio devices decode with
+    virt_pci's decoder as lspci prints them."""
     blocks = split_blocks((DATA / "pciutils-cap-vendor-virtio.txt").read_text())
     assert len(blocks) == 2
     seen_types = set()
@@ -116,6 +119,8 @@ args = {{ image = "{image}" }}
 
 
 def test_lspci_decodes_virtio_pci_functions_from_run_json(tmp_path):
+    """4.1.4 (each VirtIO capability with the BAR, offset and length the BAR really has):
+    Debian's ``lspci -F`` decodes the ``config`` of ``virtcore run --json``."""
     lspci = _lspci()
     (tmp_path / "disk.img").write_bytes(bytes(1 << 16))
     machine = tmp_path / "m.toml"

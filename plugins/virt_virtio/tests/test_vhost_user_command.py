@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import struct
@@ -83,7 +84,6 @@ def test_stale_socket_is_replaced(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--model", "nope"], "model 'nope': no device model named 'nope'"),
-    (["--model", "virtio-rng", "--arg", "bogus"], "--arg 'bogus': expected KEY=VALUE"),
     (["--model", "virtio-rng", "--arg", "colour=red"], "unknown argument(s) colour"),
     (["--model", "virtio-blk", "--arg", "image=/nonexistent/disk.img"],
      "No such file or directory"),
@@ -96,6 +96,49 @@ def test_bad_model_or_args_are_one_line_errors(tmp_path: Path, args: list[str],
     assert proc.stderr.startswith("virtcore vhost-user: error: ")
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.sock").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--arg", "bogus"], "argument --arg: 'bogus': expected KEY=VALUE"),
+    (["--arg", "=red"], "argument --arg: '=red': expected KEY=VALUE"),
+    (["--arg", "seed=1", "--arg", "seed=2"], "argument --arg: 'seed' given twice"),
+    (["--stall-timeout", "0"], "argument --stall-timeout: '0': must be positive"),
+    (["--stall-timeout", "soon"], "argument --stall-timeout: 'soon': expected a number"),
+])
+def test_malformed_arguments_are_usage_errors_exit_2(tmp_path: Path, args: list[str],
+                                                     words: str) -> None:
+    """README exit statuses: wrong command-line use is 2, with argparse's usage line and
+    one error line; nothing is served."""
+    proc = _run("--socket", str(tmp_path / "x.sock"), "--model", "virtio-rng", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("usage: virtcore vhost-user")
+    assert lines[-1].startswith("virtcore vhost-user: error: ") and words in lines[-1]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.sock").exists()
+
+
+@pytest.mark.parametrize(("header", "words"), [
+    ((1, 0x7, 0), "header flags 0x7: protocol version 3"),  # GET_FEATURES, version 3
+    ((99, 0x1, 0), "request 99: not supported by this back-end"),  # no REPLY_ACK: ends
+])
+def test_a_failed_session_is_said_in_one_line(tmp_path: Path, header: tuple[int, int, int],
+                                             words: str) -> None:
+    """vhost-user.md: each failure is one line on stderr (it used to be logged and then
+    printed again), and the exit status is 1."""
+    sock_path = tmp_path / "rng.sock"
+    proc = _start("--socket", str(sock_path), "--model", "virtio-rng", "--arg", "seed=3")
+    _wait_for(sock_path, proc)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock_path))
+        s.sendall(struct.pack("=III", *header))
+        assert s.recv(1) == b""  # the back-end ends the session
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = err.splitlines()
+    assert lines[0] == f"virtcore vhost-user: serving virtio-entropy on {sock_path}"
+    (failure,) = lines[1:]
+    assert failure.startswith("virtcore vhost-user: error: ") and words in failure
 
 
 def test_refuses_to_replace_a_file(tmp_path: Path) -> None:
@@ -113,6 +156,31 @@ def test_help_comes_from_the_plugin() -> None:
     assert "vhost-user" in proc.stdout
     proc = _run("--help")
     assert proc.returncode == 0 and "--socket PATH" in proc.stdout
+
+
+def test_help_lists_every_model_and_each_of_its_argument_keys() -> None:
+    """``--help`` names every installed virtio model it can serve (the console too, and
+    the rng alias) and, for each, every key its ``from_args`` accepts, no more."""
+    from virt_virtio import VirtioDeviceModel
+    from virt_virtio._vhost_user._server import served_models
+
+    proc = _run("--help")
+    assert proc.returncode == 0
+    text = proc.stdout.split("models (--model NAME)", 1)[1]
+    served = dict(served_models())
+    assert {"virtio-blk", "virtio-console", "virtio-entropy"} <= set(served)
+    assert "virtio-entropy (also: virtio-rng)" in text
+    assert "serial=TEXT" in text and "image=FILE" in text and "readonly=true|false" in text
+    for name, cls in served.items():
+        assert issubclass(cls, VirtioDeviceModel)
+        assert f"\n  {name}" in text
+        documented = {form.split("=", 1)[0] for form, _ in cls.argument_help}
+        for form, _ in cls.argument_help:
+            assert form in text
+        with pytest.raises(ValueError, match=r"allowed: ([a-z, ]+)\)") as info:
+            cls.from_args({"no-such-key": "1"})
+        allowed = set(re.search(r"allowed: ([a-z, ]+)\)", str(info.value))[1].split(", "))
+        assert documented == allowed, name
 
 
 def test_server_stop_ends_a_running_session(tmp_path: Path) -> None:

@@ -1,12 +1,24 @@
 """The driver-side virtio core over a scripted transport: the initialisation sequence
-(3.1.1) and multi-word configuration reads (2.5.1)."""
+(3.1.1), multi-word configuration reads (2.5.1) and requests (2.7.7: polling before asking
+for an interrupt)."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 from virtcore import GuestMemory
 
-from virt_virtio import VirtioDevice, VirtioError, VirtioOps, features, status
+from virt_virtio import (
+    DeviceQueue,
+    DriverQueue,
+    VirtioDevice,
+    VirtioError,
+    VirtioOps,
+    features,
+    status,
+)
 
 VERSION_1 = features.bit(features.VERSION_1)
 
@@ -113,3 +125,114 @@ def test_64_bit_config_reads_retry_while_the_generation_moves(memory: GuestMemor
     ops.on_config_read = change_once
     vdev = VirtioDevice(ops, memory, "scripted")
     assert vdev.read_config(0, 8) == 0x3333333344444444
+
+
+class DeviceOps(ScriptedOps):
+    """A device answering requests on queue 0 by echoing the readable bytes reversed: at
+    once inside the notification (``answer_later`` False, as the emulated transports do),
+    or from another thread after the driver has asked for an interrupt."""
+
+    def __init__(self, memory: GuestMemory, *, event_idx: bool, answer_later: bool) -> None:
+        offered = VERSION_1 | (features.bit(features.EVENT_IDX) if event_idx else 0)
+        super().__init__(offered=offered)
+        self.memory = memory
+        self.event_idx = event_idx
+        self.answer_later = answer_later
+        self.vdev: VirtioDevice | None = None
+        self.isr = 0
+        self.raised = 0
+        self.thread: threading.Thread | None = None
+
+    def setup_queue(self, index: int, size: int, desc: int, driver: int, device: int) -> None:
+        super().setup_queue(index, size, desc, driver, device)
+        self.dev = DeviceQueue(self.memory, index, size, desc, driver, device,
+                               event_idx=self.event_idx, indirect=False)
+
+    def notify(self, index: int) -> None:
+        if not self.answer_later:
+            self.answer()
+            return
+        self.thread = threading.Thread(target=self.answer_when_waited_for, daemon=True)
+        self.thread.start()
+
+    def answer_when_waited_for(self) -> None:
+        assert self.vdev is not None
+        queue = self.vdev.queue(0)
+        deadline = time.monotonic() + 30
+        # the driver polls first; it asks for an interrupt (flags 0 / used_event moved
+        # to what it consumed, the device's used index) only when it is about to wait
+        while not self.interrupt_wanted(queue) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.02)
+        self.answer()
+
+    def interrupt_wanted(self, queue: DriverQueue) -> bool:
+        if self.event_idx:
+            used_event = self.memory.read_u16(queue.avail_addr + 4 + 2 * queue.size)
+            return used_event == self.dev.used_idx
+        return self.memory.read_u16(queue.avail_addr) == 0  # no NO_INTERRUPT flag
+
+    def answer(self) -> None:
+        while (chain := self.dev.pop()) is not None:
+            self.dev.push(chain, chain.write(chain.read()[::-1]))
+        if self.dev.should_notify():
+            self.raised += 1
+            self.isr = 1
+            assert self.vdev is not None
+            self.vdev.interrupt()
+
+    def ack_interrupt(self) -> int:
+        bits, self.isr = self.isr, 0
+        return bits
+
+
+@pytest.mark.parametrize("event_idx", [False, True])
+def test_a_request_answered_at_once_raises_no_interrupt(memory: GuestMemory, event_idx):
+    """2.7.7: the driver polls the used ring after its notification before asking for an
+    interrupt: a device that answered within the notification is not asked for one."""
+    ops = DeviceOps(memory, event_idx=event_idx, answer_later=False)
+    vdev = ops.vdev = VirtioDevice(ops, memory, "sync")
+    vdev.initialize(0, (0,))
+    allocated = []
+    for i in range(5):
+        used = vdev.request_view(0, [b"ping%d" % i], [8], timeout=5)
+        assert used.data == b"%dgnip" % i
+        vdev.give_back(used)
+        assert not used.lent
+        assert vdev.request(0, [b"abc"], [3], timeout=5) == b"cba"
+        allocated.append(memory.allocated)
+    assert ops.raised == 0 and vdev.interrupts == 0
+    assert len(set(allocated)) == 1  # every lent block came back (and was reused)
+    vdev.shutdown()
+
+
+@pytest.mark.parametrize("event_idx", [False, True])
+def test_a_request_answered_later_is_woken_by_its_interrupt(memory: GuestMemory, event_idx):
+    """2.7.7 / 2.7.10: when nothing is used yet the driver re-enables interrupts, re-checks
+    and waits; the device's used-buffer notification wakes it."""
+    ops = DeviceOps(memory, event_idx=event_idx, answer_later=True)
+    vdev = ops.vdev = VirtioDevice(ops, memory, "async")
+    vdev.initialize(0, (0,))
+    for i in range(3):
+        assert vdev.request(0, [b"later%d" % i], [8], timeout=30) == b"%dretal" % i
+        assert ops.thread is not None
+        ops.thread.join(30)
+    assert ops.raised == 3 and vdev.interrupts == 3
+    vdev.shutdown()
+
+
+def test_give_back_tolerates_a_queue_that_took_the_block_back(memory: GuestMemory):
+    """2.4 (a reset takes the queues back): a shutdown (or reset) between the answer and
+    give_back already took the block back; giving a block back twice is still an error."""
+    ops = DeviceOps(memory, event_idx=False, answer_later=False)
+    vdev = ops.vdev = VirtioDevice(ops, memory, "sync")
+    vdev.initialize(0, (0,))
+    used = vdev.request_view(0, [b"y"], [1], timeout=5)
+    used.queue.release(used)
+    with pytest.raises(ValueError, match="not lent by this queue"):
+        used.queue.release(used)
+    used = vdev.request_view(0, [b"x"], [1], timeout=5)
+    vdev.shutdown()  # the queues are closed: lent blocks come back
+    assert not used.lent
+    vdev.give_back(used)  # nothing left to give back
+    assert memory.allocated == 0

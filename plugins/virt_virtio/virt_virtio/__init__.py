@@ -13,7 +13,7 @@ from . import _status as status
 from ._blk import VirtioBlk
 from ._console import VirtioConsole
 from ._device_queue import DescriptorChain, DeviceQueue
-from ._driver_queue import DriverQueue
+from ._driver_queue import DriverQueue, UsedBuffer
 from ._entropy import VirtioEntropy
 from ._errors import QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
@@ -62,6 +62,7 @@ __all__: list[str] = [
     "RequestTimeoutError",
     "SessionEnd",
     "SessionResult",
+    "UsedBuffer",
     "VhostUserBackend",
     "VhostUserError",
     "VhostUserProtocolError",

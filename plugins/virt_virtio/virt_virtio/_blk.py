@@ -57,6 +57,12 @@ class VirtioBlk(VirtioDeviceModel):
     name = "virtio-blk"
     device_id = 2
     queue_max_sizes = (128,)
+    argument_help = (
+        ("image=FILE", "the raw disk image (required)"),
+        ("readonly=true|false", "serve it read-only (VIRTIO_BLK_F_RO; default false)"),
+        ("serial=TEXT", "the GET_ID string, at most 20 ASCII bytes (default: the image's "
+         "file name)"),
+    )
 
     def __init__(
         self, image: str | Path, *, readonly: bool = False, serial: str | None = None

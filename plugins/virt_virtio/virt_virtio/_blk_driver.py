@@ -74,12 +74,32 @@ class BlkDisk(FileOperations):
         return self.capacity * SECTOR
 
     def _request(self, kind: int, sector: int, out: bytes | memoryview, in_size: int,
-                 timeout: float | None) -> memoryview:
+                 timeout: float | None, into: memoryview | None = None) -> bytes:
+        """One request; the data the device wrote (``in_size`` bytes) is returned, or, with
+        ``into``, copied straight from the DMA block into it (``b""`` returned)."""
         header = _HEADER.pack(kind, 0, sector)
         try:
             with self.lock:
-                reply = self.vdev.request(REQUESTQ, (header, out) if len(out) else (header,),
-                                          (in_size, 1) if in_size else (1,), timeout=timeout)
+                used = self.vdev.request_view(
+                    REQUESTQ, (header, out) if len(out) else (header,),
+                    (in_size, 1) if in_size else (1,), timeout=timeout)
+                try:
+                    reply = used.data
+                    if len(reply) != in_size + 1:
+                        raise OSError(errno.EIO, f"{self.name}: the device answered "
+                                      f"{len(reply)} bytes, expected {in_size + 1}")
+                    status = reply[in_size]
+                    if status == S_UNSUPP:
+                        raise OSError(errno.EOPNOTSUPP, f"{self.name}: request type {kind} "
+                                      "not supported")
+                    if status != S_OK:
+                        raise OSError(errno.EIO, f"{self.name}: I/O error at sector {sector}")
+                    if into is not None:
+                        into[:in_size] = reply[:in_size]
+                        return b""
+                    return reply[:in_size].tobytes()
+                finally:
+                    self.vdev.give_back(used)
         except RequestTimeoutError:
             raise TransferTimeoutError(f"{self.name}: no answer within {timeout:g}s",
                                        device=self.device) from None
@@ -87,15 +107,6 @@ class BlkDisk(FileOperations):
             if self.vdev.removed:
                 raise DeviceRemovedError(f"{self.name} was removed", device=self.device) from None
             raise TransferError(str(exc), device=self.device) from exc
-        if len(reply) != in_size + 1:
-            raise OSError(errno.EIO, f"{self.name}: the device answered {len(reply)} bytes, "
-                          f"expected {in_size + 1}")
-        status = reply[-1]
-        if status == S_UNSUPP:
-            raise OSError(errno.EOPNOTSUPP, f"{self.name}: request type {kind} not supported")
-        if status != S_OK:
-            raise OSError(errno.EIO, f"{self.name}: I/O error at sector {sector}")
-        return memoryview(reply)[:-1]  # no copy of the data
 
     def _span(self, file: MiscFile, length: int) -> int:
         if file.pos % SECTOR or length % SECTOR:
@@ -113,8 +124,7 @@ class BlkDisk(FileOperations):
         n = self._span(file, len(buffer))
         if not n:
             return 0
-        data = self._request(T_IN, file.pos // SECTOR, b"", n, file.timeout)
-        buffer[:n] = data
+        self._request(T_IN, file.pos // SECTOR, b"", n, file.timeout, into=buffer)
         file.pos += n
         return n
 
@@ -140,7 +150,7 @@ class BlkDisk(FileOperations):
 
     def serial(self, timeout: float | None = None) -> str:
         """The disk's ID string (``VIRTIO_BLK_T_GET_ID``, at most 20 bytes)."""
-        data = bytes(self._request(T_GET_ID, 0, b"", 20, timeout))
+        data = self._request(T_GET_ID, 0, b"", 20, timeout)
         return data.split(b"\0", 1)[0].decode("ascii", "replace")
 
 

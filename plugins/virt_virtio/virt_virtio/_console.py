@@ -73,6 +73,9 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
     """
 
     name = "virtio-console"
+    argument_help = (
+        ("capacity=BYTES", "bytes buffered in each direction (default 1048576)"),
+    )
     device_id = 3
     queue_max_sizes = (256, 256)
 
@@ -106,7 +109,7 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
         return _CONFIG.pack(0, 0, 1, 0)
 
     def write_config(self, offset: int, data: bytes) -> None:
-        if offset == EMERG_WR_OFFSET and data:  # 5.3.6.1: accepted even unconfigured
+        if offset == EMERG_WR_OFFSET and data:  # 5.3.5.1: accepted even unconfigured
             with self._lock:
                 if len(self._to_host) < self.capacity:
                     self._to_host.append(data[:1])
@@ -160,7 +163,7 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
                     break
                 if chain.readable_len:
                     raise VirtqueueError(index, f"chain {chain.head}: device-readable buffer "
-                                         "in a receiveq (5.3.6.2)")
+                                         "in a receiveq (5.3.6.1)")
                 with self._to_guest.view() as pending:
                     n = chain.write(pending)
                 self._to_guest.consume(n)
@@ -173,7 +176,7 @@ class VirtioConsole(VirtioDeviceModel, StreamModel):
                     break
                 if chain.writable_len:
                     raise VirtqueueError(index, f"chain {chain.head}: device-writable buffer "
-                                         "in a transmitq (5.3.6.2)")
+                                         "in a transmitq (5.3.6.1)")
                 for view in chain.readable:
                     self._to_host.append(view)
                 queue.push(chain, 0)

@@ -3,9 +3,12 @@ virtio bus's ``transfer`` for console devices.
 
 * **Receive** (``Op.READ``): :data:`RX_BUFFERS` device-writable buffers of
   :data:`RX_BUFFER_SIZE` bytes wait in receiveq (queue 0).  A read takes bytes from the
-  buffers the device used, in order (a partly read buffer is kept for the next read),
-  re-posts each drained buffer and returns the count; ``None`` when the device has used
-  none yet: the device interrupts when it does.
+  buffers the device used, in order, and returns the count; ``None`` when the device has
+  used none yet: the device interrupts when it does.  Zero copy: the port borrows a used
+  buffer's DMA block (:meth:`DriverQueue.get_used_view`), copies slices of it straight
+  into the readers' buffers (one copy per byte, as a read from a ring buffer would) and,
+  once it is drained, posts the same block again (:meth:`DriverQueue.requeue`: no
+  allocation) with a notification when the ring asks for one.
 * **Transmit** (``Op.WRITE``): the bytes (up to :data:`TX_CHUNK` per call) are copied
   into one device-readable buffer on transmitq (queue 1) and the device is notified; the
   count is returned.  Buffers the device used are reclaimed first; when transmitq is full
@@ -32,6 +35,7 @@ from ._errors import VirtioError
 if TYPE_CHECKING:
     from virtcore import Device
 
+    from ._driver_queue import UsedBuffer
     from ._virtio_device import VirtioDevice
 
 _READ: Final = Op.READ
@@ -50,8 +54,10 @@ class ConsolePort:
         self._rx_lock = threading.Lock()
         self._tx_lock = threading.Lock()
         self._pending = memoryview(b"")
-        """Bytes of a used receive buffer not read yet (from ``_pending_off``)."""
+        """Bytes of the borrowed used receive buffer not read yet (from ``_pending_off``)."""
         self._pending_off = 0
+        self._borrowed: UsedBuffer | None = None
+        """The used receive buffer whose block ``_pending`` views."""
         self._kept: deque[bytes] = deque()
         """Received bytes saved across a reset, served before the ring."""
         self._unsent: dict[int, bytes] = {}
@@ -74,12 +80,17 @@ class ConsolePort:
             with self._rx_lock:
                 off, size = self._pending_off, len(buffer)
                 pending = self._pending
-                if len(pending) - off >= size > 0 and not self._kept and (
-                        self.vdev.broken is None and buffer.format == "B"
-                        and not buffer.readonly):
-                    buffer[:] = pending[off:off + size]
-                    self._pending_off = off + size
-                    return size
+                # strictly more than asked: the read that drains it posts it again (_read);
+                # a view released by a queue reset or close has len() raise ValueError
+                try:
+                    if len(pending) - off > size > 0 and not self._kept and (
+                            self.vdev.broken is None and buffer.format == "B"
+                            and not buffer.readonly):
+                        buffer[:] = pending[off:off + size]
+                        self._pending_off = off + size
+                        return size
+                except ValueError:
+                    pass
         if self.vdev.broken is not None:
             raise TransferError(f"virtio console: {self.vdev.broken}", device=device)
         try:
@@ -113,20 +124,33 @@ class ConsolePort:
                     self._kept.appendleft(data[n:])
                 return n
             rx = self.vdev.queue(RECEIVEQ)
+            borrowed = self._borrowed
+            if borrowed is not None and not borrowed.lent:  # the queue took it back
+                self._borrowed, self._pending, self._pending_off = None, memoryview(b""), 0
+                raise VirtioError(f"{self.vdev.name}: the receive queue was reset")
             done = 0
-            while done < size:
-                if self._pending_off >= len(self._pending):
-                    used = rx.get_used()
-                    if used is None:
-                        break
-                    rx.add((), (RX_BUFFER_SIZE,), None)  # the drained buffer goes back
+            pending, off = self._pending, self._pending_off
+            while True:
+                n = min(size - done, len(pending) - off)
+                if n > 0:
+                    view[done:done + n] = pending[off:off + n]
+                    off = self._pending_off = off + n
+                    done += n
+                if off < len(pending):
+                    break  # the reader's buffer is full
+                if self._borrowed is not None:  # drained: the same block goes back
+                    drained, self._borrowed = self._borrowed, None
+                    self._pending, self._pending_off = memoryview(b""), 0
+                    rx.requeue(drained, None)
                     self.vdev.kick(RECEIVEQ)
-                    self._pending, self._pending_off = memoryview(used[1]), 0
-                    continue
-                n = min(size - done, len(self._pending) - self._pending_off)
-                view[done:done + n] = self._pending[self._pending_off:self._pending_off + n]
-                self._pending_off += n
-                done += n
+                if done == size:
+                    break
+                used = rx.get_used_view()
+                if used is None:
+                    break
+                self._borrowed, self._pending = used, used.data
+                pending, off = used.data, 0
+                self._pending_off = 0
             return done or None
 
     def _reclaim(self) -> None:
@@ -159,8 +183,11 @@ class ConsolePort:
         sets up fresh queues and sets DRIVER_OK), keeping every byte (module docstring)."""
         with self._rx_lock, self._tx_lock:
             self.vdev.reset()  # from here on the device leaves the rings alone
-            if self._pending_off < len(self._pending):
-                self._kept.append(bytes(self._pending[self._pending_off:]))
+            borrowed, self._borrowed = self._borrowed, None
+            if borrowed is not None and borrowed.lent:
+                if self._pending_off < len(self._pending):
+                    self._kept.append(bytes(self._pending[self._pending_off:]))
+                borrowed.queue.release(borrowed)
             self._pending, self._pending_off = memoryview(b""), 0
             rx = self.vdev.queue(RECEIVEQ)
             while (used := rx.get_used()) is not None:

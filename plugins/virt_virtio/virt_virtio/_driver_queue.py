@@ -15,6 +15,16 @@ returned by :meth:`get_used` is kept for the next chain of the same total size (
 it runs out, at :meth:`detach_all` and at :meth:`close`), so a steady stream of equal
 requests never calls the allocator.  :meth:`get_used_into` copies what the device wrote
 straight into the caller's buffer instead of a new ``bytes``.
+
+Zero copy: :meth:`get_used_view` lends the caller the chain's DMA block instead: a
+:class:`UsedBuffer` whose ``data`` is a read-only view of the bytes the device wrote, in
+guest memory (same checks of the used element as :meth:`get_used`).  The chain has left
+the ring (its descriptors are free, the device has no claim on the block), but the block
+is the caller's until it gives it back with :meth:`requeue` (post the same block again as
+a device-writable buffer of the same size: what a receive queue does with a drained
+buffer, no allocation, no copy) or :meth:`release` (back to the spares).  Either call
+releases ``data``: a later use of it raises ``ValueError``, never reads reused memory.
+:meth:`detach_all` and :meth:`close` take lent blocks back the same way.
 """
 
 from __future__ import annotations
@@ -67,6 +77,38 @@ class _Outstanding:
         self.in_len = in_len
 
 
+class UsedBuffer:
+    """A used chain whose DMA block :meth:`DriverQueue.get_used_view` lent to the caller.
+
+    :ivar token: the token the chain was added with.
+    :ivar data: read-only view of the bytes the device wrote (``len(data)`` is the used
+        length, already checked against the chain); released when the block is given back.
+    """
+
+    __slots__ = ("token", "data", "_queue", "_record")
+
+    def __init__(self, token: object, data: memoryview, queue: DriverQueue,
+                 record: _Outstanding) -> None:
+        self.token = token
+        self.data = data
+        self._queue = queue
+        self._record: _Outstanding | None = record
+
+    @property
+    def queue(self) -> DriverQueue:
+        """The queue that lent the block (give it back there)."""
+        return self._queue
+
+    @property
+    def lent(self) -> bool:
+        """Whether the block is still the caller's (not yet requeued or released)."""
+        return self._record is not None
+
+    def __repr__(self) -> str:
+        state = f"{len(self.data)} byte(s)" if self._record is not None else "given back"
+        return f"<UsedBuffer of queue {self._queue.index}: {state}>"
+
+
 class DriverQueue:
     """Driver side of one split virtqueue, its areas allocated in ``memory``.
 
@@ -113,6 +155,7 @@ class DriverQueue:
         self._spare_count = self._spare_bytes = 0
         self._free: list[int] = list(range(size - 1, -1, -1))  # a stack, 0 on top
         self._outstanding: dict[int, _Outstanding] = {}
+        self._lent: dict[int, UsedBuffer] = {}  # id() -> blocks get_used_view lent out
         self._avail_idx = 0
         self._last_used = 0
         self._kicked_idx = 0
@@ -328,6 +371,86 @@ class DriverQueue:
                 self._retire(head, record, last)
                 return record.token, length
 
+    def get_used_view(self) -> UsedBuffer | None:
+        """Like :meth:`get_used`, but lend the chain's DMA block instead of copying it: a
+        :class:`UsedBuffer` (``data`` a read-only view of what the device wrote), or
+        ``None``.  Give the block back with :meth:`requeue` or :meth:`release`.
+
+        :raises VirtqueueError: as :meth:`get_used`.
+        """
+        with self._lock:
+            self._check()
+            last = self._last_used
+            used_idx = self._used16[1]
+            if used_idx == last:
+                return None
+            head, length, record = self._next_used(last, used_idx)
+            data = record.view[record.in_off:record.in_off + length].toreadonly()
+            used = UsedBuffer(record.token, data, self, record)
+            del self._outstanding[head]
+            self._free.extend(reversed(record.descriptors))
+            self._advance_used(last)
+            self._lent[id(used)] = used
+            return used
+
+    def requeue(self, used: UsedBuffer, token: object) -> None:
+        """Post the block of ``used`` again as one device-writable buffer of the same size
+        (the chain must have been one device-writable buffer: ``add((), (size,), ...)``);
+        ``used.data`` is released.
+
+        :raises ValueError: ``used`` is not lent by this queue (given back already, or
+            another queue's), or its chain was not one device-writable buffer.
+        :raises BufferError: the caller still holds a buffer made from ``used.data``.
+        :raises QueueFullError: no free descriptor (the block stays lent).
+        :raises VirtqueueError: the queue is broken or closed (the block stays lent:
+            :meth:`release` it, or :meth:`detach_all` takes it back).
+        """
+        with self._lock:
+            record = self._lent_record(used)
+            if record.in_off or len(record.descriptors) != 1:
+                raise ValueError(f"virtqueue {self.index}: only a chain of one "
+                                 "device-writable buffer can be requeued")
+            self._check()
+            free = self._free
+            if not free:
+                raise QueueFullError(self.index, "1 descriptor(s) needed, 0 free")
+            self._give_back(used)
+            head = free.pop()
+            DESC.pack_into(self._desc, DESC_SIZE * head, record.block, record.in_len,
+                           VIRTQ_DESC_F_WRITE, 0)
+            self._outstanding[head] = _Outstanding(token, [head], record.block, record.view,
+                                                   0, record.in_len)
+            self._make_available(head)
+
+    def release(self, used: UsedBuffer) -> None:
+        """Give the block of ``used`` back (kept as a spare or freed); ``used.data`` is
+        released.
+
+        :raises ValueError: ``used`` is not lent by this queue (given back already, or
+            another queue's).
+        :raises BufferError: the caller still holds a buffer made from ``used.data``.
+        """
+        with self._lock:
+            record = self._lent_record(used)
+            self._give_back(used)
+            self._release_block(record)
+
+    def _lent_record(self, used: UsedBuffer) -> _Outstanding:
+        record = used._record
+        if record is None or self._lent.get(id(used)) is not used:
+            raise ValueError(f"virtqueue {self.index}: {used!r} is not lent by this queue")
+        return record
+
+    def _give_back(self, used: UsedBuffer) -> None:
+        """Release the view of ``used`` and forget the loan (lock held).
+
+        :raises BufferError: the caller still holds an export of ``used.data`` (a buffer
+            made from it): nothing changed.
+        """
+        used.data.release()
+        del self._lent[id(used)]
+        used._record = None
+
     def _next_used(self, last: int, used_idx: int) -> tuple[int, int, _Outstanding]:
         """The used element at ``last`` checked against the driver's own records (the
         lock held, ``used_idx`` the device's index, not ``last``): ``(head, len, record)``;
@@ -351,16 +474,23 @@ class DriverQueue:
         """Forget the chain at ``head`` (taken from used slot ``last``), lock held."""
         del self._outstanding[head]
         self._release(record)
+        self._advance_used(last)
+
+    def _advance_used(self, last: int) -> None:
+        """The used slot ``last`` is consumed (lock held)."""
         last = self._last_used = (last + 1) & 0xFFFF
         if self.event_idx and self._interrupts:
             self._avail16[2 + self.size] = last  # used_event
 
     def disable_interrupts(self) -> None:
-        """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX stop moving
-        ``used_event``).  A hint only: spurious interrupts still come (2.7.7)."""
+        """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX ``used_event`` is
+        set just behind what the driver consumed, the index the device passes last, and no
+        longer moved).  A hint only: spurious interrupts still come (2.7.7)."""
         with self._lock:
             self._interrupts = False
-            if not self.event_idx:
+            if self.event_idx:
+                self._avail16[2 + self.size] = (self._last_used - 1) & 0xFFFF
+            else:
                 self._avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def enable_interrupts(self) -> bool:
@@ -389,6 +519,16 @@ class DriverQueue:
             self._outstanding.clear()
             for record in records:
                 self._release(record)
+            for used in list(self._lent.values()):  # lent blocks come back too
+                lent = used._record
+                assert lent is not None
+                try:
+                    self._give_back(used)
+                except BufferError:  # still exported by the caller: never reuse the block
+                    self._lent.pop(id(used), None)
+                    used._record = None
+                    continue
+                self._release_block(lent)
             self._drop_spares()
             self._free = list(range(self.size - 1, -1, -1))
             if not self._closed:
@@ -439,6 +579,10 @@ class DriverQueue:
 
     def _release(self, record: _Outstanding) -> None:
         self._free.extend(reversed(record.descriptors))
+        self._release_block(record)
+
+    def _release_block(self, record: _Outstanding) -> None:
+        """Keep the DMA block of ``record`` as a spare, or free it (lock held)."""
         view = record.view
         size = view.nbytes
         if self._spare_count < SPARE_BLOCKS and self._spare_bytes + size <= SPARE_BYTES:

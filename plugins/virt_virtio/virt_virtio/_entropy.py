@@ -1,6 +1,6 @@
 """virtio-entropy (virtio 1.2 section 5.4, device ID 4): one request queue, no config.
 
-Each device-writable chain gets as many bytes as it holds (5.4.6.1: at least one).  The bytes
+Each device-writable chain gets as many bytes as it holds (5.4.6.2: at least one).  The bytes
 come, in order, from:
 
 - ``source``: a file, served in order; at its end the device stops serving and leaves the
@@ -36,6 +36,12 @@ class VirtioEntropy(VirtioDeviceModel):
     """
 
     name = "virtio-entropy"
+    argument_help = (
+        ("source=FILE", "serve the file's bytes in order (at its end the device stops "
+         "serving)"),
+        ("seed=N", "a deterministic stream from N (an integer or a string); with neither "
+         "argument, random bytes"),
+    )
     device_id = 4
     queue_max_sizes = (256,)
 
@@ -107,7 +113,7 @@ class VirtioEntropy(VirtioDeviceModel):
                 break
             if chain.readable_len:
                 raise VirtqueueError(index, f"chain {chain.head}: device-readable buffer in "
-                                     "the entropy requestq (5.4.6.2)")
+                                     "the entropy requestq (5.4.6.1)")
             want = min(chain.writable_len, MAX_PER_REQUEST)
             self._fill(want)
             with memoryview(self._pending) as pending:  # no copy of the bytes served

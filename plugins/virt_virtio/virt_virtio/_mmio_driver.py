@@ -155,6 +155,11 @@ class VirtioMmioDriver(Driver):
         except TransferError:
             raise DeclineProbe(f"nothing decodes {base:#x} (no device behind the node)"
                                ) from None
+        size = node.reg[0].size
+        # a foreign region (a model's own window is checked when it is attached)
+        if size is not None and size < CONFIG:
+            raise VirtioError(f"virtio_mmio: {device.path}: its 'reg' window is {size:#x} "
+                              f"bytes; the virtio-mmio registers need at least {CONFIG:#x}")
         if magic != MAGIC_VALUE:
             raise VirtioError(f"virtio_mmio: wrong magic value {magic:#010x}")
         version = bus.mmio_read(base + VERSION_REG, 4)

@@ -76,6 +76,9 @@ class VirtioDeviceModel(VirtioTransports, DeviceModel):
     """The virtio device ID (spec chapter 5: 2 block, 3 console, 4 entropy...)."""
     queue_max_sizes: tuple[int, ...] = ()
     """The largest size of each queue, one entry per queue."""
+    argument_help: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """``(KEY=VALUE form, what it does)`` for each argument :meth:`from_args` takes (listed
+    by ``virtcore vhost-user --help``)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -40,10 +40,25 @@ class VirtioTransports:
             slot, pin=pin, irq=irq)
 
     def mmio_region(self, window: MmioWindow) -> VirtioMmioDevice:
-        """The virtio-mmio registers of this model at ``window`` (a device-tree node)."""
-        from ._mmio_device import VirtioMmioDevice
+        """The virtio-mmio registers of this model at ``window`` (a device-tree node).
 
+        :raises virt_devtree.TreeError: naming the node and its ``reg``, when the window is
+            smaller than the registers (0x100 bytes) plus this model's configuration.
+        """
+        from virt_devtree import TreeError
+
+        from ._mmio_device import CONFIG, VirtioMmioDevice
+
+        model = cast("VirtioDeviceModel", self)
         device = window.device
-        return VirtioMmioDevice(cast("VirtioDeviceModel", self), window.raise_irq,
+        needed = CONFIG + model.config_size()
+        if window.size < needed:
+            config = (f" and {model.config_size():#x} bytes of configuration after them"
+                      if model.config_size() else "")
+            raise TreeError(f"{device.path}: its 'reg' window is {window.size:#x} bytes, but "
+                            f"virtio-mmio {model.name} needs at least {needed:#x} (registers "
+                            f"0x000-0x0ff{config}; QEMU gives each transport 0x200)",
+                            node=device.path, prop="reg")
+        return VirtioMmioDevice(model, window.raise_irq,
                                 lambda: _memory_of(device),
                                 name=f"virtio-mmio {device.path}")

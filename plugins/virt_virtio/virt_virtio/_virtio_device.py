@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._driver_queue import DriverQueue
+from ._driver_queue import DriverQueue, UsedBuffer
 from ._errors import VirtioError
 from ._features import EVENT_IDX, INDIRECT_DESC, RING_FEATURES, VERSION_1, has
 from ._status import (
@@ -245,6 +245,33 @@ class VirtioDevice:
         :raises VirtioError: the device is broken or removed, returned another buffer, or
             did not answer within ``timeout``.
         """
+        used = self.request_view(index, out, in_sizes, timeout)
+        try:
+            return used.data.tobytes()
+        finally:
+            self.give_back(used)
+
+    @staticmethod
+    def give_back(used: UsedBuffer) -> None:
+        """Give a block :meth:`request_view` lent back to its queue, unless the queue
+        already took it back (a reset or close meanwhile).
+
+        :raises ValueError: ``used`` was given back already.
+        """
+        try:
+            used.queue.release(used)
+        except ValueError:
+            if used.lent:  # not the race above: a real misuse
+                raise
+
+    def request_view(self, index: int, out: Sequence[Any], in_sizes: Sequence[int],
+                     timeout: float | None = None) -> UsedBuffer:
+        """:meth:`request`, but the answer is lent, not copied
+        (:meth:`DriverQueue.get_used_view`): read ``used.data`` (the bytes the device
+        wrote, in the DMA block), then give the block back with :meth:`give_back`.
+
+        :raises VirtioError: as :meth:`request`.
+        """
         if self.broken is not None:
             raise VirtioError(f"{self.name}: {self.broken}")
         queue = self.queue(index)
@@ -252,19 +279,26 @@ class VirtioDevice:
         queue.add(out, in_sizes, token)
         deadline = None if timeout is None else time.monotonic() + timeout
         generation = self.generation
-        self.kick(index)
+        # No interrupt while the answer may come at once (a device served by the kick):
+        # poll first, and ask for one only to wait (Linux's virtqueue_enable_cb_prepare).
+        queue.disable_interrupts()
+        if queue.kick_needed():
+            self.ops.notify(index)
         while True:
-            used = queue.get_used()
+            used = queue.get_used_view()
             if used is not None:
-                if used[0] is token:
-                    return used[1]
-                if used[0] in self._abandoned:
-                    self._abandoned.discard(used[0])
+                if used.token is token:
+                    return used
+                queue.release(used)
+                if used.token in self._abandoned:
+                    self._abandoned.discard(used.token)
                     continue
                 raise VirtioError(f"{self.name}: queue {index} returned a buffer that was "
                                   "not outstanding")
             if self.broken is not None:
                 raise VirtioError(f"{self.name}: {self.broken}")
+            if queue.enable_interrupts():
+                continue  # used meanwhile: no interrupt needed
             if not self.wait(generation, deadline):
                 self._abandoned.add(token)
                 raise RequestTimeoutError(f"{self.name}: no answer on queue {index} within "

@@ -169,9 +169,9 @@ class VhostUserBackend:
             pass
 
     def _end(self, end: SessionEnd, message: str) -> SessionResult:
-        level = logging.INFO if end in (SessionEnd.DISCONNECTED, SessionEnd.STOPPED) \
-            else logging.ERROR
-        log.log(level, "%s: %s", self.label, message)
+        # Logged at INFO only: whoever called serve() reports the result (the command prints
+        # it as its one last line), so a failure is not said twice.
+        log.info("%s: session ended (%s): %s", self.label, end.name.lower(), message)
         return SessionResult(end, message)
 
     def _on_message(self) -> SessionResult | None:

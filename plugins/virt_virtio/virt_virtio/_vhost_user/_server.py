@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import os
 import selectors
@@ -11,6 +12,7 @@ import signal
 import socket
 import stat
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -184,47 +186,109 @@ def create_model(name: str, args: Mapping[str, Any],
         machine.close()
 
 
-def parse_args_list(items: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings to a mapping; :class:`VhostUserError` for a malformed one."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise VhostUserError(f"--arg {item!r}: expected KEY=VALUE")
-        if key.strip() in out:
-            raise VhostUserError(f"--arg {key.strip()!r} given twice")
-        out[key.strip()] = value
-    return out
+def _arg_type(item: str) -> tuple[str, str]:
+    """argparse type of ``--arg``: a malformed one is a usage error (exit status 2)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE")
+    return key.strip(), value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive")
+    return value
+
+
+def served_models() -> list[tuple[str, type[VirtioDeviceModel]]]:
+    """``(name, class)`` of every installed virtio device model, by name.
+
+    Reads the manifests and imports each declared model's class (models whose plugin is
+    unusable or whose import fails are left out: ``virtcore check`` reports those).
+    """
+    from virtcore import PluginStatus, discover
+
+    found: dict[str, type[VirtioDeviceModel]] = {}
+    try:
+        catalog = discover()
+    except (VirtcoreError, OSError):
+        return []
+    for record in catalog.plugins.values():
+        if record.status is not PluginStatus.OK or record.manifest is None:
+            continue
+        for decl in record.manifest.models:
+            module_name, _, attr = decl.python_name.partition(":")
+            try:
+                obj: Any = importlib.import_module(module_name)
+                for part in attr.split(".") if attr else ():
+                    obj = getattr(obj, part)
+            except Exception:  # a broken plugin must not break --help
+                continue
+            if isinstance(obj, type) and issubclass(obj, VirtioDeviceModel):
+                found.setdefault(decl.name, obj)
+    return sorted(found.items())
+
+
+def _models_epilog() -> str:
+    aliases: dict[str, list[str]] = {}
+    for alias, name in MODEL_ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    lines = ["models (--model NAME) and their arguments (--arg KEY=VALUE):"]
+    models = served_models()
+    if not models:
+        lines.append("  (no virtio device model is installed)")
+    for name, cls in models:
+        also = f" (also: {', '.join(sorted(aliases[name]))})" if name in aliases else ""
+        lines.append(f"  {name}{also}")
+        if not cls.argument_help:
+            lines.append("      no arguments documented")
+        width = max((len(form) for form, _ in cls.argument_help), default=0)
+        for form, what in cls.argument_help:
+            lines.extend(textwrap.wrap(what, 79, initial_indent=f"      {form.ljust(width)}  ",
+                                       subsequent_indent=" " * (width + 8)))
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="virtcore vhost-user",
-        description="Serve a virtio device model to a vhost-user front-end (QEMU) on a Unix "
-                    "socket: one connection, then exit (0 when the front-end disconnects "
-                    "cleanly).")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Serve a virtio device model to a vhost-user front-end (QEMU) on a Unix socket: "
+            "one connection, then exit (0 when the front-end disconnects cleanly, 1 on an "
+            "error, 2 for wrong command-line use).", 79),
+        epilog=_models_epilog())
     p.add_argument("--socket", required=True, metavar="PATH",
                    help="Unix socket to listen on (QEMU: -chardev socket,path=PATH)")
     p.add_argument("--model", required=True, metavar="NAME",
-                   help="virtio-rng (= virtio-entropy), virtio-blk, or any installed virtio "
-                        "model")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="model argument, repeatable: source=FILE or seed=N (rng), "
-                        "image=FILE, readonly=true (blk)")
-    p.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="the device model to serve (listed below)")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", type=_arg_type,
+                   help="model argument, repeatable (each model's keys are listed below)")
+    p.add_argument("--stall-timeout", type=_positive, default=5.0, metavar="SECONDS",
                    help="longest wait for the rest of a message once it started (default 5)")
     return p
 
 
 def vhost_user_main(argv: Sequence[str]) -> int:
-    """``virtcore vhost-user``: the plugin command declared in virt_virtio's manifest."""
-    args = _parser().parse_args(list(argv))
+    """``virtcore vhost-user``: the plugin command declared in virt_virtio's manifest.
+
+    Exit status: 0 for a clean end, 1 for an error (one line on stderr), 2 for wrong
+    command-line use (argparse's usage message).
+    """
+    parser = _parser()
+    args = parser.parse_args(list(argv))
+    model_args: dict[str, str] = {}
+    for key, value in args.arg:
+        if key in model_args:
+            parser.error(f"argument --arg: {key!r} given twice")
+        model_args[key] = value
     err = sys.stderr
-    if args.stall_timeout <= 0:
-        err.write("virtcore vhost-user: error: --stall-timeout must be positive\n")
-        return 2
     try:
-        model = create_model(args.model, parse_args_list(args.arg), Path.cwd())
+        model = create_model(args.model, model_args, Path.cwd())
     except VhostUserError as exc:
         err.write(f"virtcore vhost-user: error: {exc}\n")
         return 1
@@ -243,6 +307,7 @@ def vhost_user_main(argv: Sequence[str]) -> int:
             _restore_signals(previous)
     finally:
         model.close()
+    # the session's end is reported here, once (the back-end logs it only at INFO level)
     prefix = "virtcore vhost-user: " if result.exit_status == 0 else \
         "virtcore vhost-user: error: "
     err.write(f"{prefix}{result.message}\n")
