@@ -8,7 +8,6 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, not_loaded
 from ._errors import DeviceError, MachineFileError, PluginError, VirtcoreError
 from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemory, GuestMemoryError, memory_from_section
+from ._log import get_logger
 from ._machine_file import MachineContext
 from ._manifest import TransportDecl
 from ._model import DeviceModel
@@ -27,7 +27,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ._machine import Machine
 
-log = logging.getLogger("virtcore")
+log = get_logger("virtcore")
 
 TOP_KEYS = ("name", "description")
 MEMORY_SECTION = "memory"

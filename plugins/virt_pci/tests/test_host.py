@@ -139,8 +139,16 @@ def test_real_sys_read_only(monkeypatch):
             raise AssertionError(f"host mode opened {file} for writing")
         return real_open(file, mode, *args, **kwargs)
 
+    real_os_open = os.open
+
+    def guarded_os_open(file, flags, *args, **kwargs):
+        if str(file).startswith("/sys") and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise AssertionError(f"host mode opened {file} for writing")
+        return real_os_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", guarded)
     monkeypatch.setattr(io, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded_os_open)
     devices = HostPciTransport().enumerate()
     entries = sorted(p.name for p in Path("/sys/bus/pci/devices").iterdir())
     assert [d.platform_data.address.slot for d in devices] == entries
@@ -267,3 +275,28 @@ def test_sysfs_caps_are_the_config_space_and_a_page():
     for entry in sorted(real.iterdir())[:4] if real.is_dir() else ():
         assert (entry / "config").stat().st_size <= CONFIG_LIMIT
         assert (entry / "vendor").stat().st_size <= ATTRIBUTE_LIMIT
+
+
+def test_run_host_shows_every_device_when_the_transport_raises(tmp_path, monkeypatch, capsys):
+    from virtcore._cli import main
+
+    root = build_fake_sysfs(tmp_path)
+    original = HostPciTransport.__init__
+
+    def init(self, sysfs_root="/sys", **kwargs):
+        original(self, root, load_pci_ids=False)
+
+    def modalias(self, device):
+        raise RuntimeError("alias bug")
+
+    monkeypatch.setattr(HostPciTransport, "__init__", init)
+    monkeypatch.setattr(HostPciTransport, "modalias", modalias)
+    assert main(["run", "--host", "--json"]) == 3
+    captured = capsys.readouterr()
+    paths = [f"pci0000:00:0{i}.0" for i in range(6)]
+    assert captured.err.splitlines() == [
+        f"virtcore run: device {p}: transport 'pci-host' (plugin 'virt_pci') failed in "
+        "modalias: RuntimeError: alias bug" for p in paths]
+    data = json.loads(captured.out)
+    assert [d["path"] for d in data["devices"]] == paths
+    assert all(d["modalias"] is None for d in data["devices"])
