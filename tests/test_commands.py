@@ -20,6 +20,13 @@ IMPORTED = True
 
 def hello_main(argv):
     print("hello got", list(argv))
+    if "--raise" in argv:
+        raise KeyError("no-such-key")
+    if "--usage" in argv:
+        import argparse
+        argparse.ArgumentParser(prog="virtcore hello-world").parse_args(["--nope"])
+    if "--text" in argv:
+        return "done"
     return 7 if "--fail" in argv else 0
 
 NOT_A_FUNCTION = 3
@@ -69,6 +76,20 @@ def test_command_gets_its_arguments_unparsed_and_its_status_is_returned(
     assert main(["hello-world", "--socket", "x", "-h", "pos"]) == 0
     assert capsys.readouterr().out == "hello got ['--socket', 'x', '-h', 'pos']\n"
     assert main(["-v", "hello-world", "--fail"]) == 7
+
+
+def test_command_that_raises_is_one_line_naming_the_plugin(
+        site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hello-world", "--raise"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == ("virtcore hello-world: error: plugin 'cmd_plugin': command "
+                            "'hello-world' (cmd_plugin:hello_main) raised KeyError: "
+                            "'no-such-key'\n")
+    assert main(["hello-world", "--text"]) == 1
+    assert "returned str, not an exit status" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # its own usage errors stay its own
+        main(["hello-world", "--usage"])
+    assert info.value.code == 2
 
 
 def test_command_that_is_not_a_function_is_a_clear_error(

@@ -274,3 +274,18 @@ def test_docs_example_runs() -> None:
     text = (Path(__file__).parents[1] / "docs" / "guest-memory.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "docs/guest-memory.md", "exec"), {})
+
+
+@pytest.mark.parametrize("rest", [
+    {"nosuchbus": {}},  # a section no transport reads
+    {},  # no transport section at all
+    {"loopback": {"devices": "x"}},  # the transport refuses its section
+])
+def test_failed_load_takes_back_its_memory_section(rest: dict[str, object]) -> None:
+    with Machine("m", plugins=["virtcore"]) as machine:
+        with pytest.raises(MachineFileError):
+            machine.load({"name": "bad", "memory": {"size": "1M"}, **rest})
+        assert machine._memory is None
+        # the machine is as before: a corrected file gives it other memory
+        machine.load(_description({"size": "2M", "base": 0x8000_0000}))
+        assert machine.memory.regions == (MemoryRegion(0x8000_0000, 2 << 20, "ram"),)

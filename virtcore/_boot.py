@@ -8,7 +8,6 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,8 @@ from ._device import Device
 from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, not_loaded
 from ._errors import DeviceError, MachineFileError, PluginError, VirtcoreError
 from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
-from ._guestmem import GuestMemoryError, memory_from_section
+from ._guestmem import GuestMemory, GuestMemoryError, memory_from_section
+from ._log import get_logger
 from ._machine_file import MachineContext
 from ._manifest import TransportDecl
 from ._model import DeviceModel
@@ -27,7 +27,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ._machine import Machine
 
-log = logging.getLogger("virtcore")
+log = get_logger("virtcore")
 
 TOP_KEYS = ("name", "description")
 MEMORY_SECTION = "memory"
@@ -70,15 +70,17 @@ def _load_file_type(machine: Machine, path: Path, suffix: str) -> list[Device]:
                                        "has no from_file()", path=path)
             check_regular_file(path, None, lambda why: MachineFileError(why, path=path))
             first_model = len(machine.models)
+            memory_before = machine._memory
             try:
                 transport = _plugin_call(decl, "from_file", from_file, path, context,
                                          where=(path, None))
             except BaseException:
-                _undo(machine, [], first_model)
+                _undo(machine, [], first_model, memory_before)
                 raise
             machine.name = path.stem
             return _boot(machine, [(context.section, transport, decl, context)],
-                         {"name": path.stem, "source": str(path)}, first_model, path)
+                         {"name": path.stem, "source": str(path)}, first_model, path,
+                         memory_before)
     hidden = _hidden_reader(machine, lambda t: suffix in t.file_types)
     if hidden:
         raise MachineFileError(f"{suffix} files are read by {hidden}", path=path)
@@ -141,6 +143,7 @@ def _load_mapping(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise MachineFileError("'description' must be a string", path=path, key="description")
+    memory_before = machine._memory  # a failed load gives back the memory it assigned
     if MEMORY_SECTION in data:  # before the transports, which may allocate in it
         try:
             machine.memory = memory_from_section(data[MEMORY_SECTION], path, MEMORY_SECTION)
@@ -158,13 +161,13 @@ def _load_mapping(
             transport = _plugin_call(decl, "from_machine", cls.from_machine, table, context,
                                      where=(path, section))
             transports.append((section, transport, decl, context))
+        if not transports:
+            raise MachineFileError("the machine has no transport section", path=path)
     except BaseException:  # close what this load built: transports not attached, models
-        _undo(machine, [t for _, t, _, _ in transports], first_model)
+        _undo(machine, [t for _, t, _, _ in transports], first_model, memory_before)
         raise
-    if not transports:
-        raise MachineFileError("the machine has no transport section", path=path)
     machine.name = name
-    return _boot(machine, transports, data, first_model, path)
+    return _boot(machine, transports, data, first_model, path, memory_before)
 
 
 _Built = tuple[str, Transport, TransportDecl, MachineContext]
@@ -200,7 +203,7 @@ def _section_decl(
 
 def _boot(
     machine: Machine, transports: list[_Built], description: Any, first_model: int,
-    path: Path | None,
+    path: Path | None, memory_before: GuestMemory | None,
 ) -> list[Device]:
     devices: list[Device] = []
     built = [t for _, t, _, _ in transports]
@@ -208,10 +211,10 @@ def _boot(
         try:
             devices.extend(machine.add_transport(transport))
         except DeviceError as exc:  # a path another section (or an earlier load) has
-            _undo(machine, built, first_model)
+            _undo(machine, built, first_model, memory_before)
             raise MachineFileError(str(exc), path=path, section=section) from None
         except Exception as exc:  # attach() or enumerate() of the plugin raised
-            _undo(machine, built, first_model)
+            _undo(machine, built, first_model, memory_before)
             raise MachineFileError(
                 _failure(f"transport {decl.name!r}", decl.plugin, "enumerate", exc),
                 path=path, section=section) from None
@@ -220,7 +223,7 @@ def _boot(
             model.start()
         except Exception as exc:
             where, key, who, plugin = _model_origin(machine, model, transports)
-            _undo(machine, built, first_model)
+            _undo(machine, built, first_model, memory_before)
             raise MachineFileError(_failure(who, plugin, "start", exc), path=path,
                                    section=where, key=key) from None
     machine._call("virtcore_machine_loaded", machine=machine, description=description)
@@ -239,8 +242,12 @@ def _model_origin(
     return None, None, f"model {type(model).__name__}", "?"
 
 
-def _undo(machine: Machine, transports: list[Transport], first_model: int) -> None:
-    """Take back what a failed load added: its devices, transports and models."""
+def _undo(
+    machine: Machine, transports: list[Transport], first_model: int,
+    memory_before: GuestMemory | None,
+) -> None:
+    """Take back what a failed load added: its devices, transports, models, and the guest
+    memory its ``[memory]`` section (or a plugin) gave a machine that had none."""
     for transport in transports:
         for device in reversed(machine.devices()):
             if device.transport is transport:
@@ -257,3 +264,10 @@ def _undo(machine: Machine, transports: list[Transport], first_model: int) -> No
             model.close()
         except Exception:
             log.exception("closing model %r failed", model)
+    with machine._lock:
+        memory, machine._memory = machine._memory, memory_before
+    if memory is not None and memory is not memory_before:
+        try:
+            memory.close()
+        except Exception:
+            log.exception("closing guest memory %r failed", memory)

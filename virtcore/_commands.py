@@ -12,8 +12,9 @@ import argparse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
+from ._contain import describe_exception
 from ._discovery import PluginStatus, discover
-from ._errors import PluginLoadError, VirtcoreError
+from ._errors import PluginError, PluginLoadError, VirtcoreError
 from ._loader import import_python_name
 from ._log import get_logger
 from ._manifest import CommandDecl, Manifest
@@ -72,7 +73,18 @@ def add_plugin_commands(sub: Any) -> None:
 
 def _runner(decl: CommandDecl) -> Callable[[argparse.Namespace, TextIO], int]:
     def run(args: argparse.Namespace, out: TextIO) -> int:
-        status = load_command(decl)(list(args.command_argv))
+        main = load_command(decl)
+        try:
+            status = main(list(args.command_argv))
+        except (VirtcoreError, BrokenPipeError):
+            raise  # the command line says these in one line
+        except Exception as exc:  # a bug in the plugin: one line naming it, exit status 1
+            raise PluginError(f"command {decl.name!r} ({decl.python_name}) raised "
+                              f"{describe_exception(exc)}", plugin=decl.plugin) from None
+        if status is not None and not isinstance(status, int):
+            raise PluginError(f"command {decl.name!r} ({decl.python_name}) returned "
+                              f"{type(status).__name__}, not an exit status",
+                              plugin=decl.plugin)
         return int(status or 0)
 
     return run

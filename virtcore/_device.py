@@ -131,6 +131,10 @@ class Device:
 
     def to_dict(self) -> dict[str, Any]:
         """The device as data (``virtcore run --json``)."""
+        return self._as_dict(self.modalias)
+
+    def _as_dict(self, modalias: str | None) -> dict[str, Any]:
+        """:meth:`to_dict` with the modalias given (the CLI asks the transport itself)."""
         ids: dict[str, Any] | None = None
         if self.ids is not None:
             ids = {"vendor": self.ids.vendor, "device": self.ids.device}
@@ -145,7 +149,7 @@ class Device:
             "bus": self.bus,
             "ids": ids,
             "compatible": list(self.compatible),
-            "modalias": self.modalias,
+            "modalias": modalias,
             "irq": self.irq,
             "parent": self.parent.path if self.parent is not None else None,
             "driver": self.driver_name,

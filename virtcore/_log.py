@@ -46,7 +46,18 @@ class LazyLogger:
         self.logger.error(msg, *args, stacklevel=2, **kwargs)
 
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self.logger.exception(msg, *args, stacklevel=2, **kwargs)
+        """An error about the exception being handled, in one line (``msg: Type: text``):
+        plugin code that raises while the core cleans up is reported, never as a traceback
+        on a user's terminal; the traceback follows only when debugging (``-vvv``)."""
+        import logging
+        import sys
+
+        logger = self.logger
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            msg, args = msg + ": %s: %s", (*args, type(exc).__name__, exc)
+        kwargs.setdefault("exc_info", logger.isEnabledFor(logging.DEBUG))
+        logger.error(msg, *args, stacklevel=2, **kwargs)
 
 
 def get_logger(name: str) -> LazyLogger:

@@ -4,6 +4,7 @@ optionally stream a misc device, or run the embedded demo."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from ._cli import unusable_summary, warn_unusable
+from ._contain import PluginCalls, describe_exception, driver_owner, one_line, owner
 from ._device import Device, DeviceStatus
 from ._discovery import not_loaded, not_loaded_note
 from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
@@ -37,24 +39,85 @@ def demo_path() -> Path:
     return Path(str(resources.files("virtcore") / "demo" / "demo.toml"))
 
 
-def _model_of(device: Device) -> DeviceModel | None:
-    return device.transport.model_of(device) if device.transport is not None else None
+def _model_of(device: Device, calls: PluginCalls | None = None) -> DeviceModel | None:
+    transport = device.transport
+    if transport is None:
+        return None
+    if calls is None:
+        return transport.model_of(device)
+    return calls.call(device, transport, "model_of", lambda: transport.model_of(device), None)
 
 
-def describe(machine: Machine) -> dict[str, Any]:
-    """The machine as data: every device, and the misc devices created."""
+def _modalias(device: Device, calls: PluginCalls) -> str | None:
+    transport = device.transport
+    if transport is None:
+        return None
+    alias: object = calls.call(device, transport, "modalias",
+                               lambda: transport.modalias(device), None)
+    if alias is not None and not isinstance(alias, str):
+        calls.report(device, f"{owner(calls.machine, transport)} failed in modalias: returned "
+                             f"{type(alias).__name__}, not a string")
+        return None
+    return alias
+
+
+def _as_dict(device: Device, calls: PluginCalls) -> dict[str, Any]:
+    """``device.to_dict()``; when plugin code in it raises (the transport's ``modalias``, a
+    device subclass's ``to_dict``), the core's fields with what could be learnt."""
+    before = len(calls.problems.get(device.path, ()))
+    alias = _modalias(device, calls)
+    if len(calls.problems.get(device.path, ())) == before:  # to_dict asks modalias again
+        item: object = calls.call(device, device, "to_dict", device.to_dict, None)
+        if isinstance(item, dict):
+            return item
+        if item is not None:
+            calls.report(device, f"{owner(calls.machine, device)} failed in to_dict: "
+                                 f"returned {type(item).__name__}, not a dict")
+    return Device._as_dict(device, alias)
+
+
+def _model_name(device: Device, model: DeviceModel, calls: PluginCalls) -> str:
+    name = calls.call(device, model, "name", lambda: getattr(model, "name", None), None)
+    return name if isinstance(name, str) else type(model).__name__
+
+
+def _device_info(device: Device, calls: PluginCalls) -> dict[str, Any]:
+    transport = device.transport
+    if transport is None:
+        return {}
+    empty: dict[str, Any] = {}
+    info: object = calls.call(device, transport, "device_info",
+                              lambda: transport.device_info(device), empty)
+    if not isinstance(info, dict):
+        calls.report(device, f"{owner(calls.machine, transport)} failed in device_info: "
+                             f"returned {type(info).__name__}, not a dict")
+        return {}
+    try:
+        json.dumps(info)
+    except (TypeError, ValueError) as exc:
+        calls.report(device, f"{owner(calls.machine, transport)} failed in device_info: "
+                             f"not JSON data: {describe_exception(exc)}")
+        return {}
+    return info
+
+
+def describe(machine: Machine, calls: PluginCalls | None = None) -> dict[str, Any]:
+    """The machine as data: every device, and the misc devices created.  Plugin code that
+    raises is reported through ``calls`` (one stderr line each) and its field left empty;
+    each device lists its ``plugin_errors``."""
+    calls = calls if calls is not None else PluginCalls(machine, "run")
     devices = []
     for device in machine.devices():
-        item = device.to_dict()
-        model = _model_of(device)
-        item["model"] = getattr(model, "name", None) if model is not None else None
+        item = _as_dict(device, calls)
+        model = _model_of(device, calls)
+        item["model"] = _model_name(device, model, calls) if model is not None else None
         item["misc"] = [m.name for m in machine.misc.items() if m.device is device]
         if device.driver is None:
             report = machine.explain(device)
             item["notes"] = report.notes
             item["unusable"] = report.unusable
-        if device.transport is not None:
-            item.update(device.transport.device_info(device))
+        item.update(_device_info(device, calls))
+        item["plugin_errors"] = list(calls.problems.get(device.path, []))
         devices.append(item)
     return {
         "machine": machine.name,
@@ -75,9 +138,11 @@ def _bus_path(device: Device) -> str:
     return "/".join(buses)
 
 
-def print_tree(machine: Machine, out: TextIO) -> None:
+def print_tree(machine: Machine, out: TextIO, calls: PluginCalls | None = None) -> None:
     """Every device under its bus, children under their parent (``lspci -k`` style); a
-    child on another bus (a virtio device under its PCI function) is tagged with its bus."""
+    child on another bus (a virtio device under its PCI function) is tagged with its bus.
+    Plugin code that raises is one stderr line (through ``calls``); the listing goes on."""
+    calls = calls if calls is not None else PluginCalls(machine, "run")
     devices = machine.devices()
     bound = sum(d.driver is not None for d in devices)
     out.write(f"machine {machine.name}: {len(devices)} device(s), {bound} bound\n")
@@ -100,16 +165,16 @@ def print_tree(machine: Machine, out: TextIO) -> None:
             irq = f" irq {d.irq}" if d.irq is not None else ""
             tag = f" ({d.bus})" if d.bus != bus else ""
             out.write(f"{pad}{d.path}{tag}{ids}{irq}\n")
-            modalias = getattr(d, "modalias", None)
-            if isinstance(modalias, str):
+            modalias = _modalias(d, calls)
+            if modalias is not None:
                 out.write(f"{pad}    modalias: {modalias}\n")
             if d.compatible:
                 shown = ", ".join(d.compatible[:3])
                 more = f" (+{len(d.compatible) - 3} more)" if len(d.compatible) > 3 else ""
                 out.write(f"{pad}    compatible: {shown}{more}\n")
-            model = _model_of(d)
+            model = _model_of(d, calls)
             if model is not None:
-                out.write(f"{pad}    model: {getattr(model, 'name', type(model).__name__)}\n")
+                out.write(f"{pad}    model: {_model_name(d, model, calls)}\n")
             if d.driver is not None:
                 how = f" ({d.match.reason})" if d.match is not None else ""
                 out.write(f"{pad}    driver in use: {d.driver_name}{how}\n")
@@ -146,14 +211,17 @@ def _host_read_exactly(model: StreamModel, size: int, timeout: float) -> bytes:
     return data
 
 
-def run_demo(machine: Machine, out: TextIO, *, as_json: bool) -> tuple[bool, list[Any]]:
+def run_demo(machine: Machine, out: TextIO, *, as_json: bool,
+             calls: PluginCalls | None = None) -> tuple[bool, list[Any]]:
     """Push a greeting from the host side of every stream device bound to a misc device,
     read it through the driver, write it back and check the host side gets it intact;
-    returns (ok, results)."""
+    returns (ok, results).  A device whose plugin code raises fails the demo in one stderr
+    line naming it; the others still run."""
+    calls = calls if calls is not None else PluginCalls(machine, "run")
     results: list[dict[str, Any]] = []
     ok = True
     for misc in machine.misc.items():
-        model = _model_of(misc.device)
+        model = _model_of(misc.device, calls)
         if not isinstance(model, StreamModel):
             continue
         route = _bus_path(misc.device)
@@ -166,8 +234,14 @@ def run_demo(machine: Machine, out: TextIO, *, as_json: bool) -> tuple[bool, lis
             with machine.open(misc.name, "wb", timeout=5.0) as f:
                 f.write(received)
             echoed = _host_read_exactly(model, len(received), timeout=5.0)
-        except VirtcoreError as exc:
-            results.append({"misc": misc.name, "error": str(exc)})
+        except Exception as exc:  # the model's host side or the driver's file operations
+            problem = (f"demo over misc device {misc.name}: {describe_exception(exc)}"
+                       if isinstance(exc, VirtcoreError) else
+                       f"demo over misc device {misc.name} ({owner(machine, model)}, "
+                       f"{driver_owner(machine, misc.device)}) failed: "
+                       f"{describe_exception(exc)}")
+            calls.report(misc.device, problem)
+            results.append({"misc": misc.name, "error": problem})
             ok = False
             continue
         good = bool(received) and echoed == received
@@ -199,21 +273,30 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
     machine = Machine("host")
     warn_unusable(machine, "run")
     cls = machine.transport_class("pci-host")
-    transport = cls()
+    decl = machine.transport_decls()["pci-host"]
+
+    def failed(what: str, exc: Exception) -> VirtcoreError:
+        return VirtcoreError(f"transport 'pci-host' (plugin {decl.plugin!r}) failed in "
+                             f"{what}: {describe_exception(exc)}")
+
+    try:
+        transport = cls()
+    except Exception as exc:  # a bug in the plugin: one line naming it, never a traceback
+        raise failed("__init__", exc) from None
     rows = []
     try:
         devices = list(transport.enumerate())
-    except VirtcoreError:
-        raise
-    except Exception as exc:  # a bug in the plugin: one line naming it, never a traceback
-        decl = machine.transport_decls()["pci-host"]
-        raise VirtcoreError(f"transport 'pci-host' (plugin {decl.plugin!r}) failed in "
-                            f"enumerate: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise failed("enumerate", exc) from None
     finally:
-        transport.close()
+        try:
+            transport.close()
+        except Exception as exc:
+            sys.stderr.write(f"virtcore run: {failed('close', exc)}\n")
+    calls = PluginCalls(machine, "run")
     for device in devices:
         report = machine.explain(ids=device.ids, compatible=device.compatible)
-        item = device.to_dict()
+        item = _as_dict(device, calls)
         item.update(_host_info(device))
         item["would_bind"] = report.winner.driver if report.winner else None
         item["candidates"] = [m.to_dict() for m in report.candidates]
@@ -235,11 +318,12 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps({"machine": "host", "devices": rows}, indent=2) + "\n")
     elif not rows:
         out.write("no PCI devices visible under /sys/bus/pci\n")
-    return 0
+    return EXIT_FAILED_DEVICES if calls else 0
 
 
 EXIT_FAILED_DEVICES = 3
-"""``virtcore run``'s exit status when the machine booted but a device ended ``failed``."""
+"""``virtcore run``'s exit status when the machine booted but a device ended ``failed``, or
+plugin code raised while a device was shown (each said in one line on standard error)."""
 
 
 def check_run_options(args: argparse.Namespace) -> str | None:
@@ -303,28 +387,53 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if args.cat or args.write:
             status = _stream(machine, args)
             return status if status or not failed else EXIT_FAILED_DEVICES
-        status = EXIT_FAILED_DEVICES if failed else 0
-        data = describe(machine)
-        data["unusable_plugins"] = unusable_summary(machine)
+        calls = PluginCalls(machine, "run")
+        if not args.json:
+            print_tree(machine, out, calls)
+        data = describe(machine, calls) if args.json else {}
+        ok = True
+        if args.json:
+            data["unusable_plugins"] = unusable_summary(machine)
         if demo:
             if not args.json:
-                print_tree(machine, out)
                 out.write("\ndemo: one driver, four transports\n")
-            ok, results = run_demo(machine, out, as_json=args.json)
+            ok, results = run_demo(machine, out, as_json=args.json, calls=calls)
             data["demo"] = {"ok": ok, "results": results}
-            status = status if ok else 1
             if not args.json:
                 out.write("demo " + ("passed" if ok else "FAILED") + "\n")
-        elif not args.json:
-            print_tree(machine, out)
         if args.json:  # one write call per document
             out.write(json.dumps(data, indent=2) + "\n")
-        return status
+        if demo and not ok:
+            return 1
+        return EXIT_FAILED_DEVICES if failed or calls else 0
     finally:
         machine.close()
 
 
 def _stream(machine: Machine, args: argparse.Namespace) -> int:
+    """``--write`` then ``--cat``; a driver's file operation that raises is one line on
+    standard error naming the misc device, its device and driver, and the status is 1."""
+    name = args.write or args.cat
+    try:
+        return _copy(machine, args)
+    except (VirtcoreError, BrokenPipeError):
+        raise  # main() says these in one line
+    except io.UnsupportedOperation as exc:  # the driver did not implement it: not a bug
+        sys.stderr.write(f"virtcore run: error: {one_line(str(exc))}\n")
+        return 1
+    except Exception as exc:
+        try:
+            misc = machine.misc.get(name)
+        except VirtcoreError:
+            raise exc from None
+        sys.stderr.write(
+            f"virtcore run: error: misc device {misc.name} (device {misc.device.path}, "
+            f"{driver_owner(machine, misc.device)}) failed while "
+            f"{'writing' if args.write else 'reading'}: {describe_exception(exc)}\n")
+        return 1
+
+
+def _copy(machine: Machine, args: argparse.Namespace) -> int:
     stdout: BinaryIO = sys.stdout.buffer
     if args.write:
         src: BinaryIO = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115

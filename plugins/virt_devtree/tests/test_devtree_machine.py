@@ -92,7 +92,7 @@ def test_dts_source(tmp_path, dtc) -> None:
         ('[devtree]\nbogus = 1\ndtb = "x"', "bogus", "unknown key 'bogus'"),
         ("[devtree]\n", None, "exactly one of"),
         ('[devtree]\ndtb = "a.dtb"\ndts = "b.dts"', "dts", "exactly one of"),
-        ('[devtree]\ndtb = "missing.dtb"', "dtb", "cannot read"),
+        ('[devtree]\ndtb = "missing.dtb"', "dtb", "missing.dtb: no such file"),
         ('[devtree]\ndtb = "bad.dtb"', "dtb", "bad magic"),
         ('[devtree]\ndtb = "board.dtb"\n[[devtree.models]]\npath = "/soc/plain@4000"\n'
          'model = "fifo"', "models[0].path", "no compatible"),

@@ -74,8 +74,21 @@ def read_dtb(
     return parse_dtb(data, path=path, max_depth=max_depth, max_path=max_path)
 
 
+class _UnreadableFileError(OSError):
+    """:func:`read_dtb`'s refusal: ``strerror`` is already the whole one-line reason."""
+
+
 def _unreadable(reason: str, path: str | Path) -> OSError:
-    return OSError(errno.EINVAL, reason, str(path))
+    return _UnreadableFileError(errno.EINVAL, reason, str(path))
+
+
+def unreadable_reason(exc: OSError) -> str:
+    """One line saying why a device-tree file could not be read, without the file name:
+    the reason :func:`read_dtb` gave (``"no such file"``, ``"3 GiB is over the 16 MiB limit
+    for a device-tree blob"``), else ``"cannot read: <the system's reason>"``."""
+    if isinstance(exc, _UnreadableFileError) and exc.strerror:
+        return exc.strerror
+    return f"cannot read: {exc.strerror or exc}"
 
 
 def parse_dtb(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from virtcore import DeviceModel, MachineContext
 
-from ._dtb import DEFAULT_MAX_DEPTH
+from ._dtb import DEFAULT_MAX_DEPTH, unreadable_reason
 from ._dts import load_tree
 from ._errors import DtbError, DtsError, TreeError
 from ._transport import DEV_ID_PROPERTY, VIRT_DEV_COMPATIBLE
@@ -90,7 +90,7 @@ def _load(section: Mapping[str, Any], key: str, context: MachineContext) -> Devi
     except (DtbError, DtsError) as exc:
         context.fail(str(exc), key)
     except OSError as exc:
-        context.fail(f"cannot read {path}: {exc.strerror or exc}", key)
+        context.fail(f"{path}: {unreadable_reason(exc)}", key)
 
 
 def _model_list(

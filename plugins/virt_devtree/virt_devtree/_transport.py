@@ -26,7 +26,7 @@ from virtcore import (
     of_modalias,
 )
 
-from ._dtb import parse_dtb
+from ._dtb import parse_dtb, unreadable_reason
 from ._dts import load_tree
 from ._errors import DtbError, DtsError, MmioError, TreeError
 from ._hypervisor import (
@@ -143,7 +143,7 @@ class DevtreeTransport(Transport):
         except (DtsError, TreeError) as exc:
             context.fail(exc.reason if isinstance(exc, DtsError) else str(exc))
         except OSError as exc:
-            context.fail(f"cannot read: {exc.strerror or exc}")
+            context.fail(unreadable_reason(exc))
 
     @classmethod
     def from_machine(cls, section: Mapping[str, Any], context: MachineContext) -> DevtreeTransport:

@@ -12,7 +12,7 @@ else:  # the core depends on tomli before 3.11
 
 API = [
     "BarInfo", "BarKind", "BarSpec", "CFG_TYPE_REGS", "CapEntry", "Capability",
-    "ConfigAccessError", "ConfigHeader", "EnumeratedFunction", "HostPciDevice",
+    "ConfigAccessError", "ConfigHeader", "EnumeratedFunction", "HostFileError", "HostPciDevice",
     "HostPciTransport", "MmioError", "PciAddress", "PciConfig", "PciDeviceInfo", "PciError",
     "PciFunction", "PciFunctionSpec", "PciIds", "PciPersonality", "PciSegment",
     "PciTransport", "REGS_SIZE", "Reg", "Region", "VendorCap", "bar_size", "config_hexdump",

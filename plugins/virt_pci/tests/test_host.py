@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,16 @@ def test_real_sys_read_only(monkeypatch):
             raise AssertionError(f"host mode opened {file} for writing")
         return real_open(file, mode, *args, **kwargs)
 
+    real_os_open = os.open
+
+    def guarded_os_open(file, flags, *args, **kwargs):
+        if str(file).startswith("/sys") and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise AssertionError(f"host mode opened {file} for writing")
+        return real_os_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", guarded)
     monkeypatch.setattr(io, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded_os_open)
     devices = HostPciTransport().enumerate()
     entries = sorted(p.name for p in Path("/sys/bus/pci/devices").iterdir())
     assert [d.platform_data.address.slot for d in devices] == entries
@@ -223,3 +232,71 @@ def test_an_attribute_out_of_range_skips_only_that_device(tmp_path, ids, caplog,
     assert sorted(d.path for d in devices) == [f"pci0000:00:0{i}.0" for i in range(6) if i != 3]
     assert f"skipping {bad}: {bad / name}: " in caplog.text and "is outside 0.." in caplog.text
     assert len(transport.read_devices()) == 5
+
+
+def _make_hostile(path: Path, kind: str) -> None:
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes: an unbounded read would block for ever
+    elif kind == "oversized":
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)  # sparse: nothing is written
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")  # endless
+    elif kind == "folder":
+        path.mkdir()
+
+
+@pytest.mark.parametrize("name", ["config", "vendor", "resource", "modalias"])
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("fifo", "not a regular file (a FIFO)"),
+    ("oversized", "1 GiB is over the "),
+    ("zero", "not a regular file (a character device)"),
+    ("folder", "not a regular file (a folder)"),
+])
+def test_a_hostile_sysfs_file_skips_only_that_device(tmp_path, ids, caplog, name, kind,
+                                                      reason):
+    root = build_fake_sysfs(tmp_path)
+    bad = root / "bus" / "pci" / "devices" / "0000:00:03.0"
+    _make_hostile(bad / name, kind)
+    transport = HostPciTransport(root, pci_ids=ids)
+    with caplog.at_level("WARNING", logger="virt_pci.host"):
+        devices = transport.enumerate()
+    assert sorted(d.path for d in devices) == [f"pci0000:00:0{i}.0" for i in range(6) if i != 3]
+    assert f"skipping {bad}: {bad / name}: {reason}" in caplog.text
+
+
+def test_sysfs_caps_are_the_config_space_and_a_page():
+    from virt_pci._host import ATTRIBUTE_LIMIT, CONFIG_LIMIT
+
+    assert CONFIG_LIMIT == 4096  # a PCI Express function's whole config space
+    assert ATTRIBUTE_LIMIT == 64 << 10  # sysfs gives every attribute a page's size
+    real = Path("/sys/bus/pci/devices")
+    for entry in sorted(real.iterdir())[:4] if real.is_dir() else ():
+        assert (entry / "config").stat().st_size <= CONFIG_LIMIT
+        assert (entry / "vendor").stat().st_size <= ATTRIBUTE_LIMIT
+
+
+def test_run_host_shows_every_device_when_the_transport_raises(tmp_path, monkeypatch, capsys):
+    from virtcore._cli import main
+
+    root = build_fake_sysfs(tmp_path)
+    original = HostPciTransport.__init__
+
+    def init(self, sysfs_root="/sys", **kwargs):
+        original(self, root, load_pci_ids=False)
+
+    def modalias(self, device):
+        raise RuntimeError("alias bug")
+
+    monkeypatch.setattr(HostPciTransport, "__init__", init)
+    monkeypatch.setattr(HostPciTransport, "modalias", modalias)
+    assert main(["run", "--host", "--json"]) == 3
+    captured = capsys.readouterr()
+    paths = [f"pci0000:00:0{i}.0" for i in range(6)]
+    assert captured.err.splitlines() == [
+        f"virtcore run: device {p}: transport 'pci-host' (plugin 'virt_pci') failed in "
+        "modalias: RuntimeError: alias bug" for p in paths]
+    data = json.loads(captured.out)
+    assert [d["path"] for d in data["devices"]] == paths
+    assert all(d["modalias"] is None for d in data["devices"])

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from virt_pci import PciIds
 
 TEXT = """\
@@ -40,3 +42,34 @@ def test_load_and_missing(tmp_path):
     assert PciIds.load(path).path == path
     assert PciIds.system([tmp_path / "missing", path]).vendor_name(0x0E11).startswith("Compaq")
     assert PciIds.system([tmp_path / "missing"]) is None
+
+
+def test_an_oversized_or_odd_pci_ids_is_refused_naming_it(tmp_path, caplog):
+    from virt_pci import HostFileError
+    from virt_pci._pciids import MAX_PCI_IDS_SIZE
+
+    big = tmp_path / "big.ids"
+    with open(big, "wb") as f:
+        f.truncate(MAX_PCI_IDS_SIZE + 1)  # sparse
+    with pytest.raises(HostFileError) as info:
+        PciIds.load(big)
+    assert info.value.path == str(big)
+    assert str(info.value) == f"{big}: 8,388,609 bytes is over the 8 MiB limit for a pci.ids file"
+    with pytest.raises(HostFileError, match="not a regular file \\(a character device\\)"):
+        PciIds.load("/dev/zero")  # never read: it would not end
+    good = tmp_path / "pci.ids"
+    good.write_text(TEXT)
+    with caplog.at_level("WARNING", logger="virt_pci.host"):
+        ids = PciIds.system([big, good])
+    assert ids is not None and ids.path == good  # the next one is used, saying why
+    assert f"ignoring {big}: 8,388,609 bytes is over the 8 MiB limit" in caplog.text
+
+
+def test_the_cap_holds_the_system_pci_ids():
+    from virt_pci._pciids import DEFAULT_PATHS, MAX_PCI_IDS_SIZE
+
+    installed = [p for p in DEFAULT_PATHS if p.is_file()]
+    if not installed:
+        pytest.skip("no pci.ids installed (Debian: apt-get install pci.ids)")
+    assert installed[0].stat().st_size * 4 < MAX_PCI_IDS_SIZE  # room to grow
+    assert PciIds.load(installed[0]).vendor_name(0x8086) is not None

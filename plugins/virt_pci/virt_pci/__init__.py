@@ -19,7 +19,7 @@ from ._caps import (
 )
 from ._config import ConfigHeader, PciConfig, config_hexdump
 from ._enum import EnumeratedFunction, enumerate_segment
-from ._errors import ConfigAccessError, MmioError, PciError
+from ._errors import ConfigAccessError, HostFileError, MmioError, PciError
 from ._function import PciFunction, PciFunctionSpec
 from ._host import HostPciDevice, HostPciTransport
 from ._naming import PciAddress, modalias, of_compatible
@@ -39,6 +39,7 @@ __all__ = [
     "ConfigAccessError",
     "ConfigHeader",
     "EnumeratedFunction",
+    "HostFileError",
     "HostPciDevice",
     "HostPciTransport",
     "MmioError",

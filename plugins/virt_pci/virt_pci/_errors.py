@@ -2,7 +2,10 @@
 
     virtcore.VirtcoreError
     ├── PciError                          root of virt_pci's own errors
-    │   └── ConfigAccessError (ValueError) .offset .size   a bad config-space access
+    │   ├── ConfigAccessError (ValueError) .offset .size   a bad config-space access
+    │   └── HostFileError (OSError)        .path .reason   a host file (sysfs, pci.ids) that
+    │                                                      is not a regular file or is over
+    │                                                      its size cap
     └── virtcore.DeviceError
         └── virtcore.TransferError
             └── MmioError                 .address .size   a bad MMIO/I/O access
@@ -12,6 +15,8 @@ decodes it) and is what :meth:`PciTransport.transfer` raises for an unusable BAR
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from virtcore import TransferError, VirtcoreError
 
@@ -27,6 +32,28 @@ class ConfigAccessError(PciError, ValueError):
         self.offset = offset
         self.size = size
         super().__init__(f"config access at {offset:#x} (size {size}): {message}")
+
+
+class HostFileError(PciError, OSError):
+    """A host file that host mode refuses to read: a sysfs attribute, ``config`` or
+    ``pci.ids`` that is not a regular file (a FIFO would block, ``/dev/zero`` never ends) or
+    is over its size cap.  Also an :class:`OSError`, as for any file that cannot be read.
+
+    :param reason: one line, such as ``"not a regular file (a FIFO)"``.
+    :param path: the file.
+    """
+
+    def __init__(self, reason: str, *, path: str | Path) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_host_file_error, (self.reason, self.path))
+
+
+def _rebuild_host_file_error(reason: str, path: str) -> HostFileError:
+    return HostFileError(reason, path=path)
 
 
 class MmioError(TransferError):

@@ -14,13 +14,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
-from virtcore import Device, DeviceIds, Op, TransferError, Transport
+from virtcore import Device, DeviceIds, Op, TransferError, Transport, read_bounded
 
 from ._bars import BarInfo, BarKind
 from ._caps import CapEntry, bytes_reader, walk_capabilities, walk_ext_capabilities
 from ._config import CONFIG_SIZE, HEADER_SIZE, PCIE_CONFIG_SIZE, ConfigHeader
+from ._errors import HostFileError
 from ._naming import PciAddress, modalias, of_compatible
 from ._pciids import PciIds
 
@@ -64,12 +65,35 @@ class HostPciDevice:
         return len(self.config) >= CONFIG_SIZE
 
 
-def _read_bytes(path: Path) -> bytes | None:
+CONFIG_LIMIT: Final = PCIE_CONFIG_SIZE
+"""Largest ``config`` file read: a PCI Express function's whole space, 4096 bytes."""
+
+ATTRIBUTE_LIMIT: Final = 64 << 10
+"""Largest sysfs attribute file read (``vendor``, ``resource``, ``modalias``...): their
+text is a few dozen bytes, but sysfs reports a page as every attribute's size, and Linux's
+largest page is 64 KiB."""
+
+
+def _read_bytes(path: Path, limit: int = ATTRIBUTE_LIMIT) -> bytes | None:
+    """The content of ``path``, at most ``limit`` bytes; ``None`` when it is missing or the
+    system refuses to read it (the caller falls back, as for an absent attribute).
+
+    :raises HostFileError: it is not a regular file or is over ``limit`` (a hostile tree:
+        the device is skipped, saying why).
+    """
+    def refuse(reason: str) -> Exception:
+        if reason == "no such file" or reason.startswith("cannot read:"):
+            return _AbsentFileError(reason)
+        return HostFileError(reason, path=path)
+
     try:
-        with path.open("rb") as f:
-            return f.read(PCIE_CONFIG_SIZE)
-    except OSError:
+        return read_bounded(path, limit, refuse, what="a sysfs file")
+    except _AbsentFileError:
         return None
+
+
+class _AbsentFileError(Exception):
+    """A file that is missing or unreadable: its value comes from elsewhere."""
 
 
 def _read_text(path: Path) -> str | None:
@@ -129,9 +153,11 @@ def read_host_device(path: Path, pci_ids: PciIds | None = None) -> HostPciDevice
 
     :raises ValueError: when neither the attribute files nor ``config`` give the IDs, or an
         attribute file holds a value outside its field's width (naming the file).
+    :raises HostFileError: a file is not a regular file or is over its cap
+        (:data:`CONFIG_LIMIT`, :data:`ATTRIBUTE_LIMIT`).
     """
     address = PciAddress.parse(path.name)
-    config = _read_bytes(path / "config") or b""
+    config = _read_bytes(path / "config", CONFIG_LIMIT) or b""
     header = ConfigHeader.parse(config) if len(config) >= HEADER_SIZE else None
 
     def attr(name: str, fallback: int | None) -> int | None:

@@ -12,9 +12,19 @@ class section ``C cc  Class``, ``\\tss  Subclass``, ``\\t\\tpp  Programming inte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
+
+from virtcore import read_bounded
+
+from ._errors import HostFileError
+
+log = logging.getLogger("virt_pci.host")
+
+MAX_PCI_IDS_SIZE: Final = 8 << 20
+"""Largest ``pci.ids`` read: 8 MiB (Debian 12's ``/usr/share/misc/pci.ids`` is 1.3 MiB)."""
 
 DEFAULT_PATHS: Final = (
     Path("/usr/share/misc/pci.ids"),
@@ -80,24 +90,28 @@ class PciIds:
 
     @classmethod
     def load(cls, path: str | Path) -> PciIds:
-        """Read ``path``.
+        """Read ``path`` (a regular file of at most :data:`MAX_PCI_IDS_SIZE` bytes).
 
-        :raises OSError: when it cannot be read.
+        :raises OSError: when it cannot be read; :class:`~virt_pci.HostFileError` (an
+            ``OSError``) naming the file when it is missing, not a regular file or too big.
         """
         path = Path(path)
-        with path.open(encoding="utf-8", errors="replace") as f:
-            ids = cls.parse(f)
+        data = read_bounded(path, MAX_PCI_IDS_SIZE,
+                            lambda why: HostFileError(why, path=path), what="a pci.ids file")
+        ids = cls.parse(data.decode("utf-8", "replace").splitlines())
         ids.path = path
         return ids
 
     @classmethod
     def system(cls, paths: Iterable[Path] = DEFAULT_PATHS) -> PciIds | None:
-        """The first installed database, or ``None`` when there is none."""
+        """The first installed database, or ``None`` when there is none (one that cannot be
+        read is passed over with a warning saying why)."""
         for path in paths:
             if path.is_file():
                 try:
                     return cls.load(path)
-                except OSError:
+                except OSError as exc:
+                    log.warning("ignoring %s", exc)
                     continue
         return None
 

@@ -206,3 +206,93 @@ def test_server_stop_ends_a_running_session(tmp_path: Path) -> None:
     assert result.end is SessionEnd.STOPPED and result.exit_status == 0
     assert not (tmp_path / "s.sock").exists()
     model.close()
+
+
+def _start_with_fd(fd: int, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "virtcore", "vhost-user", "--fd", str(fd),
+                             *args], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _get_features(s: socket.socket) -> int:
+    s.sendall(struct.pack("=III", 1, 1, 0))  # GET_FEATURES
+    request, flags, size = struct.unpack("=III", s.recv(12))
+    assert (request, flags, size) == (1, 0x5, 8)
+    features: int = struct.unpack("=Q", s.recv(8))[0]
+    return features
+
+
+def test_fd_of_a_connected_socket_from_the_parent_is_served() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours:
+        proc = _start_with_fd(theirs.fileno(), "--model", "virtio-rng", "--arg", "seed=3")
+        theirs.close()  # the child holds its own copy
+        assert _get_features(ours) >> 32 & 1  # VERSION_1
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"serving virtio-entropy on fd {theirs.fileno() if False else ''}" in err
+    assert re.search(r"serving virtio-entropy on fd \d+\n", err), err
+    assert err.rstrip().endswith("virtcore vhost-user: front-end disconnected")
+
+
+def test_fd_of_a_listening_socket_is_accepted_once_and_left_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "l.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    proc = _start_with_fd(listener.fileno(), "--model", "virtio-blk", "--arg",
+                          f"image={_image(tmp_path)}")
+    listener.close()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        assert _get_features(s) >> 32 & 1
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.rstrip().endswith("virtcore vhost-user: front-end disconnected")
+    assert path.is_socket()  # the parent's socket file: not ours to remove
+
+
+def _image(tmp_path: Path) -> Path:
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4096))
+    return image
+
+
+def test_fd_that_is_not_a_unix_stream_socket_is_one_line(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "w") as f:
+        proc = _start_with_fd(f.fileno(), "--model", "virtio-rng")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert re.fullmatch(r"virtcore vhost-user: error: --fd \d+: not a socket\n", err), err
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        proc = _start_with_fd(udp.fileno(), "--model", "virtio-rng")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "not a Unix stream socket" in err, err
+    proc = _start_with_fd(2, "--model", "virtio-rng", "--socket", str(tmp_path / "s"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "not allowed with argument --fd" in err, err
+    done = _run("--model", "virtio-rng")
+    assert done.returncode == 2 and "one of the arguments --socket --fd is required" in done.stderr
+
+
+@pytest.mark.parametrize(("model", "document"), [
+    ("virtio-rng", {"type": "rng"}),
+    ("virtio-entropy", {"type": "rng"}),
+    ("virtio-blk", {"type": "block", "features": []}),
+    ("virtio-console", {"type": "console"}),
+])
+def test_print_capabilities_is_the_json_document_of_the_model(model: str, document: dict) -> None:
+    import json
+
+    # other options are ignored: no socket is needed, blk's image is not opened
+    done = _run("--model", model, "--print-capabilities", "--arg", "image=/nonexistent")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == document
+    assert done.stderr == ""
+
+
+def test_print_capabilities_of_an_unknown_model_is_one_line() -> None:
+    done = _run("--model", "nope", "--print-capabilities")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("virtcore vhost-user: error: model 'nope': no virtio device ")
+    assert done.stderr.count("\n") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import json
 import logging
 import os
 import selectors
@@ -39,18 +40,52 @@ class VhostUserServer:
     The socket is bound under a temporary name in the same folder and renamed into place once
     it listens, so a front-end that sees ``path`` can connect at once.  A stale socket left at
     ``path`` by a dead server is replaced; anything else there is refused.
+
+    With ``fd`` instead (vhost-user.rst's ``--fd=FDNUM``), the server adopts a Unix stream
+    socket its parent passed: a listening one is accepted on once, a connected one is served
+    as it is.  Nothing is unlinked at the end.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None = None, *, fd: int | None = None) -> None:
+        if (path is None) == (fd is None):
+            raise ValueError("give exactly one of path and fd")
+        adopted: socket.socket | None = None
+        self.path = Path(path) if path is not None else None
+        self.label = str(path) if path is not None else f"fd {fd}"
+        self._connected: socket.socket | None = None
+        if fd is not None:
+            adopted = self._adopt(fd)  # before the pipe: a bad fd leaks nothing
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._backend: VhostUserBackend | None = None
         self._stopped = threading.Event()
-        self.listener = self._listen()
+        self.listener: socket.socket | None
+        if self.path is not None:
+            self.listener = self._listen(self.path)
+        elif adopted is not None and adopted.getsockopt(socket.SOL_SOCKET,
+                                                        socket.SO_ACCEPTCONN):
+            self.listener = adopted
+        else:
+            self.listener, self._connected = None, adopted
 
-    def _listen(self) -> socket.socket:
-        path = self.path
+    @staticmethod
+    def _adopt(fd: int) -> socket.socket:
+        """The Unix stream socket open as ``fd``; :class:`VhostUserError` for anything else
+        (the fd is left open then: it is not ours)."""
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            raise VhostUserError(f"--fd {fd}: {exc.strerror or exc}") from None
+        if not stat.S_ISSOCK(mode):
+            raise VhostUserError(f"--fd {fd}: not a socket")
+        sock = socket.socket(fileno=fd)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            raise VhostUserError(f"--fd {fd}: not a Unix stream socket (vhost-user runs over "
+                                 "AF_UNIX, SOCK_STREAM)")
+        return sock
+
+    def _listen(self, path: Path) -> socket.socket:
         if len(os.fsencode(path)) > _SUN_PATH_MAX:
             raise VhostUserError(f"socket path {str(path)!r} is longer than {_SUN_PATH_MAX} "
                                  "bytes (the AF_UNIX limit)")
@@ -100,18 +135,24 @@ class VhostUserServer:
 
     def accept(self) -> socket.socket | None:
         """Wait for the front-end; ``None`` if :meth:`stop` came first."""
+        if self._connected is not None:  # --fd of a connected socket: the front-end is here
+            conn, self._connected = self._connected, None
+            return conn
+        listener = self.listener
+        if listener is None:
+            return None
         with selectors.DefaultSelector() as sel:
-            sel.register(self.listener, selectors.EVENT_READ, "accept")
+            sel.register(listener, selectors.EVENT_READ, "accept")
             sel.register(self._wake_r, selectors.EVENT_READ, "stop")
             while True:
                 for key, _ in sel.select():
                     if key.data == "stop":
                         return None
                     try:
-                        conn, _ = self.listener.accept()
+                        conn, _ = listener.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
-                    self.listener.close()  # one front-end per server
+                    listener.close()  # one front-end per server
                     return conn
 
     def serve(self, model: VirtioDeviceModel, *, stall_timeout: float = 5.0) -> SessionResult:
@@ -123,7 +164,7 @@ class VhostUserServer:
                     conn.close()
                 return SessionResult(SessionEnd.STOPPED, "stopped before a front-end connected")
             conn.setblocking(True)
-            self._backend = VhostUserBackend(model, conn, label=str(self.path),
+            self._backend = VhostUserBackend(model, conn, label=self.label,
                                              stall_timeout=stall_timeout)
             if self._stopped.is_set():  # stop() ran between accept and here
                 self._backend.stop()
@@ -143,11 +184,13 @@ class VhostUserServer:
             pass
 
     def close(self) -> None:
-        """Stop listening and remove the socket file; idempotent."""
-        if self.listener.fileno() >= 0:
-            self.listener.close()
+        """Stop listening and remove the socket file (one it created); idempotent."""
+        for sock in (self.listener, self._connected):
+            if sock is not None and sock.fileno() >= 0:
+                sock.close()
+        self._connected = None
         try:
-            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+            if self.path is not None and stat.S_ISSOCK(os.lstat(self.path).st_mode):
                 self.path.unlink()
         except OSError:
             pass
@@ -184,6 +227,55 @@ def create_model(name: str, args: Mapping[str, Any],
         return model
     finally:
         machine.close()
+
+
+BACKEND_TYPES: Mapping[int, str] = {
+    1: "net", 2: "block", 3: "console", 4: "rng", 5: "balloon", 7: "rpmsg", 8: "scsi",
+    9: "9p", 11: "rproc-serial", 12: "caif", 16: "gpu", 18: "input", 19: "vsock",
+    20: "crypto", 26: "fs",
+}
+"""The ``type`` of ``--print-capabilities`` by virtio device ID: QEMU's
+``docs/interop/vhost-user.json`` ``VHostUserBackendType`` (``block``, not ``blk``; ``rng``)."""
+
+FEATURE_TYPES = frozenset({"block", "gpu", "input"})
+"""Types whose capabilities document carries a (required) ``features`` list in
+``vhost-user.json``.  Their features name command-line options (``--read-only``,
+``--blk-file``...) that this command does not have, so the list is empty."""
+
+
+def capabilities(name: str) -> dict[str, Any]:
+    """The ``--print-capabilities`` document of installed model ``name`` (or an alias),
+    without building it.
+
+    :raises VhostUserError: unknown model, or one whose device type QEMU has no vhost-user
+        back-end type for.
+    """
+    wanted = MODEL_ALIASES.get(name, name)
+    models = dict(served_models())
+    cls = models.get(wanted)
+    if cls is None:
+        raise VhostUserError(f"model {name!r}: no virtio device model of that name "
+                             f"(installed: {', '.join(sorted(models)) or 'none'})")
+    kind = BACKEND_TYPES.get(cls.device_id)
+    if kind is None:
+        raise VhostUserError(f"model {name!r}: virtio device ID {cls.device_id} has no "
+                             "vhost-user back-end type (QEMU's vhost-user.json)")
+    document: dict[str, Any] = {"type": kind}
+    if kind in FEATURE_TYPES:
+        document["features"] = []
+    return document
+
+
+def _fd_type(text: str) -> int:
+    """argparse type of ``--fd``: a file descriptor number."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a file descriptor number") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
 
 
 def _arg_type(item: str) -> tuple[str, str]:
@@ -262,10 +354,17 @@ def _parser() -> argparse.ArgumentParser:
             "one connection, then exit (0 when the front-end disconnects cleanly, 1 on an "
             "error, 2 for wrong command-line use).", 79),
         epilog=_models_epilog())
-    p.add_argument("--socket", required=True, metavar="PATH",
-                   help="Unix socket to listen on (QEMU: -chardev socket,path=PATH)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--socket", "--socket-path", dest="socket", metavar="PATH",
+                       help="Unix socket to listen on (QEMU: -chardev socket,path=PATH)")
+    where.add_argument("--fd", type=_fd_type, metavar="FDNUM",
+                       help="serve the Unix socket open as file descriptor FDNUM, passed by "
+                            "the parent: a listening one (accepted once) or a connected one")
     p.add_argument("--model", required=True, metavar="NAME",
                    help="the device model to serve (listed below)")
+    p.add_argument("--print-capabilities", action="store_true",
+                   help="print the model's vhost-user capabilities as JSON ({\"type\": "
+                        "\"rng\"}) and exit; other options are ignored")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", type=_arg_type,
                    help="model argument, repeatable (each model's keys are listed below)")
     p.add_argument("--stall-timeout", type=_positive, default=5.0, metavar="SECONDS",
@@ -281,12 +380,23 @@ def vhost_user_main(argv: Sequence[str]) -> int:
     """
     parser = _parser()
     args = parser.parse_args(list(argv))
+    err = sys.stderr
+    if args.print_capabilities:
+        try:
+            document = capabilities(args.model)
+        except VhostUserError as exc:
+            err.write(f"virtcore vhost-user: error: {exc}\n")
+            return 1
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    if args.socket is None and args.fd is None:
+        parser.error("one of the arguments --socket --fd is required")
     model_args: dict[str, str] = {}
     for key, value in args.arg:
         if key in model_args:
             parser.error(f"argument --arg: {key!r} given twice")
         model_args[key] = value
-    err = sys.stderr
     try:
         model = create_model(args.model, model_args, Path.cwd())
     except VhostUserError as exc:
@@ -294,13 +404,14 @@ def vhost_user_main(argv: Sequence[str]) -> int:
         return 1
     try:
         try:
-            server = VhostUserServer(args.socket)
+            server = (VhostUserServer(args.socket) if args.socket is not None
+                      else VhostUserServer(fd=args.fd))
         except VirtcoreError as exc:
             err.write(f"virtcore vhost-user: error: {exc}\n")
             return 1
         previous = _install_signals(server.stop)
         try:
-            err.write(f"virtcore vhost-user: serving {model.name} on {args.socket}\n")
+            err.write(f"virtcore vhost-user: serving {model.name} on {server.label}\n")
             err.flush()
             result = server.serve(model, stall_timeout=args.stall_timeout)
         finally:
