@@ -59,6 +59,7 @@ __all__ = [
     "assert_cost_bounded",
     "assert_unbound",
     "explain",
+    "isolate_hypothesis",
     "make_plugin",
     "measure_cost",
     "override",
@@ -92,6 +93,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # -- fixtures ----------------------------------------------------------------------------
+
+
+HYPOTHESIS_PROFILE = "virtcore-tests"
+"""The Hypothesis settings profile :func:`isolate_hypothesis` registers and loads."""
+
+
+def isolate_hypothesis(config: pytest.Config) -> None:
+    """Make Hypothesis write nothing into the checkout during this test session: load a
+    settings profile without an example database (:data:`HYPOTHESIS_PROFILE`) and keep its
+    caches (``./.hypothesis`` by default) in a temporary folder, removed when the session
+    ends.  Call it from a ``conftest.py``'s ``pytest_configure``; needs Hypothesis installed.
+    """
+    from hypothesis import settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    settings.register_profile(HYPOTHESIS_PROFILE, database=None)
+    settings.load_profile(HYPOTHESIS_PROFILE)
+    folder = tempfile.mkdtemp(prefix="virtcore-hypothesis-")
+    set_hypothesis_home_dir(folder)
+
+    def restore() -> None:
+        set_hypothesis_home_dir(None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(restore)
 
 
 def _core_catalog() -> Catalog:
