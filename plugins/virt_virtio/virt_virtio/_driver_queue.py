@@ -48,10 +48,12 @@ from ._ring import (
     VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
     VIRTQ_USED_F_NO_NOTIFY,
+    avail_event_word,
     avail_size,
     desc_size,
     le16_words,
-    need_event,
+    notify_wanted,
+    used_event_word,
     used_size,
     valid_size,
 )
@@ -151,6 +153,8 @@ class DriverQueue:
         self._avail16 = le16_words(self._avail)  # flags, idx, ring[size], used_event
         self._used16 = le16_words(self._used)    # flags, idx, ..., avail_event
         self._mask = size - 1
+        self._used_event = used_event_word(size)
+        self._avail_event = avail_event_word(size)
         self._spare: dict[int, list[tuple[int, memoryview]]] = {}  # size -> blocks
         self._spare_count = self._spare_bytes = 0
         self._free: list[int] = list(range(size - 1, -1, -1))  # a stack, 0 on top
@@ -310,14 +314,8 @@ class DriverQueue:
             old, new = self._kicked_idx, self._avail_idx
             added = self._added_since_kick
             self._kicked_idx, self._added_since_kick = new, 0
-            if not added:
-                return False
-            if added >= 0x10000:
-                return True
-            if self.event_idx:
-                event = self._used16[2 + 4 * self.size]  # avail_event
-                return need_event(event, new, old)
-            return not self._used16[0] & VIRTQ_USED_F_NO_NOTIFY
+            return notify_wanted(added, new, old, self.event_idx, self._used16,
+                                 self._avail_event, VIRTQ_USED_F_NO_NOTIFY)
 
     # -- used buffers ----------------------------------------------------------------------
 
@@ -480,7 +478,7 @@ class DriverQueue:
         """The used slot ``last`` is consumed (lock held)."""
         last = self._last_used = (last + 1) & 0xFFFF
         if self.event_idx and self._interrupts:
-            self._avail16[2 + self.size] = last  # used_event
+            self._avail16[self._used_event] = last
 
     def disable_interrupts(self) -> None:
         """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX ``used_event`` is
@@ -489,7 +487,7 @@ class DriverQueue:
         with self._lock:
             self._interrupts = False
             if self.event_idx:
-                self._avail16[2 + self.size] = (self._last_used - 1) & 0xFFFF
+                self._avail16[self._used_event] = (self._last_used - 1) & 0xFFFF
             else:
                 self._avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT
 
@@ -501,7 +499,7 @@ class DriverQueue:
         with self._lock:
             self._interrupts = True
             if self.event_idx:
-                self._avail16[2 + self.size] = self._last_used  # used_event
+                self._avail16[self._used_event] = self._last_used
             else:
                 self._avail16[0] = 0
             return self._used16[1] != self._last_used
