@@ -330,12 +330,10 @@ class DriverQueue:
             writable part, or moved the used index too far; the queue is then broken.
         """
         with self._lock:
-            self._check()
-            last = self._last_used
-            used_idx = self._used16[1]  # read once: the device may move it meanwhile
-            if used_idx == last:
+            taken = self._next_used()
+            if taken is None:
                 return None
-            head, length, record = self._next_used(last, used_idx)
+            last, head, length, record = taken
             data = record.view[record.in_off:record.in_off + length].tobytes() if length \
                 else b""
             self._retire(head, record, last)
@@ -355,12 +353,10 @@ class DriverQueue:
                 raise TypeError(f"virtqueue {self.index}: get_used_into needs a writable "
                                 "buffer")
             with whole.cast("B") as target, self._lock:
-                self._check()
-                last = self._last_used
-                used_idx = self._used16[1]
-                if used_idx == last:
+                taken = self._next_used()
+                if taken is None:
                     return None
-                head, length, record = self._next_used(last, used_idx)
+                last, head, length, record = taken
                 if length > target.nbytes:
                     raise ValueError(f"virtqueue {self.index}: chain {head} holds {length} "
                                      f"byte(s), more than the {target.nbytes}-byte buffer")
@@ -377,12 +373,10 @@ class DriverQueue:
         :raises VirtqueueError: as :meth:`get_used`.
         """
         with self._lock:
-            self._check()
-            last = self._last_used
-            used_idx = self._used16[1]
-            if used_idx == last:
+            taken = self._next_used()
+            if taken is None:
                 return None
-            head, length, record = self._next_used(last, used_idx)
+            last, head, length, record = taken
             data = record.view[record.in_off:record.in_off + length].toreadonly()
             used = UsedBuffer(record.token, data, self, record)
             del self._outstanding[head]
@@ -449,10 +443,16 @@ class DriverQueue:
         del self._lent[id(used)]
         used._record = None
 
-    def _next_used(self, last: int, used_idx: int) -> tuple[int, int, _Outstanding]:
-        """The used element at ``last`` checked against the driver's own records (the
-        lock held, ``used_idx`` the device's index, not ``last``): ``(head, len, record)``;
-        breaks the queue if the device lied."""
+    def _next_used(self) -> tuple[int, int, int, _Outstanding] | None:
+        """The next used element checked against the driver's own records (lock held):
+        ``(slot, head, len, record)``, ``slot`` the used index it is at; ``None`` when the
+        device returned nothing new.  Raises if the queue is closed or broken; breaks it if
+        the device lied."""
+        self._check()
+        last = self._last_used
+        used_idx = self._used16[1]  # read once: the device may move it meanwhile
+        if used_idx == last:
+            return None
         moved = (used_idx - last) & 0xFFFF
         if moved > len(self._outstanding):
             self._break(f"device moved the used index from {last} to {used_idx} with "
@@ -466,7 +466,7 @@ class DriverQueue:
         if length > record.in_len:
             self._break(f"used len {length} of chain {head} exceeds its "
                         f"{record.in_len} device-writable byte(s)")
-        return head, length, record
+        return last, head, length, record
 
     def _retire(self, head: int, record: _Outstanding, last: int) -> None:
         """Forget the chain at ``head`` (taken from used slot ``last``), lock held."""
