@@ -44,7 +44,13 @@ from ._errors import TransferError
 from ._ids import DeviceIds, check_compatible
 from ._loopback import LoopbackTransport, QueueModel
 from ._machine import Machine
-from ._manifest import incompatible_reason, parse_manifest, read_manifest, validate_manifest
+from ._manifest import (
+    Manifest,
+    incompatible_reason,
+    parse_manifest,
+    read_manifest,
+    validate_manifest,
+)
 from ._model import MODEL_READABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
 
@@ -189,6 +195,16 @@ def virtcore_device(virtcore_loopback: LoopbackTransport) -> DeviceFactory:
     return DeviceFactory(virtcore_loopback)
 
 
+def _as_manifest(manifest: str | Path | Mapping[str, Any], label: str) -> Manifest:
+    """``manifest`` read (a file), parsed (TOML text) or validated (a table); ``label``
+    names text and tables in errors."""
+    if isinstance(manifest, Path):
+        return read_manifest(manifest)
+    if isinstance(manifest, str):
+        return parse_manifest(manifest, label)
+    return validate_manifest(dict(manifest), label)
+
+
 def make_plugin(
     machine: Machine,
     manifest: str | Path | Mapping[str, Any],
@@ -203,12 +219,7 @@ def make_plugin(
         ``sys.modules`` (undone by ``monkeypatch`` when given) so ``python-name`` lookups
         find them, still only when the core first needs them.
     """
-    if isinstance(manifest, Path):
-        parsed = read_manifest(manifest)
-    elif isinstance(manifest, str):
-        parsed = parse_manifest(manifest, "<test manifest>")
-    else:
-        parsed = validate_manifest(dict(manifest), "<test manifest>")
+    parsed = _as_manifest(manifest, "<test manifest>")
     for name, module in (modules or {}).items():
         if not isinstance(module, types.ModuleType):
             built = types.ModuleType(name)
@@ -500,12 +511,7 @@ def _register_for_conformance(
                 "conformance_manifest fixture")
         machine.register_driver(driver)
         return
-    if isinstance(manifest, Path):
-        parsed = read_manifest(manifest)
-    elif isinstance(manifest, str):
-        parsed = parse_manifest(manifest, "<conformance manifest>")
-    else:
-        parsed = validate_manifest(dict(manifest), "<conformance manifest>")
+    parsed = _as_manifest(manifest, "<conformance manifest>")
     decl = next((d for d in parsed.drivers if d.name == name), None)
     if decl is None:
         declared = ", ".join(d.name for d in parsed.drivers) or "none"
