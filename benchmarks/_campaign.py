@@ -17,8 +17,10 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 FLOOR = 4096
+T = TypeVar("T")
 
 
 @dataclass
@@ -118,3 +120,20 @@ def family_table(
                         f"{best / best_peer:.2f}x ({best * 1e3:.1f} ms) | {growth} |")
             previous = max(best, 1e-6)
     return rows
+
+
+def parse_families(
+    parse: Callable[[T], object], families: dict[str, Callable[[int], T]],
+    peer: Callable[[int], T], sizes: list[int],
+) -> list[str]:
+    """:func:`family_table` of a parser: ``families[name](size)`` and ``peer(size)`` make an
+    input of about ``size`` bytes (once, before it is measured); the work is
+    ``parse(input)``."""
+    def parse_of(make: Callable[[int], T]) -> Callable[[int], Callable[[], object]]:
+        def build(size: int) -> Callable[[], object]:
+            data = make(size)
+            return lambda: parse(data)
+        return build
+
+    return family_table({name: parse_of(make) for name, make in families.items()},
+                        parse_of(peer), sizes)

@@ -27,7 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from _campaign import MutationStats, family_table, run_one
+from _campaign import MutationStats, parse_families, run_one
 from virt_devtree import DeviceTree, DevtreeTransport, DtbError, TreeError, parse_dtb, write_dtb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "virt_devtree" /
@@ -133,14 +133,7 @@ FAMILIES = {
 
 
 def families(sizes: list[int]) -> None:
-    def parse_of(make):  # noqa: ANN001, ANN202
-        def build(size: int):  # noqa: ANN202
-            blob = make(size)
-            return lambda: parse_dtb(blob)
-        return build
-
-    rows = family_table({name: parse_of(make) for name, make in FAMILIES.items()},
-                        parse_of(lambda n: many_properties(n // 17)), sizes)
+    rows = parse_families(parse_dtb, FAMILIES, lambda n: many_properties(n // 17), sizes)
     print("\n".join(rows))
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from _campaign import MutationStats, family_table, run_one
+from _campaign import MutationStats, parse_families, run_one
 
 from virtcore import Machine, MachineFileError, ManifestError, discover
 from virtcore._manifest import parse_manifest
@@ -143,14 +143,8 @@ def benign(size: int) -> str:
 
 
 def families(sizes: list[int]) -> None:
-    def parse_of(make: Callable[[int], str]) -> Callable[[int], Callable[[], object]]:
-        def build(size: int) -> Callable[[], object]:
-            text = make(size)
-            return lambda: parse_manifest(text, "fuzz/virtcore.toml")
-        return build
-
-    rows = family_table({name: parse_of(make) for name, make in FAMILIES.items()},
-                        parse_of(benign), sizes)
+    rows = parse_families(lambda text: parse_manifest(text, "fuzz/virtcore.toml"), FAMILIES,
+                          benign, sizes)
     print("\n".join(rows))
 
 

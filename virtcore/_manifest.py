@@ -122,8 +122,9 @@ class TransportDecl(Frozen):
                              description=description)
 
 
-class ModelDecl(Frozen):
-    """A device model declared in a manifest."""
+class _NamedDecl(Frozen):
+    """What a manifest declares by name, its Python name and a description: the fields and
+    constructor :class:`ModelDecl` and :class:`CommandDecl` share (still unequal types)."""
 
     _fields = ("name", "python_name", "plugin", "description")
     name: str
@@ -135,6 +136,10 @@ class ModelDecl(Frozen):
                  description: str = "") -> None:
         self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
                              description=description)
+
+
+class ModelDecl(_NamedDecl):
+    """A device model declared in a manifest."""
 
 
 class HookDecl(Frozen):
@@ -149,19 +154,8 @@ class HookDecl(Frozen):
         self.__dict__.update(python_name=python_name, plugin=plugin, hooks=hooks)
 
 
-class CommandDecl(Frozen):
+class CommandDecl(_NamedDecl):
     """A ``virtcore`` subcommand a plugin contributes; imported only when it is run."""
-
-    _fields = ("name", "python_name", "plugin", "description")
-    name: str
-    python_name: str
-    plugin: str
-    description: str
-
-    def __init__(self, name: str, python_name: str, plugin: str,
-                 description: str = "") -> None:
-        self.__dict__.update(name=name, python_name=python_name, plugin=plugin,
-                             description=description)
 
 
 class Manifest(Frozen):

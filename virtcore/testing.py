@@ -44,7 +44,13 @@ from ._errors import TransferError
 from ._ids import DeviceIds, check_compatible
 from ._loopback import LoopbackTransport, QueueModel
 from ._machine import Machine
-from ._manifest import incompatible_reason, parse_manifest, read_manifest, validate_manifest
+from ._manifest import (
+    Manifest,
+    incompatible_reason,
+    parse_manifest,
+    read_manifest,
+    validate_manifest,
+)
 from ._model import MODEL_READABLE, DeviceModel, StreamModel
 from ._transport import Op, Transport
 
@@ -59,6 +65,7 @@ __all__ = [
     "assert_cost_bounded",
     "assert_unbound",
     "explain",
+    "isolate_hypothesis",
     "make_plugin",
     "measure_cost",
     "override",
@@ -92,6 +99,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # -- fixtures ----------------------------------------------------------------------------
+
+
+HYPOTHESIS_PROFILE = "virtcore-tests"
+"""The Hypothesis settings profile :func:`isolate_hypothesis` registers and loads."""
+
+
+def isolate_hypothesis(config: pytest.Config) -> None:
+    """Make Hypothesis write nothing into the checkout during this test session: load a
+    settings profile without an example database (:data:`HYPOTHESIS_PROFILE`) and keep its
+    caches (``./.hypothesis`` by default) in a temporary folder, removed when the session
+    ends.  Call it from a ``conftest.py``'s ``pytest_configure``; needs Hypothesis installed.
+    """
+    from hypothesis import settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    settings.register_profile(HYPOTHESIS_PROFILE, database=None)
+    settings.load_profile(HYPOTHESIS_PROFILE)
+    folder = tempfile.mkdtemp(prefix="virtcore-hypothesis-")
+    set_hypothesis_home_dir(folder)
+
+    def restore() -> None:
+        set_hypothesis_home_dir(None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(restore)
 
 
 def _core_catalog() -> Catalog:
@@ -163,6 +195,16 @@ def virtcore_device(virtcore_loopback: LoopbackTransport) -> DeviceFactory:
     return DeviceFactory(virtcore_loopback)
 
 
+def _as_manifest(manifest: str | Path | Mapping[str, Any], label: str) -> Manifest:
+    """``manifest`` read (a file), parsed (TOML text) or validated (a table); ``label``
+    names text and tables in errors."""
+    if isinstance(manifest, Path):
+        return read_manifest(manifest)
+    if isinstance(manifest, str):
+        return parse_manifest(manifest, label)
+    return validate_manifest(dict(manifest), label)
+
+
 def make_plugin(
     machine: Machine,
     manifest: str | Path | Mapping[str, Any],
@@ -177,12 +219,7 @@ def make_plugin(
         ``sys.modules`` (undone by ``monkeypatch`` when given) so ``python-name`` lookups
         find them, still only when the core first needs them.
     """
-    if isinstance(manifest, Path):
-        parsed = read_manifest(manifest)
-    elif isinstance(manifest, str):
-        parsed = parse_manifest(manifest, "<test manifest>")
-    else:
-        parsed = validate_manifest(dict(manifest), "<test manifest>")
+    parsed = _as_manifest(manifest, "<test manifest>")
     for name, module in (modules or {}).items():
         if not isinstance(module, types.ModuleType):
             built = types.ModuleType(name)
@@ -474,12 +511,7 @@ def _register_for_conformance(
                 "conformance_manifest fixture")
         machine.register_driver(driver)
         return
-    if isinstance(manifest, Path):
-        parsed = read_manifest(manifest)
-    elif isinstance(manifest, str):
-        parsed = parse_manifest(manifest, "<conformance manifest>")
-    else:
-        parsed = validate_manifest(dict(manifest), "<conformance manifest>")
+    parsed = _as_manifest(manifest, "<conformance manifest>")
     decl = next((d for d in parsed.drivers if d.name == name), None)
     if decl is None:
         declared = ", ".join(d.name for d in parsed.drivers) or "none"

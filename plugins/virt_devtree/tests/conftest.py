@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from devtree_helpers import DtsDump, decompile, fetch_qemu_data_blobs, sample_tree
-from hypothesis import settings
-from hypothesis.configuration import set_hypothesis_home_dir
+from virtcore.testing import isolate_hypothesis
 
 from virt_devtree import DeviceTree
 
-# -- Hypothesis writes nothing into the checkout ---------------------------------------------
-# No example database; its caches (``./.hypothesis`` by default) go to a temporary folder
-# removed when the session ends.
-settings.register_profile("virtcore-tests", database=None)
-settings.load_profile("virtcore-tests")
-_HYPOTHESIS_HOME = pytest.StashKey[str]()
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_HYPOTHESIS_HOME] = folder = tempfile.mkdtemp(prefix="virtcore-hypothesis-")
-    set_hypothesis_home_dir(folder)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    folder = config.stash.get(_HYPOTHESIS_HOME, None)
-    if folder is not None:
-        set_hypothesis_home_dir(None)
-        shutil.rmtree(folder, ignore_errors=True)
+    isolate_hypothesis(config)  # Hypothesis writes nothing into the checkout
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Machines with one virtio device behind virtio-pci or virtio-mmio, bound by the installed
-drivers: the fixtures the transport suites share."""
+drivers: the fixtures and helpers the transport suites share."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,32 @@ from virt_virtio import VirtioBusDevice, VirtioDeviceModel
 
 TRANSPORTS = ("virtio-pci", "virtio-mmio")
 MMIO_BASE = 0x0A00_0000
+JOIN = 60.0
+"""Seconds a suite waits at the most for a thread or an event (a hang guard, not a timing)."""
+
+
+class Thread(threading.Thread):
+    """A thread whose result or exception ``result()`` returns or re-raises (after at most
+    :data:`JOIN` seconds)."""
+
+    def __init__(self, target) -> None:
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+        self.value = None
+
+    def run(self) -> None:
+        try:
+            self.value = self._target_fn()
+        except BaseException as exc:  # re-raised in the test
+            self.error = exc
+
+    def result(self):
+        self.join(JOIN)
+        assert not self.is_alive(), "thread did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 @dataclass

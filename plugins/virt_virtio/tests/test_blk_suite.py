@@ -22,12 +22,11 @@ import threading
 import time
 
 import pytest
-from rigs import Rig, rig_factory, transport  # noqa: F401 - fixtures
+from rigs import JOIN, Rig, Thread, rig_factory, transport  # noqa: F401 - fixtures
 from virtcore import DeviceRemovedError
 
 MIB = 1 << 20
 SECTOR = 512
-JOIN = 60.0
 
 
 class Gate:
@@ -50,29 +49,6 @@ class Gate:
     def open(self) -> None:
         self.closed = False
         self.model.kick(0)  # serve what waits (the driver gets its interrupt)
-
-
-class Thread(threading.Thread):
-    """A thread whose result or exception ``result()`` returns or re-raises."""
-
-    def __init__(self, target) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.error: BaseException | None = None
-        self.value = None
-
-    def run(self) -> None:
-        try:
-            self.value = self._target_fn()
-        except BaseException as exc:  # re-raised in the test
-            self.error = exc
-
-    def result(self):
-        self.join(JOIN)
-        assert not self.is_alive(), "thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 @pytest.fixture

@@ -15,38 +15,14 @@ import threading
 import time
 
 import pytest
-from rigs import Rig, rig_factory, transport  # noqa: F401 - fixtures
+from rigs import JOIN, Rig, Thread, rig_factory, transport  # noqa: F401 - fixtures
 from virtcore import DeviceRemovedError, TransferTimeoutError
 
 MIB = 1 << 20
-JOIN = 60.0
 
 
 def console(rig_factory, transport: str, **args) -> Rig:  # noqa: F811
     return rig_factory(transport, "virtio-console", **args)
-
-
-class Thread(threading.Thread):
-    """A thread whose exception is re-raised by ``result()``."""
-
-    def __init__(self, target) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.error: BaseException | None = None
-        self.value = None
-
-    def run(self) -> None:
-        try:
-            self.value = self._target_fn()
-        except BaseException as exc:  # re-raised in the test
-            self.error = exc
-
-    def result(self):
-        self.join(JOIN)
-        assert not self.is_alive(), "thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def host_push(model, data: bytes) -> None:

@@ -1,9 +1,10 @@
 """The ``virtio`` bus: one child device per virtio device a transport driver found.
 
-A transport driver (``virtio_pci``, ``virtio_mmio``) calls :func:`add_virtio_device` from
-its probe with the register operations of the device it bound; the bus initialises the
-device for its type (features, queues, DRIVER_OK — before any driver binds, since virtcore
-drivers such as virt_pipe know nothing of virtio) and adds a :class:`VirtioBusDevice`:
+A transport driver (``virtio_pci``, ``virtio_mmio``) calls :func:`bind_virtio_device` (or
+:func:`add_virtio_device`) from its probe with the register operations of the device it
+bound; the bus initialises the device for its type (features, queues, DRIVER_OK — before
+any driver binds, since virtcore drivers such as virt_pipe know nothing of virtio) and adds
+a :class:`VirtioBusDevice`:
 
 * ``bus`` ``"virtio"``, ``parent`` the transport's device, ``irq`` the transport's
   interrupt line (shared: the transport driver acknowledges the interrupt, the child's
@@ -27,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from virtcore import Device, DeviceModel, Op, TransferError, Transport, virtio_modalias
+from virtcore import Device, DeviceModel, Machine, Op, TransferError, Transport, virtio_modalias
 
 from ._console_port import ConsolePort
 from ._driver_ops import VirtioOps
@@ -198,3 +199,36 @@ def remove_virtio_device(child: VirtioBusDevice) -> None:
     if machine is not None:
         machine.remove_device(child)
     child.virtio.shutdown()
+
+
+class _TransportBinding:
+    """A transport driver's ``driver_data``: the virtio device it added to the bus, which
+    its interrupt handler wakes."""
+
+    __slots__ = ("child",)
+
+    def __init__(self) -> None:
+        self.child: VirtioBusDevice | None = None
+
+    def interrupt(self, irq: int, dev_id: Any) -> None:
+        child = self.child
+        if child is not None:
+            child.virtio.interrupt()
+
+
+def bind_virtio_device(parent: Device, machine: Machine, ops: VirtioOps) -> None:
+    """What a transport driver's probe ends with: request ``parent``'s interrupt, add the
+    virtio device behind it (:func:`add_virtio_device`) and keep it in ``driver_data``."""
+    binding = _TransportBinding()
+    machine.request_irq(parent, binding.interrupt)
+    binding.child = add_virtio_device(parent, ops)
+    parent.driver_data = binding
+
+
+def unbind_virtio_device(parent: Device) -> None:
+    """What a transport driver's remove does: remove the virtio device
+    :func:`bind_virtio_device` added (:func:`remove_virtio_device`), once."""
+    binding = parent.driver_data
+    if isinstance(binding, _TransportBinding) and binding.child is not None:
+        child, binding.child = binding.child, None
+        remove_virtio_device(child)

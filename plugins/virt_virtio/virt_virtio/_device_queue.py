@@ -34,10 +34,12 @@ from ._ring import (
     VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
     VIRTQ_USED_F_NO_NOTIFY,
+    avail_event_word,
     avail_size,
     desc_size,
     le16_words,
-    need_event,
+    notify_wanted,
+    used_event_word,
     used_size,
     valid_size,
 )
@@ -190,8 +192,8 @@ class DeviceQueue:
         self._signalled_used = self.used_idx
         self._pushed_since_signal = 0
         self._kicks_enabled = True
-        self._used_event = 2 + size       # word index of used_event in the available ring
-        self._avail_event = 2 + 4 * size  # word index of avail_event in the used ring
+        self._used_event = used_event_word(size)
+        self._avail_event = avail_event_word(size)
 
     def _area(self, what: str, gpa: int, length: int, align: int) -> memoryview:
         if gpa % align:
@@ -397,14 +399,8 @@ class DeviceQueue:
             old, new = self._signalled_used, self.used_idx
             pushed = self._pushed_since_signal
             self._signalled_used, self._pushed_since_signal = new, 0
-            if not pushed:
-                return False
-            if pushed >= 0x10000:
-                return True
-            if self.event_idx:
-                event = self._avail16[self._used_event]
-                return need_event(event, new, old)
-            return not self._avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+            return notify_wanted(pushed, new, old, self.event_idx, self._avail16,
+                                 self._used_event, VIRTQ_AVAIL_F_NO_INTERRUPT)
 
     def disable_kicks(self) -> None:
         """Ask the driver not to notify (used ring NO_NOTIFY; with EVENT_IDX, stop moving

@@ -48,10 +48,12 @@ from ._ring import (
     VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
     VIRTQ_USED_F_NO_NOTIFY,
+    avail_event_word,
     avail_size,
     desc_size,
     le16_words,
-    need_event,
+    notify_wanted,
+    used_event_word,
     used_size,
     valid_size,
 )
@@ -151,6 +153,8 @@ class DriverQueue:
         self._avail16 = le16_words(self._avail)  # flags, idx, ring[size], used_event
         self._used16 = le16_words(self._used)    # flags, idx, ..., avail_event
         self._mask = size - 1
+        self._used_event = used_event_word(size)
+        self._avail_event = avail_event_word(size)
         self._spare: dict[int, list[tuple[int, memoryview]]] = {}  # size -> blocks
         self._spare_count = self._spare_bytes = 0
         self._free: list[int] = list(range(size - 1, -1, -1))  # a stack, 0 on top
@@ -310,14 +314,8 @@ class DriverQueue:
             old, new = self._kicked_idx, self._avail_idx
             added = self._added_since_kick
             self._kicked_idx, self._added_since_kick = new, 0
-            if not added:
-                return False
-            if added >= 0x10000:
-                return True
-            if self.event_idx:
-                event = self._used16[2 + 4 * self.size]  # avail_event
-                return need_event(event, new, old)
-            return not self._used16[0] & VIRTQ_USED_F_NO_NOTIFY
+            return notify_wanted(added, new, old, self.event_idx, self._used16,
+                                 self._avail_event, VIRTQ_USED_F_NO_NOTIFY)
 
     # -- used buffers ----------------------------------------------------------------------
 
@@ -332,12 +330,10 @@ class DriverQueue:
             writable part, or moved the used index too far; the queue is then broken.
         """
         with self._lock:
-            self._check()
-            last = self._last_used
-            used_idx = self._used16[1]  # read once: the device may move it meanwhile
-            if used_idx == last:
+            taken = self._next_used()
+            if taken is None:
                 return None
-            head, length, record = self._next_used(last, used_idx)
+            last, head, length, record = taken
             data = record.view[record.in_off:record.in_off + length].tobytes() if length \
                 else b""
             self._retire(head, record, last)
@@ -357,12 +353,10 @@ class DriverQueue:
                 raise TypeError(f"virtqueue {self.index}: get_used_into needs a writable "
                                 "buffer")
             with whole.cast("B") as target, self._lock:
-                self._check()
-                last = self._last_used
-                used_idx = self._used16[1]
-                if used_idx == last:
+                taken = self._next_used()
+                if taken is None:
                     return None
-                head, length, record = self._next_used(last, used_idx)
+                last, head, length, record = taken
                 if length > target.nbytes:
                     raise ValueError(f"virtqueue {self.index}: chain {head} holds {length} "
                                      f"byte(s), more than the {target.nbytes}-byte buffer")
@@ -379,12 +373,10 @@ class DriverQueue:
         :raises VirtqueueError: as :meth:`get_used`.
         """
         with self._lock:
-            self._check()
-            last = self._last_used
-            used_idx = self._used16[1]
-            if used_idx == last:
+            taken = self._next_used()
+            if taken is None:
                 return None
-            head, length, record = self._next_used(last, used_idx)
+            last, head, length, record = taken
             data = record.view[record.in_off:record.in_off + length].toreadonly()
             used = UsedBuffer(record.token, data, self, record)
             del self._outstanding[head]
@@ -451,10 +443,16 @@ class DriverQueue:
         del self._lent[id(used)]
         used._record = None
 
-    def _next_used(self, last: int, used_idx: int) -> tuple[int, int, _Outstanding]:
-        """The used element at ``last`` checked against the driver's own records (the
-        lock held, ``used_idx`` the device's index, not ``last``): ``(head, len, record)``;
-        breaks the queue if the device lied."""
+    def _next_used(self) -> tuple[int, int, int, _Outstanding] | None:
+        """The next used element checked against the driver's own records (lock held):
+        ``(slot, head, len, record)``, ``slot`` the used index it is at; ``None`` when the
+        device returned nothing new.  Raises if the queue is closed or broken; breaks it if
+        the device lied."""
+        self._check()
+        last = self._last_used
+        used_idx = self._used16[1]  # read once: the device may move it meanwhile
+        if used_idx == last:
+            return None
         moved = (used_idx - last) & 0xFFFF
         if moved > len(self._outstanding):
             self._break(f"device moved the used index from {last} to {used_idx} with "
@@ -468,7 +466,7 @@ class DriverQueue:
         if length > record.in_len:
             self._break(f"used len {length} of chain {head} exceeds its "
                         f"{record.in_len} device-writable byte(s)")
-        return head, length, record
+        return last, head, length, record
 
     def _retire(self, head: int, record: _Outstanding, last: int) -> None:
         """Forget the chain at ``head`` (taken from used slot ``last``), lock held."""
@@ -480,7 +478,7 @@ class DriverQueue:
         """The used slot ``last`` is consumed (lock held)."""
         last = self._last_used = (last + 1) & 0xFFFF
         if self.event_idx and self._interrupts:
-            self._avail16[2 + self.size] = last  # used_event
+            self._avail16[self._used_event] = last
 
     def disable_interrupts(self) -> None:
         """Ask the device not to interrupt (NO_INTERRUPT; with EVENT_IDX ``used_event`` is
@@ -489,7 +487,7 @@ class DriverQueue:
         with self._lock:
             self._interrupts = False
             if self.event_idx:
-                self._avail16[2 + self.size] = (self._last_used - 1) & 0xFFFF
+                self._avail16[self._used_event] = (self._last_used - 1) & 0xFFFF
             else:
                 self._avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT
 
@@ -501,7 +499,7 @@ class DriverQueue:
         with self._lock:
             self._interrupts = True
             if self.event_idx:
-                self._avail16[2 + self.size] = self._last_used  # used_event
+                self._avail16[self._used_event] = self._last_used
             else:
                 self._avail16[0] = 0
             return self._used16[1] != self._last_used

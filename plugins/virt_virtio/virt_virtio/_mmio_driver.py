@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from virt_devtree import DevtreeTransport
 from virtcore import DeclineProbe, Device, Driver, IdEntry, Match, TransferError
 
-from ._bus import VirtioBusDevice, add_virtio_device, remove_virtio_device
+from ._bus import bind_virtio_device, unbind_virtio_device
 from ._driver_ops import VirtioOps
 from ._errors import VirtioError
 from ._mmio_device import (
@@ -173,25 +173,8 @@ class VirtioMmioDriver(Driver):
         if device.irq is None or device.machine is None:
             raise DeclineProbe("virtio_mmio needs an interrupt and a machine")
         ops = VirtioMmioOps(bus, base, device_id, bus.mmio_read(base + VENDOR_ID, 4))
-        state = _MmioState()
-        device.machine.request_irq(device, state.interrupt)
-        state.child = add_virtio_device(device, ops)
-        device.driver_data = state
+        bind_virtio_device(device, device.machine, ops)
 
     def remove(self, device: Device) -> None:
-        state = device.driver_data
-        if isinstance(state, _MmioState) and state.child is not None:
-            child, state.child = state.child, None
-            remove_virtio_device(child)
+        unbind_virtio_device(device)
 
-
-class _MmioState:
-    __slots__ = ("child",)
-
-    def __init__(self) -> None:
-        self.child: VirtioBusDevice | None = None
-
-    def interrupt(self, irq: int, dev_id: Any) -> None:
-        child = self.child
-        if child is not None:
-            child.virtio.interrupt()

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Final
 from virt_pci import PciDeviceInfo, PciTransport
 from virtcore import DeclineProbe, Device, Driver, IdEntry, Match
 
-from ._bus import VirtioBusDevice, add_virtio_device, remove_virtio_device
+from ._bus import bind_virtio_device, unbind_virtio_device
 from ._driver_ops import VirtioOps
 from ._errors import VirtioError
 from ._pci_device import (
@@ -252,25 +252,8 @@ class VirtioPciDriver(Driver):
         if machine is None or device.irq is None:
             raise DeclineProbe("virtio_pci needs an interrupt line (INTx) and a machine")
         ops = VirtioPciOps(transport, device, caps, virtio_id, vendor_id)
-        state = _PciState()
-        machine.request_irq(device, state.interrupt)
-        state.child = add_virtio_device(device, ops)
-        device.driver_data = state
+        bind_virtio_device(device, machine, ops)
 
     def remove(self, device: Device) -> None:
-        state = device.driver_data
-        if isinstance(state, _PciState) and state.child is not None:
-            child, state.child = state.child, None
-            remove_virtio_device(child)
+        unbind_virtio_device(device)
 
-
-class _PciState:
-    __slots__ = ("child",)
-
-    def __init__(self) -> None:
-        self.child: VirtioBusDevice | None = None
-
-    def interrupt(self, irq: int, dev_id: Any) -> None:
-        child = self.child
-        if child is not None:
-            child.virtio.interrupt()

@@ -63,6 +63,16 @@ def need_event(event: int, new: int, old: int) -> bool:
     return (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF
 
 
+def used_event_word(n: int) -> int:
+    """Where ``used_event`` is in the available ring of queue size ``n``, in 16-bit words."""
+    return 2 + n
+
+
+def avail_event_word(n: int) -> int:
+    """Where ``avail_event`` is in the used ring of queue size ``n``, in 16-bit words."""
+    return 2 + 4 * n
+
+
 class Words16(Protocol):
     """A ring area as little-endian 16-bit words: ``words[i]`` is the le16 at byte ``2*i``."""
 
@@ -98,3 +108,20 @@ def le16_words(view: memoryview) -> Words16:
     if sys.byteorder == "little":
         return view.cast("H")
     return _LE16Words(view)
+
+
+def notify_wanted(moved: int, new: int, old: int, event_idx: bool, ring: Words16,
+                  event_word: int, no_notify: int) -> bool:
+    """Whether the other side wants a notification after ``moved`` entries took our index
+    from ``old`` to ``new`` (used buffers 2.7.7.2, available buffers 2.7.10), read in the
+    other side's ``ring``: never for none; always after 65536 or more (the index wrapped
+    past any event); with EVENT_IDX when the move passes the event index at
+    ``event_word`` (:func:`need_event`), else unless the ring's flags (word 0) have
+    ``no_notify`` set."""
+    if not moved:
+        return False
+    if moved >= 0x10000:
+        return True
+    if event_idx:
+        return need_event(ring[event_word], new, old)
+    return not ring[0] & no_notify
