@@ -146,7 +146,7 @@ def preadv_peer(image: Path) -> Callable[[], None]:
 
 
 def report(name: str, size: int, ours: list[tuple[float, float]],
-           peers: list[tuple[float, float]], target: float) -> bool:
+           peers: list[tuple[float, float]], target: float | None) -> bool:
     ratios = [p[0] / o[0] for o, p in zip(ours, peers, strict=True)]
     cpu_ratios = [p[1] / o[1] for o, p in zip(ours, peers, strict=True) if o[1] > 0]
     wall = statistics.median(o[0] for o in ours)
@@ -157,8 +157,8 @@ def report(name: str, size: int, ours: list[tuple[float, float]],
     print(f"{name:34s} {size / wall / 1e6:7.0f} MB/s  wall {wall * 1e3:6.1f} ms  "
           f"cpu {cpu * 1e3:6.1f} ms  peer {peer * 1e3:5.2f} ms  ratio {ratio:.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f})  cpu ratio {cpu_ratio:.3f}  "
-          f"target >= {target}")
-    return ratio >= target
+          + (f"target >= {target}" if target is not None else "(no target: informative)"))
+    return target is None or ratio >= target
 
 
 def main() -> int:
@@ -180,7 +180,7 @@ def main() -> int:
                 ours.append(timed(bench.run(payload)))
             ok &= report(f"virt_pipe 64 KiB reads, {transport}", len(payload), reads,
                          peers, 0.4)
-            report("  end to end (host writes too)", len(payload), ours, peers, 0.4)
+            report("  end to end (host writes too)", len(payload), ours, peers, None)
         finally:
             bench.close()
     with tempfile.TemporaryDirectory() as tmp:
