@@ -55,7 +55,7 @@ log = get_logger("virtcore.discovery")
 
 ENV_NO_CACHE: Final = "VIRTCORE_NO_CACHE"
 ENV_CACHE_DIR: Final = "VIRTCORE_CACHE_DIR"
-FORMAT: Final = 4
+FORMAT: Final = 5
 KEEP: Final = 8
 """Cache files kept (one per key); the least recently used beyond that are deleted."""
 RACY_NS: Final = 2_000_000_000
@@ -71,8 +71,9 @@ DistState = tuple[int, int, str, str, "str | None", tuple[tuple[str, str], ...]]
 """A distribution as last read: (inode, mtime_ns, normalized name, name, version, the
 ``(name, value)`` pairs of its ``virtcore.manifest`` entry points)."""
 
-FolderState = tuple[int, dict[str, DistState]]
-"""A distribution folder as last listed: (mtime_ns, distributions by folder name)."""
+FolderState = tuple[int, "dict[str, DistState] | bytes"]
+"""A distribution folder as last listed: (mtime_ns, distributions by folder name, kept as
+``marshal`` bytes in the file: decoded by :func:`dists_of` only when the folder changed)."""
 
 
 if TYPE_CHECKING:
@@ -95,15 +96,69 @@ else:  # the same, without importing typing
 
 
 class Snapshot:
-    """What one cache file holds."""
+    """What one cache file holds, or what a scan found.
 
-    __slots__ = ("key", "folders", "items")
+    ``items`` are decoded from the file only when read (a warm start whose manifests are all
+    unchanged never reads them); ``checks`` are the manifests' paths and stamps, aligned with
+    the items; ``image`` is what discovery and a machine need on a warm start, prebuilt
+    (see :func:`virtcore._discovery.image_of`), or ``None``.  ``dirty`` says the file must be
+    written again; ``cacheable`` is false when the cache is off.
+    """
+
+    __slots__ = ("key", "folders", "_items", "_blob", "checks", "image", "dirty", "cacheable")
 
     def __init__(self, key: tuple[str, ...], folders: dict[str, FolderState],
-                 items: list[ScanItem]) -> None:
+                 items: list[ScanItem] | None, *, blob: bytes | None = None,
+                 checks: Checks | None = None, image: Any = None, dirty: bool = True,
+                 cacheable: bool = True) -> None:
         self.key = key
         self.folders = folders
-        self.items = items
+        self._items = items
+        self._blob = blob
+        self.checks = checks
+        self.image = image
+        self.dirty = dirty
+        self.cacheable = cacheable
+
+    @property
+    def items(self) -> list[ScanItem]:
+        items = self._items
+        if items is None:
+            items = self._items = _decode_items(self._blob or marshal.dumps([]))
+        return items
+
+    @items.setter
+    def items(self, items: list[ScanItem]) -> None:
+        self._items = items
+        self._blob = None
+        self.checks = None
+
+
+Checks = tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]
+"""Each item's manifest path (``""``: none, read again), mtime_ns and size (``-1``: not
+trusted, read again)."""
+
+
+def dists_of(state: FolderState) -> dict[str, DistState]:
+    """The distributions of a folder state (kept as ``marshal`` bytes until needed)."""
+    dists = state[1]
+    if isinstance(dists, bytes):
+        return marshal.loads(dists)  # type: ignore[no-any-return]
+    return dists
+
+
+def _decode_items(blob: bytes) -> list[ScanItem]:
+    collecting = gc.isenabled()
+    gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
+    try:
+        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
+        items = [new(ScanItem, t) for t in marshal.loads(blob)]
+    finally:
+        if collecting:
+            gc.enable()
+    if any(len(t) != 9 for t in items):
+        raise ValueError("malformed discovery cache items")
+    return items
 
 
 def cache_dir() -> str:
@@ -165,22 +220,17 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
         return None
     finally:
         os.close(fd)
-    collecting = gc.isenabled()
-    gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
     try:
-        fmt, stored_key, folders, flat = marshal.loads(b"".join(chunks))
+        fmt, stored_key, folders, checks, blob, image = marshal.loads(b"".join(chunks))
         if fmt != FORMAT or tuple(stored_key) != key:
             return None  # a hash collision, or a file of another format
-        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
-        items = [new(ScanItem, t) for t in flat]
-        if any(len(t) != 9 for t in items):
+        paths, mtimes, sizes = checks
+        if not (isinstance(blob, bytes) and len(paths) == len(mtimes) == len(sizes)):
             return None
     except Exception:  # truncated, or written by an incompatible virtcore
         return None
-    finally:
-        if collecting:
-            gc.enable()
-    snapshot = Snapshot(key, folders, items)
+    snapshot = Snapshot(key, folders, None, blob=blob, checks=(paths, mtimes, sizes),
+                        image=image, dirty=False)
     if time.time_ns() - st.st_mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
         try:
             os.utime(path)
@@ -218,12 +268,21 @@ def store(snapshot: Snapshot) -> None:
         if not _private_dir(folder):
             log.debug("not writing the discovery cache: %s is not private", folder)
             return
-        flat = [_flat_item(i) for i in snapshot.items]
+        blob, checks = snapshot._blob, snapshot.checks
+        if blob is None or checks is None:
+            flat = [_flat_item(i) for i in snapshot.items]
+            try:
+                blob = marshal.dumps(flat)
+            except ValueError:  # TOML dates in some entry's data: those are read at each start
+                flat = [_marshallable(t) for t in flat]
+                blob = marshal.dumps(flat)
+            checks = _checks(flat)
+        folders = {f: (m, d if isinstance(d, bytes) else marshal.dumps(d))
+                   for f, (m, d) in snapshot.folders.items()}
         try:
-            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
-        except ValueError:  # TOML dates in some entry's data: those are read at each start
-            flat = [_marshallable(t) for t in flat]
-            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
+            data = marshal.dumps((FORMAT, snapshot.key, folders, checks, blob, snapshot.image))
+        except ValueError:  # an image that cannot be written: the next start rebuilds it
+            data = marshal.dumps((FORMAT, snapshot.key, folders, checks, blob, None))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)
@@ -240,6 +299,21 @@ def store(snapshot: Snapshot) -> None:
             pass
         return
     prune(folder, keep=target)
+
+
+def _checks(flat: list[tuple[Any, ...]]) -> Checks:
+    paths, mtimes, sizes = [], [], []
+    for t in flat:
+        path, stamp = t[5], t[8]
+        if path is None or stamp is None:
+            paths.append("")
+            mtimes.append(-1)
+            sizes.append(-1)
+        else:
+            paths.append(path)
+            mtimes.append(stamp[0])
+            sizes.append(stamp[1])
+    return tuple(paths), tuple(mtimes), tuple(sizes)
 
 
 def _flat_item(item: ScanItem) -> tuple[Any, ...]:

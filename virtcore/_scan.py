@@ -211,18 +211,21 @@ def locate_manifest(value: str, location: str | None) -> str:
     raise ManifestError(f"package {package!r} has no file {resource!r}")
 
 
-def scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
-    """Every entry point with its manifest read and validated (or its error).
+def scan(path: Sequence[str] | None, use_cache: bool) -> _cache.Snapshot:
+    """Every entry point with its manifest read and validated (or its error), as a
+    snapshot whose ``items`` are decoded only when read.
 
     With the cache, only what changed since the last scan of the same distribution folders
-    is read again (see :mod:`virtcore._cache`).
+    is read again (see :mod:`virtcore._cache`); the caller writes the snapshot back
+    (:func:`virtcore._cache.store`) when it is ``dirty``.
     """
     from . import __version__
 
     listing = _dist_folders(sys.path if path is None else path)
     if not (use_cache and _cache.enabled()):
         folders = [(f, _update_folder(f, names, {}, GROUP)) for f, _, names in listing]
-        return [_read_item(ep) for ep in _entry_points(folders)]
+        return _cache.Snapshot((), {}, [_read_item(ep) for ep in _entry_points(folders)],
+                               dirty=False, cacheable=False)
     now = time.time_ns()
     key = _cache.key_of(__version__, [os.path.abspath(f) for f, _, _ in listing])
     snapshot = _cache.load(key)
@@ -235,39 +238,58 @@ def scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
             new_folders[folder] = old
             continue
         changed = True
-        dists = _update_folder(folder, names, old[1] if old is not None else {}, GROUP)
+        try:
+            previous_dists = _cache.dists_of(old) if old is not None else {}
+        except Exception:  # an unreadable cache entry: read the folder afresh
+            previous_dists = {}
+        dists = _update_folder(folder, names, previous_dists, GROUP)
         # a folder changed in the clock tick of this scan may change again unseen: recheck
         new_folders[folder] = (mtime if _cache.trusted(mtime, now) else -1, dists)
     if snapshot is not None and not changed:
-        items, dirty = _refresh(snapshot.items, now)
-    else:
+        try:
+            _refresh(snapshot, now)
+            return snapshot
+        except Exception:  # items that cannot be decoded: scan as if there were no cache
+            snapshot = None
+    try:
         previous = ({(i.name, i.value, i.location): i for i in snapshot.items}
-                    if snapshot else {})
-        eps = _entry_points([(f, new_folders[f][1]) for f, _, _ in listing])
-        items = [_reuse_or_read(ep, previous, now) for ep in eps]
-        dirty = True
-    if dirty:
-        _cache.store(_cache.Snapshot(key, new_folders, items))
-    return items
+                    if snapshot is not None else {})
+    except Exception:
+        previous = {}
+    eps = _entry_points([(f, _cache.dists_of(new_folders[f])) for f, _, _ in listing])
+    return _cache.Snapshot(key, new_folders, [_reuse_or_read(ep, previous, now) for ep in eps])
 
 
-def _refresh(items: list[_cache.ScanItem], now: int) -> tuple[list[_cache.ScanItem], bool]:
-    """Cached items with each changed manifest read again (one ``stat`` per manifest).
-
-    A plugin whose manifest could not be found is looked for again (an editable install
-    being fixed)."""
-    stamp = _cache.file_stamp
-    out = items
-    for i, item in enumerate(items):
-        path = item.manifest_path
-        if path is not None and item.stamp is not None and stamp(path) == item.stamp:
-            continue
-        if out is items:
-            out = list(items)
+def _refresh(snapshot: _cache.Snapshot, now: int) -> None:
+    """Read again each manifest whose file changed (one ``stat`` per manifest): the
+    snapshot's items are decoded only if one did.  A plugin whose manifest could not be
+    found is looked for again (an editable install being fixed)."""
+    checks = snapshot.checks
+    if checks is None:
+        return
+    paths, mtimes, sizes = checks
+    stat = os.stat
+    changed = []
+    i = 0
+    for path, mtime, size in zip(paths, mtimes, sizes, strict=True):
+        try:
+            st = stat(path)
+            if st.st_mtime_ns != mtime or st.st_size != size:
+                changed.append(i)
+        except (OSError, ValueError):  # "" (no manifest found): look again
+            changed.append(i)
+        i += 1
+    if not changed:
+        return
+    items = list(snapshot.items)
+    for i in changed:
+        item = items[i]
         ep = EntryPointInfo(item.name, item.value, item.distribution, item.version,
                             item.location)
-        out[i] = _read_item(ep, now)
-    return out, out is not items
+        items[i] = _read_item(ep, now)
+    snapshot.items = items
+    snapshot.image = None
+    snapshot.dirty = True
 
 
 def _reuse_or_read(
