@@ -266,16 +266,21 @@ def parse_manifest(
     :param plugin: the plugin's entry-point name; the manifest's ``name`` must equal it.
     :raises ManifestError: naming the file and key of the first problem found.
     """
-    from . import _toml
+    from . import _toml_lines
 
     spath = str(path)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = _toml.loads(text)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
-    except _toml.TOMLError as exc:
-        raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
+    raw = _toml_lines.loads(text)  # the usual shape, read exactly; else the full parser
+    if raw is None:
+        from . import _toml
+
+        try:
+            raw = _toml.loads(text)
+        except _toml.TOMLError as exc:
+            raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
     return validate_manifest(raw, spath, plugin=plugin)
 
 

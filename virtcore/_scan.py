@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 GROUP: Final = "virtcore.manifest"
 
 _DIST_SUFFIXES: Final = (".dist-info", ".egg-info")
+_O_DIRECTORY: Final = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 _DIST_RE: Final = re.compile(
     r"(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info\Z")
 
@@ -75,23 +77,52 @@ def _parse_group(text: str, group: str) -> Iterator[tuple[str, str]]:
             yield name.strip(), value.strip()
 
 
-def _dist_folders(path: Sequence[str]) -> list[tuple[str, int, list[str]]]:
+def _dist_folders(
+    path: Sequence[str], memo: dict[str, tuple[int, bool]] | None = None, now: int = 0
+) -> list[tuple[str, int, list[str] | None]]:
     """``(folder, mtime_ns, *.dist-info and *.egg-info names)`` of each folder of ``path``
     that holds distributions (the mtime is taken before listing, so a change made while
-    listing shows as a changed mtime next time)."""
-    found = []
+    listing shows as a changed mtime next time).
+
+    With ``memo`` (``{absolute folder: (mtime_ns, holds distributions)}``, see
+    :func:`virtcore._cache.load_folders`), a folder whose mtime is the one remembered is not
+    listed: it is left out if it held no distribution, else its names are ``None`` (listed
+    by :func:`_list_dists` only if the caller needs them).  ``memo`` is updated in place
+    (with trusted mtimes only: see :func:`virtcore._cache.trusted`)."""
+    found: list[tuple[str, int, list[str] | None]] = []
     for entry in path:
         folder = entry or "."
         try:
             mtime = os.stat(folder).st_mtime_ns
-            names = os.listdir(folder)
         except OSError:
             continue
-        dists = [n for n in names if n.endswith(_DIST_SUFFIXES)]
+        if memo is not None:
+            where = os.path.abspath(folder)
+            known = memo.get(where)
+            if known is not None and known[0] == mtime:
+                if known[1]:
+                    found.append((folder, mtime, None))
+                continue
+        dists = _list_dists(folder)
+        if dists is None:
+            continue
+        if memo is not None and _cache.trusted(mtime, now):
+            memo[where] = (mtime, bool(dists))
         if dists:
-            dists.sort()
             found.append((folder, mtime, dists))
     return found
+
+
+def _list_dists(folder: str) -> list[str] | None:
+    """The sorted ``*.dist-info`` and ``*.egg-info`` names in ``folder`` (``None``: it cannot
+    be listed)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    dists = [n for n in names if n.endswith(_DIST_SUFFIXES)]
+    dists.sort()
+    return dists
 
 
 def _read_dist(folder: str, dirname: str, group: str) -> _cache.DistState | None:
@@ -167,7 +198,7 @@ def scan_entry_points(
     group: str = GROUP, path: Sequence[str] | None = None
 ) -> list[EntryPointInfo]:
     """All entry points of ``group`` on ``path`` (default ``sys.path``), first dist wins."""
-    folders = [(folder, _update_folder(folder, names, {}, group))
+    folders = [(folder, _update_folder(folder, names or [], {}, group))
                for folder, _, names in _dist_folders(sys.path if path is None else path)]
     return _entry_points(folders)
 
@@ -221,12 +252,17 @@ def scan(path: Sequence[str] | None, use_cache: bool) -> _cache.Snapshot:
     """
     from . import __version__
 
-    listing = _dist_folders(sys.path if path is None else path)
     if not (use_cache and _cache.enabled()):
-        folders = [(f, _update_folder(f, names, {}, GROUP)) for f, _, names in listing]
+        listing = _dist_folders(sys.path if path is None else path)
+        folders = [(f, _update_folder(f, names or [], {}, GROUP)) for f, _, names in listing]
         return _cache.Snapshot((), {}, [_read_item(ep) for ep in _entry_points(folders)],
                                dirty=False, cacheable=False)
     now = time.time_ns()
+    memo = _cache.load_folders()
+    before = dict(memo)
+    listing = _dist_folders(sys.path if path is None else path, memo, now)
+    if memo != before:
+        _cache.store_folders(memo)
     key = _cache.key_of(__version__, [os.path.abspath(f) for f, _, _ in listing])
     snapshot = _cache.load(key)
     old_folders = snapshot.folders if snapshot is not None else {}
@@ -238,6 +274,8 @@ def scan(path: Sequence[str] | None, use_cache: bool) -> _cache.Snapshot:
             new_folders[folder] = old
             continue
         changed = True
+        if names is None:
+            names = _list_dists(folder) or []
         try:
             previous_dists = _cache.dists_of(old) if old is not None else {}
         except Exception:  # an unreadable cache entry: read the folder afresh
@@ -267,18 +305,39 @@ def _refresh(snapshot: _cache.Snapshot, now: int) -> None:
     checks = snapshot.checks
     if checks is None:
         return
-    paths, mtimes, sizes = checks
-    stat = os.stat
+    bases, paths, where, mtimes, sizes = checks
+    fds: list[int | None] = []
     changed = []
-    i = 0
-    for path, mtime, size in zip(paths, mtimes, sizes, strict=True):
-        try:
-            st = stat(path)
-            if st.st_mtime_ns != mtime or st.st_size != size:
+    if bases and os.stat not in os.supports_dir_fd:  # no fstatat: absolute paths
+        paths = tuple(p if w < 0 else os.path.join(bases[w], p)
+                      for p, w in zip(paths, where, strict=True))
+        where = (-1,) * len(paths)
+    try:
+        for base in bases:  # relative paths: each folder looked up once
+            try:
+                fds.append(os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC))
+            except OSError:
+                fds.append(None)  # gone: its manifests are read again
+        stat = os.stat
+        i = 0
+        for path, w, mtime, size in zip(paths, where, mtimes, sizes, strict=True):
+            try:
+                if w < 0:
+                    st = stat(path)
+                else:
+                    fd = fds[w]
+                    if fd is None:
+                        raise FileNotFoundError(path)
+                    st = stat(path, dir_fd=fd)
+                if st.st_mtime_ns != mtime or st.st_size != size:
+                    changed.append(i)
+            except (OSError, ValueError):  # "" (no manifest found): look again
                 changed.append(i)
-        except (OSError, ValueError):  # "" (no manifest found): look again
-            changed.append(i)
-        i += 1
+            i += 1
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
     if not changed:
         return
     items = list(snapshot.items)
