@@ -99,3 +99,32 @@ def test_a_manifest_reads_the_same_through_either_reader(monkeypatch: pytest.Mon
     fast = parse_manifest(MANIFEST, "m.toml", plugin="acme")
     monkeypatch.setattr(_toml_lines, "loads", lambda text: None)
     assert parse_manifest(MANIFEST, "m.toml", plugin="acme") == fast
+
+
+@pytest.mark.parametrize("raw", [
+    {"vendor": 0x1AF4, "device": 0x1041}, {"vendor": 0, "device": 0xFFFF},
+    {"compatible": "acme,dev"}, {"compatible": "ns16550a"},
+    {"vendor": 0x10000, "device": 1}, {"vendor": True, "device": 1}, {"vendor": -1, "device": 1},
+    {"vendor": 1, "subdevice": 2}, {"compatible": ""}, {"compatible": "-x"},
+    {"compatible": 5}, {"compatible": "a b"}, {"vendor": 1, "device": "2"},
+])
+def test_usual_id_entries_are_built_as_the_general_path_builds_them(raw: dict[str, object]
+                                                                    ) -> None:
+    from virtcore._errors import IdTableError
+    from virtcore._ids import IdEntry, entry_from_mapping
+
+    def general() -> object:
+        try:
+            return IdEntry(vendor=raw.get("vendor"), device=raw.get("device"),  # type: ignore[arg-type]
+                           subdevice=raw.get("subdevice"),  # type: ignore[arg-type]
+                           compatible=raw.get("compatible"))  # type: ignore[arg-type]
+        except IdTableError:
+            return IdTableError
+
+    try:
+        fast: object = entry_from_mapping(raw)
+    except IdTableError:
+        fast = IdTableError
+    assert fast == general()
+    if fast is not IdTableError:
+        assert repr(fast) == repr(general()) and vars(fast) == vars(general())

@@ -383,6 +383,7 @@ def store(snapshot: Snapshot) -> None:
 
 def _checks(flat: list[tuple[Any, ...]]) -> Checks:
     bases: dict[str, int] = {}
+    prefixes: dict[str, str | None] = {}  # location -> its absolute form with a separator
     paths, where, mtimes, sizes = [], [], [], []
     for t in flat:
         path, location, stamp = t[5], t[4], t[8]
@@ -392,8 +393,11 @@ def _checks(flat: list[tuple[Any, ...]]) -> Checks:
             mtimes.append(-1)
             sizes.append(-1)
             continue
-        prefix = os.path.join(location, "")
-        if os.path.isabs(path) and path.startswith(prefix) and os.path.isabs(prefix):
+        prefix = prefixes.get(location, "")
+        if prefix == "":
+            joined = os.path.join(location, "")
+            prefix = prefixes[location] = joined if os.path.isabs(joined) else None
+        if prefix is not None and path.startswith(prefix):
             where.append(bases.setdefault(location, len(bases)))
             paths.append(path[len(prefix):])
         else:

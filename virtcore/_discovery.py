@@ -195,14 +195,19 @@ if TYPE_CHECKING:
 class _Lazy:
     """A catalog's records not built yet: the scan's snapshot and its image."""
 
-    __slots__ = ("snapshot", "image", "built")
+    __slots__ = ("snapshot", "image", "built", "plugins")
 
-    def __init__(self, snapshot: Any, image: Image) -> None:
+    def __init__(self, snapshot: Any, image: Image,
+                 plugins: dict[str, PluginRecord] | None = None) -> None:
         self.snapshot = snapshot
         self.image = image
         self.built: dict[str, PluginRecord] = {}
+        self.plugins = plugins
+        """The records, when they were built already (the scan that made the image)."""
 
     def extra_records(self) -> list[PluginRecord]:
+        if self.plugins is not None:
+            return [self.plugins[extra[0]] for extra in self.image[7]]
         out = []
         for key, name, dist, version, value, path, location, flat in self.image[7]:
             record = self.built.get(key)
@@ -216,6 +221,8 @@ class _Lazy:
         return out
 
     def records(self) -> dict[str, PluginRecord]:
+        if self.plugins is not None:
+            return self.plugins
         with paused_gc():
             plugins = _discover_items(self.snapshot.items, None, set(), warn=False).plugins
         for key, record in self.built.items():  # records handed out already stay the same
@@ -273,8 +280,10 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
         return catalog
     catalog = _discover_items(snapshot.items, wanted, blocked)
     if snapshot.cacheable and (snapshot.dirty or (not filtered and image is None)):
-        snapshot.image = None if filtered else image_of(catalog)
+        snapshot.image = image = None if filtered else image_of(catalog)
         _cache.store(snapshot)
+        if image is not None:  # a machine starts from the image it will find next time
+            catalog._lazy = _Lazy(snapshot, image, catalog._plugins)
     return catalog
 
 

@@ -336,6 +336,18 @@ def entry_from_mapping(
     ``class`` (0..0xffffff), ``class-mask`` (defaults to 0xffffff when ``class`` is given),
     ``compatible``, ``data`` (any TOML value), ``override-only`` (bool).
     """
+    if type(raw) is dict and len(raw) <= 2:  # the two usual shapes, checked as IdEntry does
+        if len(raw) == 2:
+            vendor, device = raw.get("vendor"), raw.get("device")
+            if (type(vendor) is int and type(device) is int and 0 <= vendor <= ID_MAX
+                    and 0 <= device <= ID_MAX):
+                return entry_from_flat((vendor, device, None, None, None, 0, None, None,
+                                        False))
+        elif len(raw) == 1:
+            compatible = raw.get("compatible")
+            if type(compatible) is str and _COMPATIBLE_RE.fullmatch(compatible):
+                return entry_from_flat((None, None, None, None, None, 0, compatible, None,
+                                        False))
     if not isinstance(raw, dict):
         raise IdTableError("an ID entry must be a table", path=path, key=key, plugin=plugin,
                            entry=raw)

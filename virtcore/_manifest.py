@@ -437,9 +437,9 @@ _new = object.__new__
 def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
     """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
     flat = m.__dict__.get("_flat")
-    if flat is not None:  # rebuilt from this very form
+    if flat is not None:  # rebuilt from this very form, or made before
         return flat  # type: ignore[no-any-return]
-    return (
+    flat = m.__dict__["_flat"] = (
         m.name, m.schema_version, m.api_version, m.path, m.description,
         tuple((d.name, d.python_name, d.priority, d.description, d.flat_ids)
               for d in m.drivers),
@@ -449,6 +449,7 @@ def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
         tuple((h.python_name, h.hooks) for h in m.hooks),
         tuple((c.name, c.python_name, c.description) for c in m.commands),
     )
+    return flat
 
 
 def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:

@@ -51,7 +51,7 @@ def loads(text: str) -> dict[str, Any] | None:
         return None
     root: dict[str, Any] = {}
     table = root
-    arrays: list[list[Any]] = []  # the arrays headers made (only those take more tables)
+    arrays: set[int] = set()  # ids of the arrays headers made (only those take more tables)
     for _, header, key, string, hexa, decimal, boolean in lines:
         if key:
             if key in table:
@@ -75,21 +75,21 @@ def loads(text: str) -> dict[str, Any] | None:
             drivers = root.get("drivers")
             if drivers is None:
                 drivers = root["drivers"] = []
-                arrays.append(drivers)
-            elif not any(drivers is a for a in arrays):
+                arrays.add(id(drivers))
+            elif id(drivers) not in arrays:
                 return None
             table = {}
             drivers.append(table)
         elif header:  # drivers.ids: a table in the last driver's "ids"
             drivers = root.get("drivers")
-            if drivers is None or not any(drivers is a for a in arrays):
+            if drivers is None or id(drivers) not in arrays:
                 return None
             driver = drivers[-1]
             ids = driver.get("ids")
             if ids is None:
                 ids = driver["ids"] = []
-                arrays.append(ids)
-            elif not any(ids is a for a in arrays):
+                arrays.add(id(ids))
+            elif id(ids) not in arrays:
                 return None
             table = {}
             ids.append(table)
