@@ -128,3 +128,45 @@ def test_usual_id_entries_are_built_as_the_general_path_builds_them(raw: dict[st
     assert fast == general()
     if fast is not IdTableError:
         assert repr(fast) == repr(general()) and vars(fast) == vars(general())
+
+
+def test_discovery_reads_mutated_manifests_as_parse_manifest_does() -> None:
+    """The flat form discovery keeps (validated straight into it for the usual shape) is
+    the form of the manifest parse_manifest gives, and every error is the same."""
+    from virtcore._errors import ManifestError
+    from virtcore._manifest import manifest_to_flat, parse_manifest_flat
+
+    def outcome(text: str, flat: bool) -> object:
+        try:
+            if flat:
+                return parse_manifest_flat(text, "m.toml", plugin="acme")
+            return manifest_to_flat(parse_manifest(text, "m.toml", plugin="acme"))
+        except ManifestError as exc:
+            return str(exc)
+
+    usual = (MANIFEST.replace("override-only = false\n", "")
+             .replace("class = 0x010600\nclass-mask = 0xffff00\n", "vendor = 1\ndevice = 2\n"))
+    assert _usual_flat_used(usual)
+    rng = random.Random(7)
+    pieces = ["1", "0", "-1", "99999999999", '"x"', '""', "true", "name", "ids", "[[drivers]]\n",
+              "[[drivers.ids]]\n", 'vendor = 5\n', 'compatible = "a,b"\n', "priority = 3\n",
+              'description = "d"\n', 'name = "acme_drv"\n', "class = 1\n", "\n", "_", ".",
+              "data = 1\n", "transports = 1\n", "schema-version = 1\n"]
+    fast_path = 0
+    for n in range(3000):
+        text = usual if n % 3 else MANIFEST
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + rng.choice(pieces) + text[at + rng.choice((0, 1, 3)):]
+        flat = outcome(text, True)
+        full = outcome(text, False)
+        assert flat == full, text
+        fast_path += type(flat) is tuple and _usual_flat_used(text)
+    assert fast_path > 300
+
+
+def _usual_flat_used(text: str) -> bool:
+    from virtcore import _manifest
+
+    raw = _toml_lines.loads(text)
+    return raw is not None and _manifest._usual_flat(raw, "m.toml", "acme") is not None

@@ -21,12 +21,12 @@ from collections.abc import Iterator, Sequence
 from . import _cache
 from ._errors import ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded, read_bounded_stat
-from ._manifest import Manifest, parse_manifest
+from ._manifest import parse_manifest_flat
 from ._record import Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
 GROUP: Final = "virtcore.manifest"
 
@@ -365,13 +365,13 @@ def _reuse_or_read(
 
 
 def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
-    manifest: Manifest | None = None
+    manifest: tuple[Any, ...] | None = None
     error: str | None = None
     manifest_path: str | None = None
     stamp: _cache.Stamp | None = None
     try:
         manifest_path, data, stamp = _read_manifest_file(ep)
-        manifest = parse_manifest(data, manifest_path, plugin=ep.name)
+        manifest = parse_manifest_flat(data, manifest_path, plugin=ep.name)
     except ManifestError as exc:
         error = str(exc)
     if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):

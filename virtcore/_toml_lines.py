@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1
 _COMMENT: Final = r"(?:#[^\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]*)?"
-_LINE: Final = re.compile(
-    r"([ \t]*(?:"
+_LINE: Final = re.compile(  # anchored at line starts: a failed line costs its length
+    r"(?m)^([ \t]*(?:"
     r"\[\[(drivers|drivers\.ids)\]\]"  # 2: an array-of-tables header
     r"|([A-Za-z0-9_-]{1,256})[ \t]*=[ \t]*(?:"  # 3: a bare key
     r"\"([^\"\\\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]*)\""  # 4: a basic string, no escapes
