@@ -28,10 +28,16 @@ that cannot be read back is ignored and rewritten.
 
 The file is flat: nested tuples and dicts of plain values written with :mod:`marshal`
 (manifests in the form of :func:`~virtcore._manifest.manifest_to_flat`, without their parsed
-TOML), read back at C speed and rebuilt into objects without validation.  The cyclic garbage
-collector is paused while they are rebuilt (they hold no cycles), so a warm start costs time
-linear in the number of plugins.  A manifest whose per-entry ``data`` holds values
+TOML), read back at C speed.  What a warm start needs is loaded without building an object
+per plugin: the manifests' paths and stamps (checked relative to their folder), and a
+prebuilt *image* of an unfiltered discovery (see :func:`virtcore._discovery.image_of`: the
+match index as integer buckets, each driver's declaration as ``marshal`` bytes decoded when
+used).  The scan's items and each folder's listing stay ``marshal`` bytes until something
+changed or a listing needs them.  A manifest whose per-entry ``data`` holds values
 ``marshal`` cannot write (TOML dates) is simply read again at each start.
+
+A second, small file (:func:`load_folders`) remembers which ``sys.path`` folders held
+distributions at which mtime, for every key: an unchanged folder is not listed at all.
 """
 
 from __future__ import annotations
