@@ -111,3 +111,16 @@ def test_a_warm_start_warns_about_broken_plugins_as_a_scan_does(
     assert warm.catalog.image() is not None
     assert [r.getMessage() for r in caplog.records if "'bad'" in r.getMessage()] == first
     assert len(first) == 1 and "drivers[0].python-name" in first[0]
+
+
+def test_a_cache_file_with_a_malformed_image_is_not_used(site: Path, tmp_path: Path) -> None:
+    import marshal
+
+    Machine()
+    (path,) = (tmp_path / "cache").glob("scan-*.marshal")
+    fmt, key, folders, checks, blob, _ = marshal.loads(path.read_bytes())
+    path.write_bytes(marshal.dumps((fmt, key, folders, checks, blob, (1,) * 8)))
+    report = Machine().explain(ids=DeviceIds(0x1234, 0x0001))
+    assert [m.driver for m in report.candidates] == ["two_drv"]
+    image = marshal.loads(path.read_bytes())[5]  # written again, whole
+    assert image != (1,) * 8 and len(image) == 8 and isinstance(image[2], dict)

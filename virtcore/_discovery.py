@@ -272,7 +272,9 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
     snapshot = scan(path, use_cache)
     filtered = wanted is not None or bool(blocked)
     image = snapshot.image
-    if not filtered and image is not None and _valid_image(image):
+    if image is not None and not _valid_image(image):
+        image = snapshot.image = None  # not what image_of writes: rebuilt and written again
+    if not filtered and image is not None:
         for name, status, reason in image[0]:  # what discovery would have said
             log.warning("plugin %r (%s): %s", name, status, reason)
         catalog = Catalog()
@@ -288,7 +290,12 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
 
 
 def _valid_image(image: object) -> bool:
-    return type(image) is tuple and len(image) == 8
+    """Whether a cached image has the shape :func:`image_of` writes."""
+    return (type(image) is tuple and len(image) == 8
+            and [type(part) for part in image] == _IMAGE_TYPES)
+
+
+_IMAGE_TYPES: Final = [tuple, tuple, dict, dict, dict, dict, int, tuple]
 
 
 def _discover_items(items: Iterable[Any], wanted: set[str] | None, blocked: set[str],
