@@ -349,7 +349,10 @@ def test_files_of_the_earlier_pickled_format_are_deleted(env: Path, cache_dir: P
     _dist(env, "one")
     _age(env)
     _names(env)
-    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".marshal", ".txt"]
+    names = sorted(p.name for p in cache_dir.iterdir())
+    assert [n for n in names if n.startswith("scan")] == [
+        n for n in names if n.startswith("scan-") and n.endswith(".marshal")] != []
+    assert [n for n in names if not n.startswith("scan")] == ["folders.marshal", "notes.txt"]
 
 
 def test_test_sessions_keep_the_discovery_cache_in_a_temporary_folder(

@@ -28,10 +28,16 @@ that cannot be read back is ignored and rewritten.
 
 The file is flat: nested tuples and dicts of plain values written with :mod:`marshal`
 (manifests in the form of :func:`~virtcore._manifest.manifest_to_flat`, without their parsed
-TOML), read back at C speed and rebuilt into objects without validation.  The cyclic garbage
-collector is paused while they are rebuilt (they hold no cycles), so a warm start costs time
-linear in the number of plugins.  A manifest whose per-entry ``data`` holds values
+TOML), read back at C speed.  What a warm start needs is loaded without building an object
+per plugin: the manifests' paths and stamps (checked relative to their folder), and a
+prebuilt *image* of an unfiltered discovery (see :func:`virtcore._discovery.image_of`: the
+match index as integer buckets, each driver's declaration as ``marshal`` bytes decoded when
+used).  The scan's items and each folder's listing stay ``marshal`` bytes until something
+changed or a listing needs them.  A manifest whose per-entry ``data`` holds values
 ``marshal`` cannot write (TOML dates) is simply read again at each start.
+
+A second, small file (:func:`load_folders`) remembers which ``sys.path`` folders held
+distributions at which mtime, for every key: an unchanged folder is not listed at all.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ log = get_logger("virtcore.discovery")
 
 ENV_NO_CACHE: Final = "VIRTCORE_NO_CACHE"
 ENV_CACHE_DIR: Final = "VIRTCORE_CACHE_DIR"
-FORMAT: Final = 4
+FORMAT: Final = 5
 KEEP: Final = 8
 """Cache files kept (one per key); the least recently used beyond that are deleted."""
 RACY_NS: Final = 2_000_000_000
@@ -71,8 +77,9 @@ DistState = tuple[int, int, str, str, "str | None", tuple[tuple[str, str], ...]]
 """A distribution as last read: (inode, mtime_ns, normalized name, name, version, the
 ``(name, value)`` pairs of its ``virtcore.manifest`` entry points)."""
 
-FolderState = tuple[int, dict[str, DistState]]
-"""A distribution folder as last listed: (mtime_ns, distributions by folder name)."""
+FolderState = tuple[int, "dict[str, DistState] | bytes"]
+"""A distribution folder as last listed: (mtime_ns, distributions by folder name, kept as
+``marshal`` bytes in the file: decoded by :func:`dists_of` only when the folder changed)."""
 
 
 if TYPE_CHECKING:
@@ -95,15 +102,72 @@ else:  # the same, without importing typing
 
 
 class Snapshot:
-    """What one cache file holds."""
+    """What one cache file holds, or what a scan found.
 
-    __slots__ = ("key", "folders", "items")
+    ``items`` are decoded from the file only when read (a warm start whose manifests are all
+    unchanged never reads them); ``checks`` are the manifests' paths and stamps, aligned with
+    the items; ``image`` is what discovery and a machine need on a warm start, prebuilt
+    (see :func:`virtcore._discovery.image_of`), or ``None``.  ``dirty`` says the file must be
+    written again; ``cacheable`` is false when the cache is off.
+    """
+
+    __slots__ = ("key", "folders", "_items", "_blob", "checks", "image", "dirty", "cacheable")
 
     def __init__(self, key: tuple[str, ...], folders: dict[str, FolderState],
-                 items: list[ScanItem]) -> None:
+                 items: list[ScanItem] | None, *, blob: bytes | None = None,
+                 checks: Checks | None = None, image: Any = None, dirty: bool = True,
+                 cacheable: bool = True) -> None:
         self.key = key
         self.folders = folders
-        self.items = items
+        self._items = items
+        self._blob = blob
+        self.checks = checks
+        self.image = image
+        self.dirty = dirty
+        self.cacheable = cacheable
+
+    @property
+    def items(self) -> list[ScanItem]:
+        items = self._items
+        if items is None:
+            items = self._items = _decode_items(self._blob or marshal.dumps([]))
+        return items
+
+    @items.setter
+    def items(self, items: list[ScanItem]) -> None:
+        self._items = items
+        self._blob = None
+        self.checks = None
+
+
+Checks = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...], tuple[int, ...],
+               tuple[int, ...]]
+"""``(folders, paths, folder of each path, mtimes, sizes)``: each item's manifest path
+relative to one of ``folders`` (an index; ``-1``: absolute; ``""``: none, read again), its
+mtime_ns and size (``-1``: not trusted, read again).  Relative paths make the ``stat`` of a
+warm start cheaper (the folder is looked up once)."""
+
+
+def dists_of(state: FolderState) -> dict[str, DistState]:
+    """The distributions of a folder state (kept as ``marshal`` bytes until needed)."""
+    dists = state[1]
+    if isinstance(dists, bytes):
+        return marshal.loads(dists)  # type: ignore[no-any-return]
+    return dists
+
+
+def _decode_items(blob: bytes) -> list[ScanItem]:
+    collecting = gc.isenabled()
+    gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
+    try:
+        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
+        items = [new(ScanItem, t) for t in marshal.loads(blob)]
+    finally:
+        if collecting:
+            gc.enable()
+    if any(len(t) != 9 for t in items):
+        raise ValueError("malformed discovery cache items")
+    return items
 
 
 def cache_dir() -> str:
@@ -165,28 +229,100 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
         return None
     finally:
         os.close(fd)
-    collecting = gc.isenabled()
-    gc.disable()  # what is rebuilt holds no cycles: don't scan it while it arrives
     try:
-        fmt, stored_key, folders, flat = marshal.loads(b"".join(chunks))
+        fmt, stored_key, folders, checks, blob, image = marshal.loads(b"".join(chunks))
         if fmt != FORMAT or tuple(stored_key) != key:
             return None  # a hash collision, or a file of another format
-        new = tuple.__new__  # manifests stay flat: see PluginRecord.manifest
-        items = [new(ScanItem, t) for t in flat]
-        if any(len(t) != 9 for t in items):
+        bases, paths, where, mtimes, sizes = checks
+        if not (isinstance(blob, bytes)
+                and len(paths) == len(where) == len(mtimes) == len(sizes)
+                and min(where, default=-1) >= -1 and max(where, default=-1) < len(bases)):
             return None
     except Exception:  # truncated, or written by an incompatible virtcore
         return None
-    finally:
-        if collecting:
-            gc.enable()
-    snapshot = Snapshot(key, folders, items)
+    snapshot = Snapshot(key, folders, None, blob=blob,
+                        checks=(bases, paths, where, mtimes, sizes),
+                        image=image, dirty=False)
     if time.time_ns() - st.st_mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
         try:
             os.utime(path)
         except OSError:
             pass
     return snapshot
+
+
+_FOLDERS: Final = "folders.marshal"
+_FOLDERS_KEPT: Final = 512
+
+
+def _read_private(path: str) -> bytes | None:
+    """A cache file's bytes, or ``None`` (absent, unreadable, writable by others)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not _private(st) or not _private_dir(os.path.dirname(path)):
+            log.debug("ignoring the discovery cache %s: other users could write it", path)
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size, 1 << 16)):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def load_folders() -> dict[str, tuple[int, bool]]:
+    """Which ``sys.path`` folders held distributions at which mtime, shared by every key:
+    a warm start lists no folder whose mtime is the one remembered (``{}`` if unknown)."""
+    data = _read_private(os.path.join(cache_dir(), _FOLDERS))
+    if data is None:
+        return {}
+    try:
+        fmt, memo = marshal.loads(data)
+        if fmt == FORMAT and type(memo) is dict:
+            return memo
+    except Exception:  # truncated or foreign: start again
+        pass
+    return {}
+
+
+def store_folders(memo: dict[str, tuple[int, bool]]) -> None:
+    """Write the folder memo (the most recently added :data:`_FOLDERS_KEPT` entries)."""
+    if len(memo) > _FOLDERS_KEPT:
+        memo = dict(list(memo.items())[-_FOLDERS_KEPT:])
+    _write(os.path.join(cache_dir(), _FOLDERS), marshal.dumps((FORMAT, memo)))
+
+
+def _write(target: str, data: bytes) -> bool:
+    """Write a cache file atomically in a private folder; ``False`` (logged) on failure."""
+    folder = os.path.dirname(target)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not _private_dir(folder):
+            log.debug("not writing the discovery cache: %s is not private", folder)
+            return False
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.debug("cannot write the discovery cache %s: %s", target, exc)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
 
 
 def _private(st: os.stat_result) -> bool:
@@ -218,12 +354,21 @@ def store(snapshot: Snapshot) -> None:
         if not _private_dir(folder):
             log.debug("not writing the discovery cache: %s is not private", folder)
             return
-        flat = [_flat_item(i) for i in snapshot.items]
+        blob, checks = snapshot._blob, snapshot.checks
+        if blob is None or checks is None:
+            flat = [_flat_item(i) for i in snapshot.items]
+            try:
+                blob = marshal.dumps(flat)
+            except ValueError:  # TOML dates in some entry's data: those are read at each start
+                flat = [_marshallable(t) for t in flat]
+                blob = marshal.dumps(flat)
+            checks = _checks(flat)
+        folders = {f: (m, d if isinstance(d, bytes) else marshal.dumps(d))
+                   for f, (m, d) in snapshot.folders.items()}
         try:
-            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
-        except ValueError:  # TOML dates in some entry's data: those are read at each start
-            flat = [_marshallable(t) for t in flat]
-            data = marshal.dumps((FORMAT, snapshot.key, snapshot.folders, flat))
+            data = marshal.dumps((FORMAT, snapshot.key, folders, checks, blob, snapshot.image))
+        except ValueError:  # an image that cannot be written: the next start rebuilds it
+            data = marshal.dumps((FORMAT, snapshot.key, folders, checks, blob, None))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)
@@ -240,6 +385,33 @@ def store(snapshot: Snapshot) -> None:
             pass
         return
     prune(folder, keep=target)
+
+
+def _checks(flat: list[tuple[Any, ...]]) -> Checks:
+    bases: dict[str, int] = {}
+    prefixes: dict[str, str | None] = {}  # location -> its absolute form with a separator
+    paths, where, mtimes, sizes = [], [], [], []
+    for t in flat:
+        path, location, stamp = t[5], t[4], t[8]
+        if path is None or stamp is None:
+            paths.append("")
+            where.append(-1)
+            mtimes.append(-1)
+            sizes.append(-1)
+            continue
+        prefix = prefixes.get(location, "")
+        if prefix == "":
+            joined = os.path.join(location, "")
+            prefix = prefixes[location] = joined if os.path.isabs(joined) else None
+        if prefix is not None and path.startswith(prefix):
+            where.append(bases.setdefault(location, len(bases)))
+            paths.append(path[len(prefix):])
+        else:
+            where.append(-1)
+            paths.append(os.path.abspath(path))
+        mtimes.append(stamp[0])
+        sizes.append(stamp[1])
+    return tuple(bases), tuple(paths), tuple(where), tuple(mtimes), tuple(sizes)
 
 
 def _flat_item(item: ScanItem) -> tuple[Any, ...]:

@@ -36,7 +36,7 @@ from ._scan import (  # re-exported: the scanner's public helpers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from typing import Any, Final, TypeAlias
 
 __all__ = ["GROUP", "Catalog", "EntryPointInfo", "PluginRecord", "PluginStatus", "discover",
            "locate_manifest", "scan_entry_points"]
@@ -110,12 +110,14 @@ class PluginRecord(Record):
         record._flat = self._flat
         return record
 
-    def fail(self, status: PluginStatus, reason: str) -> None:
-        """Mark the plugin as not usable, keeping the first reason given."""
+    def fail(self, status: PluginStatus, reason: str, *, warn: bool = True) -> None:
+        """Mark the plugin as not usable, keeping the first reason given (and saying so in
+        a warning unless ``warn`` is false)."""
         if self.status is PluginStatus.OK:
             self.status = status
             self.reason = reason
-            log.warning("plugin %r (%s): %s", self.name, status.value, reason)
+            if warn:
+                log.warning("plugin %r (%s): %s", self.name, status.value, reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,13 +136,31 @@ def _env_list(name: str) -> list[str]:
 
 
 class Catalog(Record):
-    """Every plugin discovery found, by name, sorted.  Usable plugins have status ``ok``."""
+    """Every plugin discovery found, by name, sorted.  Usable plugins have status ``ok``.
 
-    __slots__ = ("plugins",)
-    _fields = __slots__
+    A catalog discovery built from an up-to-date cache holds the cache's prebuilt image and
+    builds its records only when :attr:`plugins` is first read (a machine needs none of
+    them: see ``Machine``)."""
+
+    __slots__ = ("_plugins", "_lazy")
+    _fields = ("plugins",)
 
     def __init__(self, plugins: dict[str, PluginRecord] | None = None) -> None:
-        self.plugins: dict[str, PluginRecord] = {} if plugins is None else plugins
+        self._plugins: dict[str, PluginRecord] = {} if plugins is None else plugins
+        self._lazy: _Lazy | None = None
+
+    @property
+    def plugins(self) -> dict[str, PluginRecord]:
+        lazy = self._lazy
+        if lazy is not None:
+            self._plugins = lazy.records()
+            self._lazy = None
+        return self._plugins
+
+    @plugins.setter
+    def plugins(self, value: dict[str, PluginRecord]) -> None:
+        self._lazy = None
+        self._plugins = value
 
     def ok(self) -> list[PluginRecord]:
         return [p for p in self.plugins.values() if p.status is PluginStatus.OK]
@@ -153,6 +173,62 @@ class Catalog(Record):
         """List a refused plugin whose name is taken, keyed with its distribution too."""
         self.plugins[f"{record.name} ({record.distribution})"] = record
         self.plugins = dict(sorted(self.plugins.items()))
+
+    def image(self) -> Image | None:
+        """The prebuilt image while the records are not built yet, else ``None``."""
+        lazy = self._lazy
+        return lazy.image if lazy is not None else None
+
+    def image_records(self) -> list[PluginRecord]:
+        """The records of the usable plugins the image does not hold as plain drivers
+        (built now; the same objects :attr:`plugins` holds later)."""
+        lazy = self._lazy
+        return lazy.extra_records() if lazy is not None else []
+
+
+if TYPE_CHECKING:
+    Image: TypeAlias = tuple[Any, ...]
+    """What a warm start needs, prebuilt from an unfiltered catalog (see :func:`image_of`):
+    ``(failures, tables, names, pairs, compatible, classes, count, extra)``."""
+
+
+class _Lazy:
+    """A catalog's records not built yet: the scan's snapshot and its image."""
+
+    __slots__ = ("snapshot", "image", "built", "plugins")
+
+    def __init__(self, snapshot: Any, image: Image,
+                 plugins: dict[str, PluginRecord] | None = None) -> None:
+        self.snapshot = snapshot
+        self.image = image
+        self.built: dict[str, PluginRecord] = {}
+        self.plugins = plugins
+        """The records, when they were built already (the scan that made the image)."""
+
+    def extra_records(self) -> list[PluginRecord]:
+        if self.plugins is not None:
+            return [self.plugins[extra[0]] for extra in self.image[7]]
+        out = []
+        for key, name, dist, version, value, path, location, flat in self.image[7]:
+            record = self.built.get(key)
+            if record is None:
+                record = PluginRecord(name, dist, version, value, path, None,
+                                      PluginStatus.OK, None, location)
+                if flat is not None:
+                    record._flat = flat
+                self.built[key] = record
+            out.append(record)
+        return out
+
+    def records(self) -> dict[str, PluginRecord]:
+        if self.plugins is not None:
+            return self.plugins
+        with paused_gc():
+            plugins = _discover_items(self.snapshot.items, None, set(), warn=False).plugins
+        for key, record in self.built.items():  # records handed out already stay the same
+            if key in plugins:
+                plugins[key] = record
+        return plugins
 
 
 def discover(
@@ -191,10 +267,43 @@ def discover(
 
 def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | None,
               blocked: set[str]) -> Catalog:
+    from . import _cache
+
+    snapshot = scan(path, use_cache)
+    filtered = wanted is not None or bool(blocked)
+    image = snapshot.image
+    if image is not None and not _valid_image(image):
+        image = snapshot.image = None  # not what image_of writes: rebuilt and written again
+    if not filtered and image is not None:
+        for name, status, reason in image[0]:  # what discovery would have said
+            log.warning("plugin %r (%s): %s", name, status, reason)
+        catalog = Catalog()
+        catalog._lazy = _Lazy(snapshot, image)
+        return catalog
+    catalog = _discover_items(snapshot.items, wanted, blocked)
+    if snapshot.cacheable and (snapshot.dirty or (not filtered and image is None)):
+        snapshot.image = image = None if filtered else image_of(catalog)
+        _cache.store(snapshot)
+        if image is not None:  # a machine starts from the image it will find next time
+            catalog._lazy = _Lazy(snapshot, image, catalog._plugins)
+    return catalog
+
+
+def _valid_image(image: object) -> bool:
+    """Whether a cached image has the shape :func:`image_of` writes."""
+    return (type(image) is tuple and len(image) == 8
+            and [type(part) for part in image] == _IMAGE_TYPES)
+
+
+_IMAGE_TYPES: Final = [tuple, tuple, dict, dict, dict, dict, int, tuple]
+
+
+def _discover_items(items: Iterable[Any], wanted: set[str] | None, blocked: set[str],
+                    *, warn: bool = True) -> Catalog:
     records: list[PluginRecord] = []
     filtered = wanted is not None or bool(blocked)
     ok = PluginStatus.OK
-    for item in scan(path, use_cache):
+    for item in items:
         is_blocked = False
         if filtered:  # names are normalized only when a filter needs them
             names = {_normalize(item.name), _normalize(item.distribution)}
@@ -213,7 +322,7 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
             continue
         manifest = item.manifest
         if item.error is not None or manifest is None:
-            record.fail(PluginStatus.BROKEN, item.error or "no manifest")
+            record.fail(PluginStatus.BROKEN, item.error or "no manifest", warn=warn)
             continue
         if type(manifest) is tuple:  # flat, from the cache: objects are built when read
             record._flat = manifest
@@ -223,12 +332,82 @@ def _discover(path: Sequence[str] | None, use_cache: bool, wanted: set[str] | No
             api_version = manifest.api_version
         incompatible = incompatible_reason(api_version)
         if incompatible is not None:
-            record.fail(PluginStatus.INCOMPATIBLE, incompatible)
-    _reject_duplicates(records)
+            record.fail(PluginStatus.INCOMPATIBLE, incompatible, warn=warn)
+    _reject_duplicates(records, warn=warn)
     return _catalog_of(records)
 
 
-def _reject_duplicates(records: list[PluginRecord]) -> None:
+_POSITION_BITS: Final = 20
+"""An image's entry reference is ``driver index << 20 | position in its table``."""
+_ANY_KEY: Final = 0x10000
+"""A wildcard vendor or device in an image's pair key ``vendor << 17 | device``."""
+
+
+def pair_key(vendor: int | None, device: int | None) -> int:
+    """The image's key of a (vendor, device) pair (``None``: any)."""
+    return ((_ANY_KEY if vendor is None else vendor) << 17) | (
+        _ANY_KEY if device is None else device)
+
+
+def _put(bucket: dict[Any, Any], key: Any, ref: int) -> None:
+    old = bucket.get(key)
+    bucket[key] = ref if old is None else (*old, ref) if type(old) is tuple else (old, ref)
+
+
+def image_of(catalog: Catalog) -> Image | None:
+    """The warm-start image of an unfiltered catalog: the warnings its broken plugins give,
+    and the drivers of its usable plugins of drivers only as one prebuilt match index (each
+    driver's declaration a ``marshal`` blob decoded when used); other usable plugins are
+    kept whole (``extra``).  Plain values only, written with the cache; ``None`` when some
+    value cannot be written (such a manifest is read again at each start anyway)."""
+    import marshal
+
+    from ._manifest import manifest_to_flat
+
+    failures = []
+    tables: list[bytes] = []
+    names: dict[str, int] = {}
+    pairs: dict[int, Any] = {}
+    compatible: dict[str, Any] = {}
+    classes: dict[int, dict[int, Any]] = {}
+    count = 0
+    extra = []
+    for key, record in catalog.plugins.items():
+        if record.status is not PluginStatus.OK:
+            if record.status is not PluginStatus.BLOCKED:
+                failures.append((record.name, record.status.value, record.reason or ""))
+            continue
+        flat = record.flat_manifest()
+        if flat is None and record.manifest is not None:
+            flat = manifest_to_flat(record.manifest)
+        if (flat is None or flat[6] or flat[7] or flat[8] or key != record.name
+                or any(len(d[4]) >= 1 << _POSITION_BITS for d in flat[5])):
+            extra.append((key, record.name, record.distribution, record.version, record.value,
+                          record.manifest_path, record.location, flat))
+            continue
+        for dname, python_name, priority, _, ids in flat[5]:
+            index = len(tables)
+            try:
+                tables.append(marshal.dumps((dname, record.name, priority, python_name, ids)))
+            except ValueError:  # TOML dates in some entry's data: read again at each start
+                return None
+            names[dname] = index
+            for position, e in enumerate(ids):
+                count += 1
+                if e[8]:  # override-only
+                    continue
+                ref = index << _POSITION_BITS | position
+                if e[6] is not None:
+                    _put(compatible, e[6].lower(), ref)
+                elif e[0] is None and e[1] is None:
+                    _put(classes.setdefault(e[5], {}), (e[4] or 0) & e[5], ref)
+                else:
+                    _put(pairs, pair_key(e[0], e[1]), ref)
+    return (tuple(failures), tuple(tables), names, pairs, compatible, classes, count,
+            tuple(extra))
+
+
+def _reject_duplicates(records: list[PluginRecord], *, warn: bool = True) -> None:
     """Refuse duplicate plugin, driver, transport, model, command and machine-section names.
 
     Neither claimant keeps a contested name: both plugins are marked broken, each reason
@@ -248,7 +427,7 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
                 for record in group:
                     record.status = PluginStatus.OK
                     record.fail(PluginStatus.BROKEN, f"duplicate plugin name {name!r}: "
-                                f"declared by distributions {dists}")
+                                f"declared by distributions {dists}", warn=warn)
     usable = [r for r in records if r.status is PluginStatus.OK
               and (r._manifest is not None or r._flat is not None)]
     claimed = [(kind, name) for r in usable for kind, name in _claims(r)]
@@ -265,9 +444,9 @@ def _reject_duplicates(records: list[PluginRecord]) -> None:
                 continue
             kind, name = claim
             other.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
-                       f"by plugin {record.name!r}")
+                       f"by plugin {record.name!r}", warn=warn)
             record.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
-                        f"by plugin {other.name!r}")
+                        f"by plugin {other.name!r}", warn=warn)
 
 
 def _by_name(record: PluginRecord) -> tuple[str, str]:

@@ -327,6 +327,24 @@ _ENTRY_KEYS: Final = {
 }
 
 
+def usual_entry_flat(raw: object) -> tuple[Any, ...] | None:
+    """The flat form of a valid entry of one of the two usual shapes (``vendor`` and
+    ``device``, or ``compatible`` alone), checked as :class:`IdEntry` checks them; ``None``
+    for anything else (:func:`entry_from_mapping` reads it, and words any error)."""
+    if type(raw) is not dict:
+        return None
+    if len(raw) == 2:
+        vendor, device = raw.get("vendor"), raw.get("device")
+        if (type(vendor) is int and type(device) is int and 0 <= vendor <= ID_MAX
+                and 0 <= device <= ID_MAX):
+            return (vendor, device, None, None, None, 0, None, None, False)
+    elif len(raw) == 1:
+        compatible = raw.get("compatible")
+        if type(compatible) is str and _COMPATIBLE_RE.fullmatch(compatible):
+            return (None, None, None, None, None, 0, compatible, None, False)
+    return None
+
+
 def entry_from_mapping(
     raw: object, *, path: str | None = None, key: str = "ids", plugin: str | None = None
 ) -> IdEntry:
@@ -336,6 +354,9 @@ def entry_from_mapping(
     ``class`` (0..0xffffff), ``class-mask`` (defaults to 0xffffff when ``class`` is given),
     ``compatible``, ``data`` (any TOML value), ``override-only`` (bool).
     """
+    flat = usual_entry_flat(raw)
+    if flat is not None:
+        return entry_from_flat(flat)
     if not isinstance(raw, dict):
         raise IdTableError("an ID entry must be a table", path=path, key=key, plugin=plugin,
                            entry=raw)

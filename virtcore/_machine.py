@@ -122,6 +122,65 @@ class DriverSlot(Record):
         }
 
 
+class _Slots:
+    """A machine's registered drivers by name: a dict of :class:`DriverSlot`, except that
+    the drivers of a discovery image (see :meth:`Machine.__init__`) become slots only when
+    one is first looked up (their declarations stay ``marshal`` blobs until then)."""
+
+    __slots__ = ("_built", "_base", "_tables")
+
+    def __init__(self) -> None:
+        self._built: dict[str, DriverSlot] = {}
+        self._base: dict[str, int] = {}
+        self._tables: tuple[bytes, ...] = ()
+
+    def set_base(self, names: dict[str, int], tables: tuple[bytes, ...]) -> None:
+        self._base = dict(names)
+        self._tables = tables
+
+    def _load(self, name: str) -> DriverSlot | None:
+        index = self._base.pop(name, None)
+        if index is None:
+            return None
+        import marshal
+
+        dname, plugin, priority, python_name, ids = marshal.loads(self._tables[index])
+        slot = self._built[name] = DriverSlot(dname, plugin, priority, None, python_name,
+                                              flat_ids=ids)
+        return slot
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built or name in self._base
+
+    def __getitem__(self, name: str) -> DriverSlot:
+        slot = self._built.get(name)
+        if slot is None:
+            slot = self._load(name)
+            if slot is None:
+                raise KeyError(name)
+        return slot
+
+    def get(self, name: str, default: DriverSlot | None = None) -> DriverSlot | None:
+        slot = self._built.get(name)
+        if slot is None:
+            slot = self._load(name)
+        return default if slot is None else slot
+
+    def __setitem__(self, name: str, slot: DriverSlot) -> None:
+        self._base.pop(name, None)
+        self._built[name] = slot
+
+    def __delitem__(self, name: str) -> None:
+        if self._built.pop(name, None) is None and self._base.pop(name, None) is None:
+            raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._built, *self._base])
+
+    def __len__(self) -> int:
+        return len(self._built) + len(self._base)
+
+
 class MatchReport(Record):
     """Why a device binds (or would bind) to what: every candidate in rank order."""
 
@@ -186,7 +245,7 @@ class Machine:
         self.transports: list[Transport] = []
         self.models: list[DeviceModel] = []
         self._memory: GuestMemory | None = None
-        self._drivers: dict[str, DriverSlot] = {}
+        self._drivers = _Slots()
         self._devices: dict[str, Device] = {}
         self._deferred: dict[str, Device] = {}
         self._trigger = 0
@@ -198,8 +257,15 @@ class Machine:
         self._pending_hooks: dict[str, list[HookDecl]] = {}
         self._pm: pluggy.PluginManager | None = None
         with paused_gc():  # declarations and index entries are acyclic: see _gcpause
-            for record in self.catalog.ok():
-                self.add_plugin(record)
+            image = self.catalog.image() if catalog is None else None
+            if image is not None:  # a warm start: the prebuilt index and driver table
+                self.index.set_base(image, self._drivers.__getitem__)
+                self._drivers.set_base(image[2], image[1])
+                for record in self.catalog.image_records():
+                    self._add_plugin(record, listed=True)
+            else:
+                for record in self.catalog.ok():
+                    self.add_plugin(record)
 
     @property
     def pm(self) -> pluggy.PluginManager:
@@ -229,22 +295,22 @@ class Machine:
         already has is refused whole (marked broken, naming the plugin that has the name):
         nothing of it is registered and nothing already registered is replaced.
         """
+        self._add_plugin(record, listed=False)
+
+    def _add_plugin(self, record: PluginRecord, *, listed: bool) -> None:
+        """:meth:`add_plugin`; ``listed``: the record is known to be this machine's catalog's
+        own (the catalog is not looked at)."""
         flat = record.flat_manifest()
         if flat is not None and not (flat[6] or flat[7] or flat[8]):
-            self._add_flat_plugin(record, flat)
+            self._add_flat_plugin(record, flat, listed)
             return
         manifest = record.manifest
         if manifest is None or record.status is not PluginStatus.OK:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
                               plugin=record.name)
         with self._lock:
-            listed = self.catalog.plugins.get(record.name)
-            if listed is not None and listed is not record:
-                record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
-                            "loaded in this machine")
-                self.catalog.add_duplicate(record)
+            if not listed and not self._list(record):
                 return
-            self.catalog.plugins.setdefault(record.name, record)
             clash = self._first_clash(manifest)
             if clash is not None:
                 kind, name, owner = clash
@@ -270,20 +336,28 @@ class Machine:
                 for decl in manifest.drivers:
                     self._attach_unbound(decl.name)
 
-    def _add_flat_plugin(self, record: PluginRecord, flat: tuple[Any, ...]) -> None:
+    def _list(self, record: PluginRecord) -> bool:
+        """Put ``record`` in the catalog; ``False`` (and the record marked broken) if
+        another plugin of its name is there."""
+        other = self.catalog.plugins.get(record.name)
+        if other is not None and other is not record:
+            record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
+                        "loaded in this machine")
+            self.catalog.add_duplicate(record)
+            return False
+        self.catalog.plugins.setdefault(record.name, record)
+        return True
+
+    def _add_flat_plugin(self, record: PluginRecord, flat: tuple[Any, ...],
+                         listed: bool) -> None:
         """:meth:`add_plugin` for a plugin of drivers only whose manifest is still in the
         cache's flat form: nothing is rebuilt as objects until someone reads it."""
         if record.status is not PluginStatus.OK:
             raise PluginError(f"cannot add a plugin with status {record.status.value}",
                               plugin=record.name)
         with self._lock:
-            listed = self.catalog.plugins.get(record.name)
-            if listed is not None and listed is not record:
-                record.fail(PluginStatus.BROKEN, f"a plugin named {record.name!r} is already "
-                            "loaded in this machine")
-                self.catalog.add_duplicate(record)
+            if not listed and not self._list(record):
                 return
-            self.catalog.plugins.setdefault(record.name, record)
             drivers = self._drivers
             for d in flat[5]:
                 if d[0] in drivers:

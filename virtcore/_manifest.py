@@ -10,7 +10,7 @@ import re
 
 from ._errors import IdTableError, ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded
-from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat
+from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat, usual_entry_flat
 from ._record import Frozen
 
 TYPE_CHECKING = False
@@ -260,17 +260,91 @@ def parse_manifest(
     :param plugin: the plugin's entry-point name; the manifest's ``name`` must equal it.
     :raises ManifestError: naming the file and key of the first problem found.
     """
-    from . import _toml
+    from . import _toml_lines
 
     spath = str(path)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        raw = _toml.loads(text)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
-    except _toml.TOMLError as exc:
-        raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
+    raw = _toml_lines.loads(text)  # the usual shape, read exactly; else the full parser
+    if raw is None:
+        from . import _toml
+
+        try:
+            raw = _toml.loads(text)
+        except _toml.TOMLError as exc:
+            raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
     return validate_manifest(raw, spath, plugin=plugin)
+
+
+def parse_manifest_flat(
+    data: bytes | str, path: str, *, plugin: str | None = None
+) -> tuple[Any, ...]:
+    """:func:`parse_manifest`, returning the manifest in flat form
+    (:func:`manifest_to_flat`), as discovery keeps it.  A manifest of the usual shape (drivers
+    whose ID entries are vendor:device pairs or compatible strings) is validated straight
+    into that form; any other, and any problem, goes through :func:`validate_manifest`, so the
+    result and every error are the same."""
+    from . import _toml_lines
+
+    spath = str(path)
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+    raw = _toml_lines.loads(text)
+    if raw is not None:
+        flat = _usual_flat(raw, spath, plugin)
+        if flat is not None:
+            return flat
+    return manifest_to_flat(parse_manifest(text, spath, plugin=plugin))
+
+
+_USUAL_TOP: Final = frozenset({"schema-version", "name", "api-version", "description",
+                               "drivers"})
+_USUAL_DRIVER: Final = frozenset({"name", "python-name", "priority", "description", "ids"})
+
+
+def _usual_flat(raw: dict[str, Any], path: str, plugin: str | None) -> tuple[Any, ...] | None:
+    """The flat form of a valid manifest of the usual shape, or ``None`` (anything else:
+    the caller validates it in full, which words any error)."""
+    if not raw.keys() <= _USUAL_TOP:
+        return None
+    schema, name, api = raw.get("schema-version"), raw.get("name"), raw.get("api-version")
+    description = raw.get("description", "")
+    if (type(schema) is not int or schema not in SCHEMA_VERSIONS or type(name) is not str
+            or not NAME_RE.fullmatch(name) or (plugin is not None and name != plugin)
+            or type(api) is not int or api < 1 or type(description) is not str
+            or ("description" in raw and not description)):
+        return None
+    drivers = raw.get("drivers", [])
+    if type(drivers) is not list:
+        return None
+    flat_drivers = []
+    seen = set()
+    for d in drivers:
+        if type(d) is not dict or not d.keys() <= _USUAL_DRIVER:
+            return None
+        dname, pyname = d.get("name"), d.get("python-name")
+        priority, ddesc = d.get("priority", 0), d.get("description", "")
+        if (type(dname) is not str or not NAME_RE.fullmatch(dname) or dname in seen
+                or type(pyname) is not str or not PYTHON_NAME_RE.fullmatch(pyname)
+                or type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+                or type(ddesc) is not str or ("description" in d and not ddesc)):
+            return None
+        seen.add(dname)
+        ids = d.get("ids", [])
+        if type(ids) is not list:
+            return None
+        flat_ids = []
+        for e in ids:
+            entry = usual_entry_flat(e)
+            if entry is None:
+                return None
+            flat_ids.append(entry)
+        flat_drivers.append((dname, pyname, priority, ddesc, tuple(flat_ids)))
+    return (name, schema, api, path, description, tuple(flat_drivers), (), (), (), ())
 
 
 def validate_manifest(
@@ -426,9 +500,9 @@ _new = object.__new__
 def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
     """``m`` as nested tuples of plain values (see :func:`manifest_from_flat`)."""
     flat = m.__dict__.get("_flat")
-    if flat is not None:  # rebuilt from this very form
+    if flat is not None:  # rebuilt from this very form, or made before
         return flat  # type: ignore[no-any-return]
-    return (
+    flat = m.__dict__["_flat"] = (
         m.name, m.schema_version, m.api_version, m.path, m.description,
         tuple((d.name, d.python_name, d.priority, d.description, d.flat_ids)
               for d in m.drivers),
@@ -438,6 +512,7 @@ def manifest_to_flat(m: Manifest) -> tuple[Any, ...]:
         tuple((h.python_name, h.hooks) for h in m.hooks),
         tuple((c.name, c.python_name, c.description) for c in m.commands),
     )
+    return flat
 
 
 def manifest_from_flat(t: tuple[Any, ...]) -> Manifest:

@@ -155,6 +155,68 @@ def _lazy(te: TableEntry, kind: str, head: tuple[int, ...], why: tuple[Any, ...]
     return m
 
 
+_POSITION_BITS = 20
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+_ANY_KEY = 0x10000
+
+
+def _refs(value: Any) -> tuple[int, ...]:
+    return value if type(value) is tuple else (value,)
+
+
+class _Base:
+    """A prebuilt index loaded whole from the discovery cache (see
+    :func:`virtcore._discovery.image_of`): buckets of integer references
+    (``driver << 20 | position``), each driver's table a ``marshal`` blob decoded when one of
+    its entries is a candidate.  Drivers removed or replaced later are only marked."""
+
+    __slots__ = ("tables", "names", "pairs", "compatible", "classes", "count", "owner_of",
+                 "decoded", "removed")
+
+    def __init__(self, image: tuple[Any, ...], owner_of: Any) -> None:
+        (_, self.tables, self.names, self.pairs, self.compatible, self.classes, self.count,
+         _) = image
+        self.owner_of = owner_of
+        self.decoded: dict[int, list[TableEntry]] = {}
+        self.removed: set[int] = set()
+
+    def decode(self, index: int) -> list[TableEntry]:
+        """The entries of the driver at ``index`` (decoded once)."""
+        table = self.decoded.get(index)
+        if table is None:
+            import marshal
+
+            driver, plugin, priority, _, ids = marshal.loads(self.tables[index])
+            owner = self.owner_of(driver)
+            table = self.decoded[index] = [
+                _new_entry(TableEntry, (driver, plugin, priority, i, e, _fixed(e),
+                                        e[5].bit_count(), owner))
+                for i, e in enumerate(ids)]
+        return table
+
+    def table(self, index: int) -> list[TableEntry] | None:
+        """The driver's entries, or ``None`` if it was removed."""
+        return None if index in self.removed else self.decode(index)
+
+    def size(self, index: int) -> int:
+        import marshal
+
+        return len(marshal.loads(self.tables[index])[4])
+
+    def entry(self, ref: int) -> TableEntry | None:
+        table = self.table(ref >> _POSITION_BITS)
+        return None if table is None else table[ref & _POSITION_MASK]
+
+    def has(self, driver: str) -> bool:
+        index = self.names.get(driver)
+        return index is not None and index not in self.removed
+
+
+def _fixed(e: tuple[Any, ...]) -> int:
+    return ((e[0] is not None) + (e[1] is not None) + (e[2] is not None)
+            + (e[3] is not None))
+
+
 class MatchIndex:
     """Every registered driver's ID table, indexed for matching."""
 
@@ -163,15 +225,38 @@ class MatchIndex:
         self._pairs: dict[tuple[int | None, int | None], list[TableEntry]] = {}
         self._classes: dict[int, dict[int, list[TableEntry]]] = {}
         self._by_driver: dict[str, list[TableEntry]] = {}
+        self._base: _Base | None = None
+
+    def set_base(self, image: tuple[Any, ...], owner_of: Any) -> None:
+        """Start from a prebuilt index (a discovery image); ``owner_of(driver)`` returns the
+        object whose ``ids`` hold the driver's :class:`IdEntry` objects."""
+        self._base = _Base(image, owner_of)
+
+    def _base_table(self, driver: str) -> list[TableEntry] | None:
+        base = self._base
+        if base is None or not base.has(driver):
+            return None
+        return base.table(base.names[driver])
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_driver.values())
+        total = sum(len(v) for v in self._by_driver.values())
+        base = self._base
+        if base is not None:
+            total += base.count - sum(map(base.size, base.removed))
+        return total
 
     def drivers(self) -> list[str]:
-        return sorted(self._by_driver)
+        base = self._base
+        if base is None:
+            return sorted(self._by_driver)
+        return sorted({*self._by_driver, *(d for d, i in base.names.items()
+                                           if i not in base.removed)})
 
     def entries(self, driver: str) -> list[TableEntry]:
-        return list(self._by_driver.get(driver, ()))
+        table = self._by_driver.get(driver)
+        if table is None:
+            table = self._base_table(driver)
+        return list(table or ())
 
     def _bucket(self, e: tuple[Any, ...]) -> list[TableEntry] | None:
         if e[8]:  # override-only
@@ -194,7 +279,7 @@ class MatchIndex:
                  entries: tuple[tuple[Any, ...], ...], owner: Any) -> None:
         """Index a table of flat entries (:func:`virtcore._ids.entry_to_flat`) whose
         :class:`IdEntry` objects ``owner.ids`` holds (or builds when first read)."""
-        if driver in self._by_driver:
+        if driver in self._by_driver or (self._base is not None and self._base.has(driver)):
             self.remove_driver(driver)
         table = []
         pairs, compatible = self._pairs, self._compatible
@@ -228,6 +313,10 @@ class MatchIndex:
 
     def remove_driver(self, driver: str) -> None:
         """Drop ``driver``'s table from the index."""
+        base = self._base
+        if base is not None and base.has(driver):
+            base.removed.add(base.names[driver])
+            return
         for te in self._by_driver.pop(driver, ()):
             bucket = self._bucket(te.flat)
             if bucket is not None:
@@ -239,6 +328,29 @@ class MatchIndex:
                 yield from by_class.get(0, ())
             elif ids.class_ is not None:
                 yield from by_class.get(ids.class_ & mask, ())
+        base = self._base
+        if base is not None and base.classes:
+            for mask, by_class in base.classes.items():
+                if mask == 0:
+                    refs = by_class.get(0)
+                elif ids.class_ is not None:
+                    refs = by_class.get(ids.class_ & mask)
+                else:
+                    refs = None
+                if refs is not None:
+                    for ref in _refs(refs):
+                        te = base.entry(ref)
+                        if te is not None:
+                            yield te
+
+    def _base_bucket(self, bucket: dict[Any, Any], key: Any) -> list[TableEntry]:
+        """The live entries of a base bucket (``[]`` for none)."""
+        refs = bucket.get(key)
+        if refs is None:
+            return []
+        base = self._base
+        assert base is not None
+        return [te for te in map(base.entry, _refs(refs)) if te is not None]
 
     def candidates(
         self,
@@ -250,6 +362,8 @@ class MatchIndex:
         found: list[Match] = []
         if override is not None:
             table = self._by_driver.get(override)
+            if table is None:
+                table = self._base_table(override)
             if table is None:
                 return []
             compat = [c.lower() for c in compatible]
@@ -271,8 +385,11 @@ class MatchIndex:
             found.sort(key=lambda m: m.rank)
             return found[:1]
         compat_index = self._compatible
+        base = self._base
         for idx, name in enumerate(compatible):
             bucket = compat_index.get(name.lower())
+            if base is not None and name.lower() in base.compatible:
+                bucket = [*(bucket or ()), *self._base_bucket(base.compatible, name.lower())]
             if bucket:
                 for te in bucket:
                     found.append(_lazy(te, KIND_COMPATIBLE, (1, idx), (idx,)))
@@ -281,12 +398,17 @@ class MatchIndex:
             vendor, device = ids.vendor, ids.device
             for key in ((vendor, device), (vendor, None), (None, device)):
                 bucket = pairs.get(key)
+                if base is not None:
+                    bkey = (((_ANY_KEY if key[0] is None else key[0]) << 17)
+                            | (_ANY_KEY if key[1] is None else key[1]))
+                    if bkey in base.pairs:
+                        bucket = [*(bucket or ()), *self._base_bucket(base.pairs, bkey)]
                 if bucket:
                     for te in bucket:
                         if flat_matches(te.flat, ids):
                             found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),
                                                (te.fixed, te.bits)))
-            if self._classes:
+            if self._classes or (base is not None and base.classes):
                 for te in self._class_candidates(ids):
                     if flat_matches(te.flat, ids):
                         found.append(_lazy(te, KIND_ID, (2, -te.fixed, -te.bits),

@@ -91,6 +91,9 @@ class MiscFile(io.RawIOBase):
             super().close()  # refused: no release() for an open that never happened
             raise
         self._opened = True
+        self._read = self._fops.readinto if self._readable else None
+        """The driver's ``readinto`` while the file is open for reading, else ``None``: one
+        attribute read on the data path instead of the ``closed`` and mode checks."""
 
     @property
     def device(self) -> Device:
@@ -119,16 +122,17 @@ class MiscFile(io.RawIOBase):
         return self.pos
 
     def readinto(self, buffer: Any) -> int | None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        if not self._readable:
+        read = self._read
+        if read is None:  # closed, or not opened for reading
+            if self.closed:
+                raise ValueError("I/O operation on closed file")
             raise io.UnsupportedOperation(f"{self.name} was not opened for reading")
         view = memoryview(buffer)  # checked once here; drivers and ports rely on it
         if type(buffer) is not bytearray and (view.format != "B" or view.ndim != 1):
             view = view.cast("B")
         if not len(view):
             return 0
-        return self._fops.readinto(self, view)
+        return read(self, view)
 
     def write(self, data: Any) -> int | None:
         if self.closed:
@@ -149,6 +153,7 @@ class MiscFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self._read = None
             try:
                 super().close()
             finally:

@@ -21,16 +21,18 @@ from collections.abc import Iterator, Sequence
 from . import _cache
 from ._errors import ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded, read_bounded_stat
-from ._manifest import Manifest, parse_manifest
+from ._manifest import parse_manifest_flat
 from ._record import Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
 GROUP: Final = "virtcore.manifest"
 
 _DIST_SUFFIXES: Final = (".dist-info", ".egg-info")
+_O_DIRECTORY: Final = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 _DIST_RE: Final = re.compile(
     r"(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-.*)?\.(?:dist|egg)-info\Z")
 
@@ -75,23 +77,52 @@ def _parse_group(text: str, group: str) -> Iterator[tuple[str, str]]:
             yield name.strip(), value.strip()
 
 
-def _dist_folders(path: Sequence[str]) -> list[tuple[str, int, list[str]]]:
+def _dist_folders(
+    path: Sequence[str], memo: dict[str, tuple[int, bool]] | None = None, now: int = 0
+) -> list[tuple[str, int, list[str] | None]]:
     """``(folder, mtime_ns, *.dist-info and *.egg-info names)`` of each folder of ``path``
     that holds distributions (the mtime is taken before listing, so a change made while
-    listing shows as a changed mtime next time)."""
-    found = []
+    listing shows as a changed mtime next time).
+
+    With ``memo`` (``{absolute folder: (mtime_ns, holds distributions)}``, see
+    :func:`virtcore._cache.load_folders`), a folder whose mtime is the one remembered is not
+    listed: it is left out if it held no distribution, else its names are ``None`` (listed
+    by :func:`_list_dists` only if the caller needs them).  ``memo`` is updated in place
+    (with trusted mtimes only: see :func:`virtcore._cache.trusted`)."""
+    found: list[tuple[str, int, list[str] | None]] = []
     for entry in path:
         folder = entry or "."
         try:
             mtime = os.stat(folder).st_mtime_ns
-            names = os.listdir(folder)
         except OSError:
             continue
-        dists = [n for n in names if n.endswith(_DIST_SUFFIXES)]
+        if memo is not None:
+            where = os.path.abspath(folder)
+            known = memo.get(where)
+            if known is not None and known[0] == mtime:
+                if known[1]:
+                    found.append((folder, mtime, None))
+                continue
+        dists = _list_dists(folder)
+        if dists is None:
+            continue
+        if memo is not None and _cache.trusted(mtime, now):
+            memo[where] = (mtime, bool(dists))
         if dists:
-            dists.sort()
             found.append((folder, mtime, dists))
     return found
+
+
+def _list_dists(folder: str) -> list[str] | None:
+    """The sorted ``*.dist-info`` and ``*.egg-info`` names in ``folder`` (``None``: it cannot
+    be listed)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    dists = [n for n in names if n.endswith(_DIST_SUFFIXES)]
+    dists.sort()
+    return dists
 
 
 def _read_dist(folder: str, dirname: str, group: str) -> _cache.DistState | None:
@@ -167,7 +198,7 @@ def scan_entry_points(
     group: str = GROUP, path: Sequence[str] | None = None
 ) -> list[EntryPointInfo]:
     """All entry points of ``group`` on ``path`` (default ``sys.path``), first dist wins."""
-    folders = [(folder, _update_folder(folder, names, {}, group))
+    folders = [(folder, _update_folder(folder, names or [], {}, group))
                for folder, _, names in _dist_folders(sys.path if path is None else path)]
     return _entry_points(folders)
 
@@ -211,19 +242,27 @@ def locate_manifest(value: str, location: str | None) -> str:
     raise ManifestError(f"package {package!r} has no file {resource!r}")
 
 
-def scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
-    """Every entry point with its manifest read and validated (or its error).
+def scan(path: Sequence[str] | None, use_cache: bool) -> _cache.Snapshot:
+    """Every entry point with its manifest read and validated (or its error), as a
+    snapshot whose ``items`` are decoded only when read.
 
     With the cache, only what changed since the last scan of the same distribution folders
-    is read again (see :mod:`virtcore._cache`).
+    is read again (see :mod:`virtcore._cache`); the caller writes the snapshot back
+    (:func:`virtcore._cache.store`) when it is ``dirty``.
     """
     from . import __version__
 
-    listing = _dist_folders(sys.path if path is None else path)
     if not (use_cache and _cache.enabled()):
-        folders = [(f, _update_folder(f, names, {}, GROUP)) for f, _, names in listing]
-        return [_read_item(ep) for ep in _entry_points(folders)]
+        listing = _dist_folders(sys.path if path is None else path)
+        folders = [(f, _update_folder(f, names or [], {}, GROUP)) for f, _, names in listing]
+        return _cache.Snapshot((), {}, [_read_item(ep) for ep in _entry_points(folders)],
+                               dirty=False, cacheable=False)
     now = time.time_ns()
+    memo = _cache.load_folders()
+    before = dict(memo)
+    listing = _dist_folders(sys.path if path is None else path, memo, now)
+    if memo != before:
+        _cache.store_folders(memo)
     key = _cache.key_of(__version__, [os.path.abspath(f) for f, _, _ in listing])
     snapshot = _cache.load(key)
     old_folders = snapshot.folders if snapshot is not None else {}
@@ -235,39 +274,81 @@ def scan(path: Sequence[str] | None, use_cache: bool) -> list[_cache.ScanItem]:
             new_folders[folder] = old
             continue
         changed = True
-        dists = _update_folder(folder, names, old[1] if old is not None else {}, GROUP)
+        if names is None:
+            names = _list_dists(folder) or []
+        try:
+            previous_dists = _cache.dists_of(old) if old is not None else {}
+        except Exception:  # an unreadable cache entry: read the folder afresh
+            previous_dists = {}
+        dists = _update_folder(folder, names, previous_dists, GROUP)
         # a folder changed in the clock tick of this scan may change again unseen: recheck
         new_folders[folder] = (mtime if _cache.trusted(mtime, now) else -1, dists)
     if snapshot is not None and not changed:
-        items, dirty = _refresh(snapshot.items, now)
-    else:
+        try:
+            _refresh(snapshot, now)
+            return snapshot
+        except Exception:  # items that cannot be decoded: scan as if there were no cache
+            snapshot = None
+    try:
         previous = ({(i.name, i.value, i.location): i for i in snapshot.items}
-                    if snapshot else {})
-        eps = _entry_points([(f, new_folders[f][1]) for f, _, _ in listing])
-        items = [_reuse_or_read(ep, previous, now) for ep in eps]
-        dirty = True
-    if dirty:
-        _cache.store(_cache.Snapshot(key, new_folders, items))
-    return items
+                    if snapshot is not None else {})
+    except Exception:
+        previous = {}
+    eps = _entry_points([(f, _cache.dists_of(new_folders[f])) for f, _, _ in listing])
+    return _cache.Snapshot(key, new_folders, [_reuse_or_read(ep, previous, now) for ep in eps])
 
 
-def _refresh(items: list[_cache.ScanItem], now: int) -> tuple[list[_cache.ScanItem], bool]:
-    """Cached items with each changed manifest read again (one ``stat`` per manifest).
-
-    A plugin whose manifest could not be found is looked for again (an editable install
-    being fixed)."""
-    stamp = _cache.file_stamp
-    out = items
-    for i, item in enumerate(items):
-        path = item.manifest_path
-        if path is not None and item.stamp is not None and stamp(path) == item.stamp:
-            continue
-        if out is items:
-            out = list(items)
+def _refresh(snapshot: _cache.Snapshot, now: int) -> None:
+    """Read again each manifest whose file changed (one ``stat`` per manifest): the
+    snapshot's items are decoded only if one did.  A plugin whose manifest could not be
+    found is looked for again (an editable install being fixed)."""
+    checks = snapshot.checks
+    if checks is None:
+        return
+    bases, paths, where, mtimes, sizes = checks
+    fds: list[int | None] = []
+    changed = []
+    if bases and os.stat not in os.supports_dir_fd:  # no fstatat: absolute paths
+        paths = tuple(p if w < 0 else os.path.join(bases[w], p)
+                      for p, w in zip(paths, where, strict=True))
+        where = (-1,) * len(paths)
+    try:
+        for base in bases:  # relative paths: each folder looked up once
+            try:
+                fds.append(os.open(base, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC))
+            except OSError:
+                fds.append(None)  # gone: its manifests are read again
+        stat = os.stat
+        i = 0
+        for path, w, mtime, size in zip(paths, where, mtimes, sizes, strict=True):
+            try:
+                if w < 0:
+                    st = stat(path)
+                else:
+                    fd = fds[w]
+                    if fd is None:
+                        raise FileNotFoundError(path)
+                    st = stat(path, dir_fd=fd)
+                if st.st_mtime_ns != mtime or st.st_size != size:
+                    changed.append(i)
+            except (OSError, ValueError):  # "" (no manifest found): look again
+                changed.append(i)
+            i += 1
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+    if not changed:
+        return
+    items = list(snapshot.items)
+    for i in changed:
+        item = items[i]
         ep = EntryPointInfo(item.name, item.value, item.distribution, item.version,
                             item.location)
-        out[i] = _read_item(ep, now)
-    return out, out is not items
+        items[i] = _read_item(ep, now)
+    snapshot.items = items
+    snapshot.image = None
+    snapshot.dirty = True
 
 
 def _reuse_or_read(
@@ -284,13 +365,13 @@ def _reuse_or_read(
 
 
 def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
-    manifest: Manifest | None = None
+    manifest: tuple[Any, ...] | None = None
     error: str | None = None
     manifest_path: str | None = None
     stamp: _cache.Stamp | None = None
     try:
         manifest_path, data, stamp = _read_manifest_file(ep)
-        manifest = parse_manifest(data, manifest_path, plugin=ep.name)
+        manifest = parse_manifest_flat(data, manifest_path, plugin=ep.name)
     except ManifestError as exc:
         error = str(exc)
     if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):
