@@ -213,3 +213,44 @@ def test_modalias_is_linux_6_1_of_form(transport) -> None:
     assert devices["/soc/legacy@2000"].modalias == "of:NlegacyTserialCacme,widgetCvirt-dev"
     legacy = devices["/soc/legacy@2000"]
     assert virtcore.parse_modalias(legacy.modalias).compatible == legacy.compatible
+
+
+def _outcome(call, *args):
+    try:
+        return ("ok", call(*args))
+    except TransferError as exc:
+        return ("error", str(exc), exc.device.path, type(exc.__cause__))
+
+
+class BadReadCount(FifoModel):
+    def read(self, buffer: memoryview) -> int | None:
+        return len(buffer) + 1
+
+
+@pytest.mark.parametrize("model", [FifoModel, BrokenModel, BadReadCount])
+def test_the_bound_port_does_what_the_hypercall_transfer_does(model) -> None:
+    """Data, nothing yet, a model that raises, a bad count, the model taken out of the
+    table and a closed transport: the bound port's result or error is transfer's."""
+    for step in ("data", "again", "removed", "closed"):
+        results = []
+        for use_port in (False, True):
+            fifo = model()
+            transport = DevtreeTransport(sample_tree(), {"/soc/pipe@1000": fifo})
+            pipe = transport.device("/soc/pipe@1000")
+            port = transport.port(pipe)
+            if step == "data":
+                FifoModel.write(fifo, memoryview(b"abc"))
+            if step == "removed":
+                transport.hypervisor.remove(transport.handle(pipe))
+            if step == "closed":
+                transport.close()
+            buf = bytearray(2)
+            if use_port:
+                read = _outcome(port.read, memoryview(buf))
+                write = _outcome(port.write, memoryview(b"xy"))
+            else:
+                read = _outcome(transport.transfer, pipe, buf, Op.READ)
+                write = _outcome(transport.transfer, pipe, b"xy", Op.WRITE)
+            results.append((read, bytes(buf), write))
+            transport.close()
+        assert results[0] == results[1], step

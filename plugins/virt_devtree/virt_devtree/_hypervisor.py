@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Final
 
 from virtcore import DeviceModel
@@ -83,6 +84,7 @@ class Hypervisor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[int, DeviceModel] = {}
+        self._table: Mapping[int, DeviceModel] = MappingProxyType(self._models)
 
     def add(self, handle: int, model: DeviceModel) -> None:
         """Put ``model`` behind ``handle``; a handle is used once."""
@@ -101,6 +103,12 @@ class Hypervisor:
     def model(self, handle: int) -> DeviceModel | None:
         # a single dict lookup is atomic: the data path needs no lock here
         return self._models.get(handle)
+
+    @property
+    def table(self) -> Mapping[int, DeviceModel]:
+        """The live handle table, read-only: a bound data path looks its model up here on
+        each call (one atomic dict lookup) instead of going through :meth:`hypercall`."""
+        return self._table
 
     def __iter__(self) -> Iterator[tuple[int, DeviceModel]]:
         with self._lock:
@@ -138,10 +146,12 @@ class Hypervisor:
             return HypercallResult(HV_EIO, 0, exc)
         if type(result) is int and 0 <= result <= size:
             return HypercallResult(HV_OK, result)
-        return self._bad_count(model, call, result, size)
+        return self.bad_count(model, call, result, size)
 
     @staticmethod
-    def _bad_count(model: DeviceModel, call: int, result: object, size: int) -> HypercallResult:
+    def bad_count(model: DeviceModel, call: int, result: object, size: int) -> HypercallResult:
+        """The ``-EIO`` result for a model call that returned ``result`` (not a count
+        within ``0..size``)."""
         if isinstance(result, bool) or not isinstance(result, int):
             return HypercallResult(HV_EIO, 0, TypeError(
                 f"{type(model).__name__}.{CALL_NAMES[call]} returned {result!r}, "
@@ -157,4 +167,4 @@ class Hypervisor:
             return HypercallResult(HV_EIO, 0, exc)
         if type(result) is int:
             return HypercallResult(HV_OK, result)
-        return cls._bad_count(model, HV_STATUS, result, 0)
+        return cls.bad_count(model, HV_STATUS, result, 0)

@@ -32,6 +32,8 @@ from ._errors import DtbError, DtsError, MmioError, TreeError
 from ._hypervisor import (
     CALL_NAMES,
     HV_EAGAIN,
+    HV_EIO,
+    HV_ENOENT,
     HV_OK,
     HV_READ,
     HV_WRITE,
@@ -380,29 +382,50 @@ class DevtreeTransport(Transport):
         raise _hypercall_error(call, handle, result, device)
 
     def bind_port(self, device: Device) -> Port:
-        """The fast path: the device's handle resolved now, one hypercall per transfer, the
-        buffer checks left to the caller."""
+        """The fast path: the device's handle resolved now and the hypercall's data path
+        inlined, the buffer checks left to the caller.
+
+        Each call does what :meth:`Hypervisor.hypercall` does for ``HV_READ`` / ``HV_WRITE``
+        on a whole, already checked buffer, and nothing else: the model is looked up behind
+        the handle on every call (a model taken out of the table gives ``-ENOENT``), a model
+        that raises gives ``-EIO`` with the exception as the cause, a count outside
+        ``0..len(view)`` gives ``-EIO``; the errors are the ones :meth:`transfer` raises.
+        """
         handle = self.handle(device)
-        hypercall = self.hypervisor.hypercall
+        table = self.hypervisor.table
+
+        def fail(call: int, result: HypercallResult) -> TransferError:
+            if self._closed:
+                return TransferError("transport is closed", device=device)
+            return _hypercall_error(call, handle, result, device)
 
         def read(view: memoryview) -> int | None:
-            if self._closed:
-                raise TransferError("transport is closed", device=device)
-            result = hypercall(HV_READ, handle, view, len(view))
-            status = result.status
-            if status == HV_OK:
-                return result.count
-            if status == HV_EAGAIN:
-                return None
-            raise _hypercall_error(HV_READ, handle, result, device)
+            model = table.get(handle)
+            if self._closed or model is None:
+                raise fail(HV_READ, HypercallResult(HV_ENOENT))
+            try:
+                result = model.read(view)
+            except Exception as exc:  # the guest sees -EIO; the host keeps the cause
+                error = exc
+            else:
+                if result is None or (type(result) is int and 0 <= result <= len(view)):
+                    return result
+                raise fail(HV_READ, Hypervisor.bad_count(model, HV_READ, result, len(view)))
+            raise fail(HV_READ, HypercallResult(HV_EIO, 0, error))
 
         def write(view: memoryview) -> int:
-            if self._closed:
-                raise TransferError("transport is closed", device=device)
-            result = hypercall(HV_WRITE, handle, view, len(view))
-            if result.status == HV_OK:
-                return result.count
-            raise _hypercall_error(HV_WRITE, handle, result, device)
+            model = table.get(handle)
+            if self._closed or model is None:
+                raise fail(HV_WRITE, HypercallResult(HV_ENOENT))
+            try:
+                result = model.write(view)
+            except Exception as exc:  # the guest sees -EIO; the host keeps the cause
+                error = exc
+            else:
+                if type(result) is int and 0 <= result <= len(view):
+                    return result
+                raise fail(HV_WRITE, Hypervisor.bad_count(model, HV_WRITE, result, len(view)))
+            raise fail(HV_WRITE, HypercallResult(HV_EIO, 0, error))
 
         return Port(read, write)
 

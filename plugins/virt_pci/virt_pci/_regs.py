@@ -148,6 +148,16 @@ class RamRegion:
         return n
 
 
+class Decoded(Protocol):
+    """What a bound data path watches: a counter that changes with the decode state."""
+
+    generation: int
+
+
+StalePorts = tuple[Callable[[memoryview], "int | None"], Callable[[memoryview], int]]
+"""The read and write a bound data path falls back to once its decode state is stale."""
+
+
 class RegisterBlock:
     """The transfer registers in front of one :class:`~virtcore.DeviceModel`.
 
@@ -249,26 +259,41 @@ class RegisterBlock:
     def bind_ports(
         self, read_error: Callable[[BadAccess, int], Exception],
         write_error: Callable[[BadAccess, int], Exception],
-    ) -> tuple[Callable[[memoryview], int], Callable[[memoryview], int]]:
+        decode: Decoded, stale: StalePorts,
+    ) -> tuple[Callable[[memoryview], int | None], Callable[[memoryview], int]]:
         """:meth:`read_string` at the read port and :meth:`write_string` at the write port,
-        as two functions (a bound data path: no offset decode per call).  The ``*_error``
-        functions turn a bad count into the exception to raise, given the access size."""
+        as two functions (a bound data path: no offset decode per call), in the port
+        convention: the read returns ``None`` where ``COUNT`` reads ``COUNT_AGAIN``.
 
-        def read(buffer: memoryview) -> int:
-            n = self.model.read(buffer)
+        Each call has exactly the effects of the string access it stands for (the model
+        call, then ``COUNT``); no other register is touched by it.  The ``*_error``
+        functions turn a bad count into the exception to raise, given the access size.
+        Valid while ``decode.generation`` is what it is now: after a change each call goes
+        to ``stale`` (the caller's re-binding read and write) instead.
+        """
+        generation = decode.generation
+        model = self.model
+        stale_read, stale_write = stale
+
+        def read(buffer: memoryview) -> int | None:
+            if decode.generation != generation:
+                return stale_read(buffer)
+            n = model.read(buffer)
             if n is None:
                 self.count = COUNT_AGAIN
-                return COUNT_AGAIN
-            if isinstance(n, int) and 0 <= n <= len(buffer):
+                return None
+            if (type(n) is int or isinstance(n, int)) and 0 <= n <= len(buffer):
                 self.count = n
                 return n
-            raise read_error(BadAccess(f"device model {self.model.name!r} returned {n!r} "
+            raise read_error(BadAccess(f"device model {model.name!r} returned {n!r} "
                                        f"from read of {len(buffer)} bytes"), len(buffer))
 
         def write(data: memoryview) -> int:
-            n = self.model.write(data)
+            if decode.generation != generation:
+                return stale_write(data)
+            n = model.write(data)
             if not isinstance(n, int) or not 0 <= n <= len(data):
-                raise write_error(BadAccess(f"device model {self.model.name!r} returned "
+                raise write_error(BadAccess(f"device model {model.name!r} returned "
                                             f"{n!r} from write of {len(data)} bytes"), len(data))
             self.count = n
             return n

@@ -17,7 +17,15 @@ from ._bars import BarKind
 from ._errors import MmioError
 from ._function import PciFunction, PciFunctionSpec
 from ._naming import PciAddress
-from ._regs import REG_READ_PORT, REG_WRITE_PORT, BadAccess, Region, RegisterBlock
+from ._regs import (
+    COUNT_AGAIN,
+    REG_READ_PORT,
+    REG_WRITE_PORT,
+    BadAccess,
+    Region,
+    RegisterBlock,
+    StalePorts,
+)
 
 _MMIO_SIZES: Final = (1, 2, 4, 8)
 
@@ -65,10 +73,10 @@ class PciSegment:
         key = (address.bus, address.device, address.function)
         if key in self._functions:
             raise ValueError(f"slot {address} is already taken")
-        function = PciFunction(spec, address, self._invalidate)
+        function = PciFunction(spec, address, self.invalidate)
         self._functions[key] = function
         self._update_multifunction(address.bus, address.device)
-        self._invalidate()
+        self.invalidate()
         return function
 
     def _update_multifunction(self, bus: int, device: int) -> None:
@@ -120,7 +128,8 @@ class PciSegment:
 
     # -- address decode ---------------------------------------------------------------------
 
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
+        """Drop the decode caches and change :attr:`generation` (bound data paths re-bind)."""
         self._windows = None
         self._last = None
         self.generation += 1
@@ -231,11 +240,13 @@ class PciSegment:
             raise self._access_error(window, address, len(buffer), exc) from None
 
     def string_ports(
-        self, read_address: int, write_address: int
-    ) -> tuple[Callable[[memoryview], int], Callable[[memoryview], int]]:
+        self, read_address: int, write_address: int, stale: StalePorts,
+    ) -> tuple[Callable[[memoryview], int | None], Callable[[memoryview], int]]:
         """``mmio_read_string`` at ``read_address`` and ``mmio_write_string`` at
-        ``write_address`` with the address decode done now: valid while :attr:`generation`
-        is unchanged (a bound data path re-binds when it changes)."""
+        ``write_address`` with the address decode done now, in the port convention (the
+        read returns ``None`` where ``COUNT`` reads ``COUNT_AGAIN``).  Valid while
+        :attr:`generation` is unchanged: after a change each call goes to ``stale`` (the
+        caller's re-binding read and write) instead."""
         rwin = self._lookup(True, read_address, 1, True)
         wwin = self._lookup(True, write_address, 1, True)
         rregion, roffset = rwin[4], read_address - rwin[0]
@@ -248,15 +259,22 @@ class PciSegment:
 
             def write_error(exc: BadAccess, size: int) -> Exception:
                 return self._access_error(wwin, write_address, size, exc)
-            return rregion.bind_ports(read_error, write_error)
+            return rregion.bind_ports(read_error, write_error, self, stale)
+        generation = self.generation
+        stale_read, stale_write = stale
 
-        def read(buffer: memoryview) -> int:
+        def read(buffer: memoryview) -> int | None:
+            if self.generation != generation:
+                return stale_read(buffer)
             try:
-                return rregion.read_string(roffset, buffer)
+                count = rregion.read_string(roffset, buffer)
             except BadAccess as exc:
                 raise self._access_error(rwin, read_address, len(buffer), exc) from None
+            return None if count == COUNT_AGAIN else count
 
         def write(data: memoryview) -> int:
+            if self.generation != generation:
+                return stale_write(data)
             try:
                 return wregion.write_string(woffset, data)
             except BadAccess as exc:

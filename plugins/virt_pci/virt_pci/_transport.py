@@ -169,34 +169,36 @@ class PciTransport(Transport):
         return info.modalias if isinstance(info, PciDeviceInfo) else None
 
     def bind_port(self, device: Device) -> Port:
-        """The fast path: the register block's string ports decoded now (and again only when
-        the segment's decode state changes), the buffer checks left to the caller."""
+        """The fast path: the register block's string ports decoded now, the buffer checks
+        left to the caller.  The port's functions are the register block's own bound ports
+        (one frame per access, exactly the effects of ``insb`` / ``outsb`` at the decoded
+        address); once the segment's decode state changes, or the transport closes (which
+        changes it too), they hand each call to a re-binding function here."""
         segment = self.segment
-        state: list[Any] = []
+        current: list[Any] = []
 
         def bind() -> None:
             if self._closed:
                 raise TransferError("transport is closed", device=device)
             generation = segment.generation
             base = self._regs_base(device)
-            state[:] = [generation, *segment.string_ports(base + REG_READ_PORT,
-                                                          base + REG_WRITE_PORT)]
+            current[:] = [generation, *segment.string_ports(
+                base + REG_READ_PORT, base + REG_WRITE_PORT, (rebound_read, rebound_write))]
 
-        bind()
-
-        def read(view: memoryview) -> int | None:
-            if self._closed or segment.generation != state[0]:
+        def rebound_read(view: memoryview) -> int | None:
+            if self._closed or segment.generation != current[0]:
                 bind()
-            count: int = state[1](view)
-            return None if count == COUNT_AGAIN else count
+            result: int | None = current[1](view)
+            return result
 
-        def write(view: memoryview) -> int:
-            if self._closed or segment.generation != state[0]:
+        def rebound_write(view: memoryview) -> int:
+            if self._closed or segment.generation != current[0]:
                 bind()
-            count: int = state[2](view)
+            count: int = current[2](view)
             return count
 
-        return Port(read, write)
+        bind()
+        return Port(current[1], current[2])
 
     def model_of(self, device: Device) -> DeviceModel | None:
         """The device model behind the function: the one behind its register block, or the
@@ -255,6 +257,7 @@ class PciTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self.segment.invalidate()  # bound ports see the change and raise "closed"
         for fn in self.segment.functions:
             fn.irq_handler = None
             if fn.regs is not None:

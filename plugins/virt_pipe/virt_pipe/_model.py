@@ -44,6 +44,8 @@ from ._args import (
 from ._endpoints import Endpoint, SocketEndpoint, StreamSink, StreamSource
 from ._ids import DEFAULT_CAPACITY
 
+_NO_CHUNK: memoryview = memoryview(b"")
+
 
 def _chunk(data: Any, limit: int) -> memoryview:
     """Up to ``limit`` bytes of ``data`` as an immutable view, copied only if mutable."""
@@ -98,6 +100,10 @@ class PipeModel(StreamModel):
         self._rx: deque[memoryview] = deque()
         self._rx_len = 0
         self._rx_off = 0
+        self._head = _NO_CHUNK
+        """``_rx[0]`` (``_NO_CHUNK`` when empty), kept by :meth:`_set_head`."""
+        self._head_end = 0
+        """``len(_rx[0])``, ``0`` when empty."""
         self._eof = False
         self._tx: deque[memoryview] = deque()
         self._tx_len = 0
@@ -170,37 +176,52 @@ class PipeModel(StreamModel):
     # -- guest side (called by the transport) ----------------------------------------------
 
     def read(self, buffer: memoryview) -> int | None:
-        want = len(buffer)
-        got = 0
         with self._lock:
             self.read_calls += 1
-            rx = self._rx
-            if rx:  # fast path: the first queued chunk alone fills the buffer
-                off = self._rx_off
-                if len(rx[0]) - off > want:
-                    buffer[:] = rx[0][off:off + want]
-                    self._rx_off = off + want
-                    self._rx_len -= want
-                    if self._sleepers:
-                        self._cond.notify_all()  # room for the source endpoint
-                    return want
-            while got < want and rx:
-                head = rx[0]
-                off = self._rx_off
-                n = min(len(head) - off, want - got)
-                buffer[got:got + n] = head[off:off + n]
-                got += n
-                if off + n == len(head):
-                    rx.popleft()
-                    self._rx_off = 0
-                else:
-                    self._rx_off = off + n
-            if not got:
-                return 0 if self._eof else None
-            self._rx_len -= got
-            if self._sleepers:
-                self._cond.notify_all()  # room for the source endpoint
+            off = self._rx_off
+            end = off + len(buffer)
+            if end < self._head_end:  # fast path: the first queued chunk alone fills it
+                buffer[:] = self._head[off:end]
+                self._rx_off = end
+                self._rx_len -= end - off
+                if self._sleepers:
+                    self._cond.notify_all()  # room for the source endpoint
+                return end - off
+            return self._read_chunks(buffer)
+
+    def _read_chunks(self, buffer: memoryview) -> int | None:
+        """:meth:`read` across chunks, or at the end of the queue (lock held)."""
+        want = len(buffer)
+        got = 0
+        rx = self._rx
+        while got < want and rx:
+            head = rx[0]
+            off = self._rx_off
+            n = min(len(head) - off, want - got)
+            buffer[got:got + n] = head[off:off + n]
+            got += n
+            if off + n == len(head):
+                rx.popleft()
+                self._rx_off = 0
+                self._set_head()
+            else:
+                self._rx_off = off + n
+        if not got:
+            return 0 if self._eof else None
+        self._rx_len -= got
+        if self._sleepers:
+            self._cond.notify_all()  # room for the source endpoint
         return got
+
+    def _set_head(self) -> None:
+        """Cache the first queued chunk and its length for :meth:`read` (lock held); the
+        length is 0 when nothing is queued, so the fast path is never taken then."""
+        if self._rx:
+            self._head = self._rx[0]
+            self._head_end = len(self._head)
+        else:
+            self._head = _NO_CHUNK
+            self._head_end = 0
 
     def write(self, data: memoryview) -> int:
         with self._lock:
@@ -234,6 +255,8 @@ class PipeModel(StreamModel):
                 return 0
             chunk = _chunk(data, room)
             self._rx.append(chunk)
+            if len(self._rx) == 1:
+                self._set_head()
             self._rx_len += len(chunk)
             self._eof = False
         self._irq()
@@ -342,6 +365,8 @@ class PipeModel(StreamModel):
         with self._lock:
             if self._initial:
                 self._rx.append(memoryview(self._initial))
+                if len(self._rx) == 1:
+                    self._set_head()
                 self._rx_len += len(self._initial)
             self._eof = True
         self._irq()
@@ -355,6 +380,7 @@ class PipeModel(StreamModel):
             self._rx.clear()
             self._tx.clear()
             self._rx_len = self._tx_len = self._rx_off = self._tx_off = 0
+            self._set_head()
             self._eof = False
             self._cond.notify_all()
         if self._initial is not None:
