@@ -46,6 +46,33 @@ def test_fifo_order_across_chunks_and_partial_reads(model: PipeModel) -> None:
     assert read(model) is None
 
 
+@pytest.mark.parametrize("sizes", [(1, 2, 3, 5, 8), (7,), (16, 1), (3, 13, 2)])
+def test_every_mix_of_chunks_and_read_sizes_reads_the_stream_in_order(sizes) -> None:
+    """Whole ``bytes``, slices of ``bytes``, mutable buffers and short writes, read back
+    with reads that end inside a chunk, at its end, and across chunks."""
+    stream = bytes(range(256)) * 3
+    model = PipeModel(capacity=100)
+    written = bytearray()
+    pieces = [stream[:40], memoryview(stream)[40:90], bytearray(stream[90:150]),
+              memoryview(stream)[150:400], stream[400:]]
+    got = bytearray()
+    turn = 0
+    while pieces or len(got) < len(written):
+        if pieces:  # a short write leaves the rest for the next turn, as host_write_all does
+            n = model.host_write(pieces[0])
+            written += bytes(memoryview(pieces[0])[:n])
+            pieces[0] = memoryview(pieces[0])[n:]
+            if not len(pieces[0]):
+                pieces.pop(0)
+        size = sizes[turn % len(sizes)]
+        turn += 1
+        chunk = read(model, size)
+        if isinstance(chunk, bytes):
+            got += chunk
+    assert bytes(written) == stream and bytes(got) == stream
+    assert read(model) is None
+
+
 def test_host_write_copies_mutable_buffers(model: PipeModel) -> None:
     data = bytearray(b"1234")
     model.host_write(data)

@@ -15,12 +15,15 @@ new writer opening a FIFO does; a reader that had not read the end of data yet n
 The socket endpoint closes at each client's end and reopens at the next client.
 
 The FIFOs are deques of immutable chunks: ``host_write`` of a ``bytes`` object queues it
-without copying, and ``read`` copies each chunk into the guest's buffer with one slice
-assignment, so a 64 KiB read is one ``memcpy``, not per-byte Python work.
+without copying, and ``read`` copies into the guest's buffer with one call, so a 64 KiB read
+is one ``memcpy``, not per-byte Python work: the first chunk is open as an ``io.BytesIO``
+(sharing a whole ``bytes`` chunk, copying a slice once) whose ``readinto`` copies and moves
+on; a read that crosses chunks copies slice by slice.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -44,7 +47,7 @@ from ._args import (
 from ._endpoints import Endpoint, SocketEndpoint, StreamSink, StreamSource
 from ._ids import DEFAULT_CAPACITY
 
-_NO_CHUNK: memoryview = memoryview(b"")
+_NO_CHUNK = io.BytesIO(b"")
 
 
 def _chunk(data: Any, limit: int) -> memoryview:
@@ -100,8 +103,8 @@ class PipeModel(StreamModel):
         self._rx: deque[memoryview] = deque()
         self._rx_len = 0
         self._rx_off = 0
-        self._head = _NO_CHUNK
-        """``_rx[0]`` (``_NO_CHUNK`` when empty), kept by :meth:`_set_head`."""
+        self._head_io = _NO_CHUNK
+        """``_rx[0]`` as a file positioned at ``_rx_off``, kept by :meth:`_set_head`."""
         self._head_end = 0
         """``len(_rx[0])``, ``0`` when empty."""
         self._eof = False
@@ -181,7 +184,7 @@ class PipeModel(StreamModel):
             off = self._rx_off
             end = off + len(buffer)
             if end < self._head_end:  # fast path: the first queued chunk alone fills it
-                buffer[:] = self._head[off:end]
+                self._head_io.readinto(buffer)  # one copy; its position is _rx_off
                 self._rx_off = end
                 self._rx_len -= end - off
                 if self._sleepers:
@@ -206,6 +209,7 @@ class PipeModel(StreamModel):
                 self._set_head()
             else:
                 self._rx_off = off + n
+                self._head_io.seek(off + n)
         if not got:
             return 0 if self._eof else None
         self._rx_len -= got
@@ -214,13 +218,18 @@ class PipeModel(StreamModel):
         return got
 
     def _set_head(self) -> None:
-        """Cache the first queued chunk and its length for :meth:`read` (lock held); the
-        length is 0 when nothing is queued, so the fast path is never taken then."""
+        """Open the first queued chunk as a file at ``_rx_off`` for :meth:`read` (lock
+        held): ``readinto`` then copies and moves on in one call.  A chunk that is a whole
+        ``bytes`` object is shared, not copied (others, made by a partial ``host_write``,
+        are copied once).  The length is 0 when nothing is queued: no fast path then."""
         if self._rx:
-            self._head = self._rx[0]
-            self._head_end = len(self._head)
+            head = self._rx[0]
+            whole = head.obj if type(head.obj) is bytes and len(head) == len(head.obj) else None
+            self._head_io = io.BytesIO(whole if whole is not None else head)
+            self._head_io.seek(self._rx_off)
+            self._head_end = len(head)
         else:
-            self._head = _NO_CHUNK
+            self._head_io = _NO_CHUNK
             self._head_end = 0
 
     def write(self, data: memoryview) -> int:
