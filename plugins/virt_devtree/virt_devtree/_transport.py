@@ -392,7 +392,7 @@ class DevtreeTransport(Transport):
         ``0..len(view)`` gives ``-EIO``; the errors are the ones :meth:`transfer` raises.
         """
         handle = self.handle(device)
-        table = self.hypervisor.table
+        lookup = self.hypervisor.table.get  # the live table: a removed model is seen
 
         def fail(call: int, result: HypercallResult) -> TransferError:
             if self._closed:
@@ -400,7 +400,7 @@ class DevtreeTransport(Transport):
             return _hypercall_error(call, handle, result, device)
 
         def read(view: memoryview) -> int | None:
-            model = table.get(handle)
+            model = lookup(handle)
             if self._closed or model is None:
                 raise fail(HV_READ, HypercallResult(HV_ENOENT))
             try:
@@ -414,7 +414,7 @@ class DevtreeTransport(Transport):
             raise fail(HV_READ, HypercallResult(HV_EIO, 0, error))
 
         def write(view: memoryview) -> int:
-            model = table.get(handle)
+            model = lookup(handle)
             if self._closed or model is None:
                 raise fail(HV_WRITE, HypercallResult(HV_ENOENT))
             try:
