@@ -213,24 +213,12 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
     if not enabled():
         return None
     path = _file(key)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    read = _read_private(path)
+    if read is None:
         return None
+    data, mtime_ns = read
     try:
-        st = os.fstat(fd)
-        if not _private(st) or not _private_dir(os.path.dirname(path)):
-            log.debug("ignoring the discovery cache %s: other users could write it", path)
-            return None
-        chunks = []
-        while chunk := os.read(fd, max(st.st_size, 1 << 16)):
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        fmt, stored_key, folders, checks, blob, image = marshal.loads(b"".join(chunks))
+        fmt, stored_key, folders, checks, blob, image = marshal.loads(data)
         if fmt != FORMAT or tuple(stored_key) != key:
             return None  # a hash collision, or a file of another format
         bases, paths, where, mtimes, sizes = checks
@@ -243,7 +231,7 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
     snapshot = Snapshot(key, folders, None, blob=blob,
                         checks=(bases, paths, where, mtimes, sizes),
                         image=image, dirty=False)
-    if time.time_ns() - st.st_mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
+    if time.time_ns() - mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
         try:
             os.utime(path)
         except OSError:
@@ -255,8 +243,9 @@ _FOLDERS: Final = "folders.marshal"
 _FOLDERS_KEPT: Final = 512
 
 
-def _read_private(path: str) -> bytes | None:
-    """A cache file's bytes, or ``None`` (absent, unreadable, writable by others)."""
+def _read_private(path: str) -> tuple[bytes, int] | None:
+    """A cache file's bytes and mtime (ns), or ``None`` (absent, unreadable, writable by
+    others)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -269,7 +258,7 @@ def _read_private(path: str) -> bytes | None:
         chunks = []
         while chunk := os.read(fd, max(st.st_size, 1 << 16)):
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), st.st_mtime_ns
     except OSError:
         return None
     finally:
@@ -279,9 +268,10 @@ def _read_private(path: str) -> bytes | None:
 def load_folders() -> dict[str, tuple[int, bool]]:
     """Which ``sys.path`` folders held distributions at which mtime, shared by every key:
     a warm start lists no folder whose mtime is the one remembered (``{}`` if unknown)."""
-    data = _read_private(os.path.join(cache_dir(), _FOLDERS))
-    if data is None:
+    read = _read_private(os.path.join(cache_dir(), _FOLDERS))
+    if read is None:
         return {}
+    data = read[0]
     try:
         fmt, memo = marshal.loads(data)
         if fmt == FORMAT and type(memo) is dict:
