@@ -16,6 +16,9 @@ model).  Each case is interleaved with its peer, round by round, in the same pro
   ``BufferedReader`` costs);
 * 1-byte raw reads, per-call cost (no target), vs the same ``FileIO`` peer.
 
+``--layers`` prints what each layer of a read costs instead (model, bound port, driver,
+misc file), each called directly in process.
+
 Ratios are throughput ratios (peer time / our time: 1.0 is as fast as the peer, higher is
 faster), medians over the rounds with the interquartile range; CPU time is process time.
 """
@@ -144,14 +147,67 @@ CASES = [  # (label, chunk, payload size divisor of --mib, buffered, peer, targe
 ]
 
 
+def _best_per_call(call: Callable[[], object], calls: int) -> float:
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls // 5):
+            call()
+        best = min(best, time.perf_counter() - start)
+    return best / (calls // 5) * 1e6
+
+
+def _layer_costs(model: StreamModel, f: Any, calls: int) -> list[tuple[str, float]]:
+    buffer = bytearray(1)
+    view = memoryview(buffer)
+    fops = f._fops  # the driver's file operations, as the misc file holds them
+    port_read = fops.state._read  # the device's bound port, as the driver holds it
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("empty call", lambda: None),
+        ("model.read", lambda: model.read(view)),
+        ("port.read", lambda: port_read(view)),
+        ("driver readinto", lambda: fops.readinto(f, view)),
+        ("MiscFile.readinto", lambda: f.readinto(buffer))]
+    return [(name, _best_per_call(call, calls)) for name, call in cases]
+
+
+def layers(catalog: Catalog, calls: int = 200_000) -> None:
+    """What each layer of a 1-byte read costs, in process: each layer called directly (the
+    model's ``read``, the bound port, the driver's ``readinto``, the misc file's), best of 5
+    runs of ``calls // 5`` calls; a layer's own cost is the difference to the layer below
+    (the empty call's cost below the model)."""
+    for transport in SECTIONS:
+        machine = Machine("bench", catalog=catalog)
+        try:
+            machine.load({"name": "bench", **SECTIONS[transport]()})
+            (device,) = machine.devices()
+            assert device.transport is not None
+            model = device.transport.model_of(device)
+            assert isinstance(model, StreamModel), model
+            model.host_write(os.urandom(4 * calls + 1))  # enough for every layer's calls
+            with machine.open("virt_pipe0", "rb", buffering=0, timeout=10) as f:
+                costs = _layer_costs(model, f, calls)
+            own = [f"{name} {cost - below:.3f}" for (name, cost), (_, below)
+                   in zip(costs[1:], costs[:-1], strict=True)]
+            print(f"{transport:8s} per layer (us): {', '.join(own)}; whole path "
+                  f"{costs[-1][1] - costs[0][1]:.3f}")
+        finally:
+            machine.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--layers", action="store_true",
+                        help="print what each layer of a read costs, then stop")
     args = parser.parse_args()
     print(machine_info())
     catalog = discover(only=["virt_pci", "virt_devtree", "virt_pipe"])
+    if args.layers:
+        layers(catalog)
+        return 0
     ok = True
     for transport in SECTIONS:
         for label, chunk, divisor, buffered, peer, target in CASES:

@@ -19,6 +19,7 @@ from ._record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ._device import Device
@@ -123,6 +124,15 @@ class MiscFile(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int | None:
         read = self._read
+        if read is not None and type(buffer) is bytearray and buffer:  # the usual call
+            return read(self, memoryview(buffer))
+        return self._readinto_checked(read, buffer)
+
+    def _readinto_checked(
+        self, read: Callable[[MiscFile, memoryview], int | None] | None, buffer: Any
+    ) -> int | None:
+        """:meth:`readinto` for every other call: a closed or write-only file, an empty
+        buffer, or any other buffer type (viewed as unsigned bytes)."""
         if read is None:  # closed, or not opened for reading
             if self.closed:
                 raise ValueError("I/O operation on closed file")

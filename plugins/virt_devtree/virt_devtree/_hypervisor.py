@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -109,6 +109,12 @@ class Hypervisor:
         """The live handle table, read-only: a bound data path looks its model up here on
         each call (one atomic dict lookup) instead of going through :meth:`hypercall`."""
         return self._table
+
+    @property
+    def lookup(self) -> Callable[[int], DeviceModel | None]:
+        """The live table's ``get`` (``handle -> model or None``), bound: what a bound data
+        path calls on each transfer, the cheapest way to see a model taken out."""
+        return self._models.get
 
     def __iter__(self) -> Iterator[tuple[int, DeviceModel]]:
         with self._lock:

@@ -392,7 +392,7 @@ class DevtreeTransport(Transport):
         ``0..len(view)`` gives ``-EIO``; the errors are the ones :meth:`transfer` raises.
         """
         handle = self.handle(device)
-        lookup = self.hypervisor.table.get  # the live table: a removed model is seen
+        lookup = self.hypervisor.lookup  # the live table: a removed model is seen
 
         def fail(call: int, result: HypercallResult) -> TransferError:
             if self._closed:

@@ -273,16 +273,20 @@ class RegisterBlock:
         """
         generation = decode.generation
         model = self.model
+        model_read = model.read  # bound once, as the decode is
         stale_read, stale_write = stale
 
         def read(buffer: memoryview) -> int | None:
             if decode.generation != generation:
                 return stale_read(buffer)
-            n = model.read(buffer)
+            n = model_read(buffer)
+            if type(n) is int and 0 <= n <= len(buffer):
+                self.count = n
+                return n
             if n is None:
                 self.count = COUNT_AGAIN
                 return None
-            if (type(n) is int or isinstance(n, int)) and 0 <= n <= len(buffer):
+            if isinstance(n, int) and 0 <= n <= len(buffer):
                 self.count = n
                 return n
             raise read_error(BadAccess(f"device model {model.name!r} returned {n!r} "

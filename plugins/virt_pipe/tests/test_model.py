@@ -69,8 +69,24 @@ def test_every_mix_of_chunks_and_read_sizes_reads_the_stream_in_order(sizes) -> 
         chunk = read(model, size)
         if isinstance(chunk, bytes):
             got += chunk
+        unread = len(written) - len(got)  # what the status bits and the room must reflect
+        assert bool(model.status() & MODEL_READABLE) == (unread > 0), (turn, unread)
     assert bytes(written) == stream and bytes(got) == stream
     assert read(model) is None
+
+
+def test_a_chunk_read_to_its_exact_end_frees_its_room_at_once(model: PipeModel) -> None:
+    assert model.host_write(b"x" * 16) == 16
+    assert model.host_write(b"y") == 0  # full
+    assert read(model, 10) == b"x" * 10
+    assert model.host_write(b"a" * 12) == 10  # 10 bytes of room, not more
+    assert model.host_write(b"y") == 0
+    assert read(model, 6) == b"x" * 6  # the first chunk, to its exact end
+    assert model.host_write(b"b" * 20) == 6  # its last 6 bytes are free again
+    assert read(model, 100) == b"a" * 10 + b"b" * 6
+    assert model.status() == MODEL_WRITABLE and read(model) is None
+    model.reset()
+    assert model.host_write(b"c" * 20) == 16 and read(model, 16) == b"c" * 16
 
 
 def test_host_write_copies_mutable_buffers(model: PipeModel) -> None:

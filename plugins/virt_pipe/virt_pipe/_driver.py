@@ -153,6 +153,8 @@ class PipeFileOperations(FileOperations):
 
     def __init__(self, state: PipeState) -> None:
         self.state = state
+        self._acquire = state.xfer.acquire  # bound once: the read path calls them directly
+        self._release = state.xfer.release
 
     def open(self, file: MiscFile) -> None:
         if self.state.removed:
@@ -162,12 +164,15 @@ class PipeFileOperations(FileOperations):
         """Block until data (the count), end of data (``0``) or the timeout; with
         ``nonblocking``, ``None`` when nothing is there."""
         state = self.state
-        with state.xfer:  # the fast path, inline: one lock, one port call
+        self._acquire()  # the fast path, inline: one lock (acquired and released directly,
+        try:  # half what ``with`` costs per read), one port call
             if state.removed:
                 raise state._removed_error("while reading")
             generation = state.generation
             state.transfers += 1
             n = state._read(buffer)
+        finally:
+            self._release()
         if n is not None:
             return n
         deadline: float | None = None

@@ -101,12 +101,12 @@ class PipeModel(StreamModel):
         self._cond = threading.Condition(self._lock)
         self._sleepers = 0  # host-side threads waiting on _cond (skip notify when none)
         self._rx: deque[memoryview] = deque()
-        self._rx_len = 0
-        self._rx_off = 0
+        self._rx_queued = 0
+        """Bytes in the chunks of ``_rx``, the part of the first already read included."""
         self._head_io = _NO_CHUNK
-        """``_rx[0]`` as a file positioned at ``_rx_off``, kept by :meth:`_set_head`."""
-        self._head_end = 0
-        """``len(_rx[0])``, ``0`` when empty."""
+        """``_rx[0]`` as a file (kept by :meth:`_set_head`): its position is how much of the
+        first chunk the guest has read, so the bytes the guest has not read yet are
+        ``_rx_queued - _head_io.tell()`` (:meth:`_rx_pending`)."""
         self._eof = False
         self._tx: deque[memoryview] = deque()
         self._tx_len = 0
@@ -179,58 +179,49 @@ class PipeModel(StreamModel):
     # -- guest side (called by the transport) ----------------------------------------------
 
     def read(self, buffer: memoryview) -> int | None:
-        with self._lock:
+        lock = self._lock  # acquire and release called directly: half what ``with`` costs
+        lock.acquire()
+        try:
             self.read_calls += 1
-            off = self._rx_off
-            end = off + len(buffer)
-            if end < self._head_end:  # fast path: the first queued chunk alone fills it
-                self._head_io.readinto(buffer)  # one copy; its position is _rx_off
-                self._rx_off = end
-                self._rx_len -= end - off
+            n = self._head_io.readinto(buffer)  # one copy, and the head's position moves on
+            if n == len(buffer):  # fast path: the first queued chunk alone filled it
                 if self._sleepers:
                     self._cond.notify_all()  # room for the source endpoint
-                return end - off
-            return self._read_chunks(buffer)
+                return n
+            return self._read_chunks(buffer, n)
+        finally:
+            lock.release()
 
-    def _read_chunks(self, buffer: memoryview) -> int | None:
-        """:meth:`read` across chunks, or at the end of the queue (lock held)."""
+    def _read_chunks(self, buffer: memoryview, got: int) -> int | None:
+        """:meth:`read` once the first chunk ran out after ``got`` bytes: the next chunks,
+        or end of data / nothing yet (lock held)."""
         want = len(buffer)
-        got = 0
         rx = self._rx
-        while got < want and rx:
-            head = rx[0]
-            off = self._rx_off
-            n = min(len(head) - off, want - got)
-            buffer[got:got + n] = head[off:off + n]
-            got += n
-            if off + n == len(head):
-                rx.popleft()
-                self._rx_off = 0
-                self._set_head()
-            else:
-                self._rx_off = off + n
-                self._head_io.seek(off + n)
+        while got < want and rx:  # the head is used up: drop it, read from the next
+            self._rx_queued -= len(rx.popleft())
+            self._set_head()
+            got += self._head_io.readinto(buffer[got:])
         if not got:
             return 0 if self._eof else None
-        self._rx_len -= got
         if self._sleepers:
             self._cond.notify_all()  # room for the source endpoint
         return got
 
     def _set_head(self) -> None:
-        """Open the first queued chunk as a file at ``_rx_off`` for :meth:`read` (lock
-        held): ``readinto`` then copies and moves on in one call.  A chunk that is a whole
-        ``bytes`` object is shared, not copied (others, made by a partial ``host_write``,
-        are copied once).  The length is 0 when nothing is queued: no fast path then."""
+        """Open the first queued chunk as a file for :meth:`read` (lock held): ``readinto``
+        then copies and moves on in one call.  A chunk that is a whole ``bytes`` object is
+        shared, not copied (others, made by a partial ``host_write``, are copied once).  An
+        empty file when nothing is queued."""
         if self._rx:
             head = self._rx[0]
             whole = head.obj if type(head.obj) is bytes and len(head) == len(head.obj) else None
             self._head_io = io.BytesIO(whole if whole is not None else head)
-            self._head_io.seek(self._rx_off)
-            self._head_end = len(head)
         else:
             self._head_io = _NO_CHUNK
-            self._head_end = 0
+
+    def _rx_pending(self) -> int:
+        """Bytes queued for the guest that it has not read yet (lock held)."""
+        return self._rx_queued - self._head_io.tell()
 
     def write(self, data: memoryview) -> int:
         with self._lock:
@@ -247,7 +238,7 @@ class PipeModel(StreamModel):
     def status(self) -> int:
         with self._lock:
             bits = MODEL_WRITABLE if self._tx_len < self.capacity else 0
-            if self._rx_len:
+            if self._rx_pending():
                 bits |= MODEL_READABLE
             elif self._eof:
                 bits |= MODEL_EOF
@@ -259,14 +250,14 @@ class PipeModel(StreamModel):
         """Queue bytes for the guest; returns the count taken (short when full) and raises
         the IRQ.  ``bytes`` are queued without a copy.  Ends an end-of-data state."""
         with self._lock:
-            room = self.capacity - self._rx_len
+            room = self.capacity - self._rx_pending()
             if room <= 0 or not len(data):
                 return 0
             chunk = _chunk(data, room)
             self._rx.append(chunk)
             if len(self._rx) == 1:
                 self._set_head()
-            self._rx_len += len(chunk)
+            self._rx_queued += len(chunk)
             self._eof = False
         self._irq()
         return len(chunk)
@@ -284,7 +275,7 @@ class PipeModel(StreamModel):
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(view):
             with self._cond:
-                while self._rx_len >= self.capacity:
+                while self._rx_pending() >= self.capacity:
                     if self._closed or (stop is not None and stop.is_set()):
                         return False
                     left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
@@ -376,7 +367,7 @@ class PipeModel(StreamModel):
                 self._rx.append(memoryview(self._initial))
                 if len(self._rx) == 1:
                     self._set_head()
-                self._rx_len += len(self._initial)
+                self._rx_queued += len(self._initial)
             self._eof = True
         self._irq()
 
@@ -388,7 +379,7 @@ class PipeModel(StreamModel):
         with self._lock:
             self._rx.clear()
             self._tx.clear()
-            self._rx_len = self._tx_len = self._rx_off = self._tx_off = 0
+            self._rx_queued = self._tx_len = self._tx_off = 0
             self._set_head()
             self._eof = False
             self._cond.notify_all()
