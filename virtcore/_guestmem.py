@@ -12,12 +12,16 @@ from several threads are safe (the memory is shared like real RAM: callers order
 accesses); ``alloc``/``free`` and region changes hold a lock.
 
 A machine has one: :attr:`virtcore.Machine.memory`, created on first use (64 MiB at GPA
-``0x4000_0000`` unless the machine file's ``[memory]`` section says otherwise).
+``0x4000_0000`` unless the machine file's ``[memory]`` section says otherwise).  The RAM a
+:class:`GuestMemory` creates itself is an anonymous private ``mmap``: the address range is
+reserved at once, but the host commits a page only when it is first touched, so a large
+``[memory] size`` costs what the guest uses, not what it declares.
 """
 
 from __future__ import annotations
 
 import bisect
+import mmap
 import re
 import struct
 import threading
@@ -85,10 +89,12 @@ def _span(gpa: int, length: int) -> str:
 class GuestMemory:
     """Guest-physical memory: non-overlapping regions at guest-physical addresses (GPA).
 
-    :param size: with ``size > 0``, start with one zero-filled ``bytearray`` region of
-        ``size`` bytes at ``base``; with 0, start empty (add regions with :meth:`add_region`).
+    :param size: with ``size > 0``, start with one zero-filled region of ``size`` bytes at
+        ``base`` (:func:`reserve`: pages are committed when first touched); with 0, start
+        empty (add regions with :meth:`add_region`).
     :param base: the GPA of that first region.
-    :raises GuestMemoryError: a negative size or a region past 2**64.
+    :raises GuestMemoryError: a negative size, a region past 2**64, or the host cannot
+        reserve ``size`` bytes of address space.
     """
 
     def __init__(self, size: int = 0, *, base: int = 0) -> None:
@@ -102,10 +108,17 @@ class GuestMemory:
         self._free: list[tuple[int, int]] = []  # sorted (gpa, size) extents
         self._allocated: dict[int, tuple[int, int]] = {}  # returned gpa -> (extent, size)
         self._closed = False
+        self._owned: list[mmap.mmap] = []  # the RAM this object reserved: close() unmaps it
         if size < 0:
             raise GuestMemoryError(f"negative memory size {size}", address=base, length=size)
         if size:
-            self.add_region(base, bytearray(size), name="ram")
+            ram = reserve(size, base)
+            try:
+                self.add_region(base, ram, name="ram")
+            except BaseException:
+                ram.close()
+                raise
+            self._owned.append(ram)
 
     # -- regions ---------------------------------------------------------------------------
 
@@ -371,7 +384,9 @@ class GuestMemory:
     def close(self) -> None:
         """Unmap every region and release this object's views of them; idempotent.
 
-        The buffers themselves (an ``mmap`` a caller passed in) stay the caller's to close.
+        The RAM this object reserved itself (``GuestMemory(size)``) is given back to the host
+        now, or -- while views handed out earlier are still alive -- when the last of them
+        goes.  The buffers a caller passed to :meth:`add_region` stay the caller's to close.
         """
         with self._lock:
             if self._closed:
@@ -381,8 +396,14 @@ class GuestMemory:
             self._publish([])
             self._free.clear()
             self._allocated.clear()
+            owned, self._owned = self._owned, []
         for region in regions:
             region.view.release()
+        for ram in owned:
+            try:
+                ram.close()
+            except BufferError:  # a view handed out is still alive: unmapped when it goes
+                pass
 
     def __enter__(self) -> GuestMemory:
         return self
@@ -394,6 +415,29 @@ class GuestMemory:
         parts = ", ".join(f"{r.name or 'region'}@{r.gpa:#x}+{r.end - r.gpa:#x}"
                           for r in self._regions)
         return f"<GuestMemory {parts or 'empty'}>"
+
+
+def reserve(size: int, gpa: int = 0) -> mmap.mmap:
+    """``size`` zero bytes of anonymous private memory, committed page by page on first touch.
+
+    :raises GuestMemoryError: the host cannot reserve that much address space (the message
+        says how much and why).
+    """
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    try:
+        return mmap.mmap(-1, size, flags=flags) if flags else mmap.mmap(-1, size)
+    except (OSError, MemoryError, OverflowError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+            str(exc) or type(exc).__name__)
+        raise GuestMemoryError(f"cannot reserve {size} bytes ({_human(size)}) of guest "
+                               f"memory: {why}", address=gpa, length=size) from None
+
+
+def _human(size: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.4g} {unit}"
+    return f"{size} B"
 
 
 _UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -447,4 +491,7 @@ def memory_from_section(
     if base < 0 or base + size > ADDRESS_LIMIT:
         raise MachineFileError(f"base {base:#x} + size {size:#x} is outside the 64-bit "
                                "address space", path=path, section=section, key="base")
-    return GuestMemory(size, base=base)
+    try:
+        return GuestMemory(size, base=base)
+    except GuestMemoryError as exc:
+        raise MachineFileError(exc.reason, path=path, section=section, key="size") from None

@@ -1034,12 +1034,14 @@ class Machine:
     # -- teardown --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Remove every device (unbinding drivers), then close transports and models."""
+        """Remove every device (unbinding drivers), then close transports, models and the
+        guest memory (its RAM goes back to the host)."""
         with self._lock:
             for device in reversed(self.devices()):
                 self.remove_device(device)
             transports, self.transports = self.transports, []
             models, self.models = self.models, []
+            memory, self._memory = self._memory, None
         for transport in transports:
             try:
                 transport.close()
@@ -1050,6 +1052,8 @@ class Machine:
                 model.close()
             except Exception:
                 log.exception("closing model %r failed", model)
+        if memory is not None:
+            memory.close()
 
     def __enter__(self) -> Machine:
         return self

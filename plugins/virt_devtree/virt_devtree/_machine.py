@@ -25,7 +25,7 @@ from virtcore import DeviceModel, MachineContext
 from ._dtb import DEFAULT_MAX_DEPTH, unreadable_reason
 from ._dts import load_tree
 from ._errors import DtbError, DtsError, TreeError
-from ._transport import DEV_ID_PROPERTY, VIRT_DEV_COMPATIBLE
+from ._transport import DEV_ID_PROPERTY, OUT_OF_MEMORY, VIRT_DEV_COMPATIBLE
 from ._tree import PATH_MAX, DeviceTree, Node
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ def transport_from_section(
                 context.fail(f"{exc.prop}: {exc.reason}" if exc.prop else exc.reason,
                              keys[exc.node])
             context.fail(str(exc), sources[0])
+        except MemoryError:
+            context.fail(OUT_OF_MEMORY, sources[0])
     except BaseException:
         for model in models.values():
             model.close()
@@ -162,6 +164,7 @@ def _inline_tree(
         intc.set("phandle", phandle)
         tree.root.set("interrupt-parent", phandle)
     _check_interrupt_props(tree, context, prop_keys)
+    _check_cell_counts(tree, context, prop_keys)
     return tree
 
 
@@ -196,6 +199,41 @@ def _check_interrupt_props(
             if "interrupt-controller" not in target and "interrupt-map" not in target:
                 context.fail(f"interrupt-parent {handle:#x} is {target.path}, which is not an "
                              "interrupt controller (no interrupt-controller property)", key)
+
+
+CELL_RECORD_PROPS: Final = ("reg", "ranges", "interrupts", "interrupts-extended")
+"""Properties of an inline node made of records whose size another node governs: ``reg``
+(the parent's ``#address-cells`` + ``#size-cells``), ``ranges`` (the node's own and the
+parent's), ``interrupts`` (the interrupt parent's ``#interrupt-cells``) and
+``interrupts-extended`` (each controller's)."""
+
+
+def _check_cell_counts(
+    tree: DeviceTree, context: MachineContext, prop_keys: dict[tuple[str, str], str],
+) -> None:
+    """Decode every property of :data:`CELL_RECORD_PROPS` as the kernel will, so a count of
+    cells that does not divide into whole records (``interrupts = [5, 6, 7]`` under
+    ``#interrupt-cells = <2>``, a 3-cell ``reg`` under 1 + 1 cells) is refused while the file
+    is loaded, naming the key that wrote it -- not later, at probe time, or never (a node
+    without a driver, or whose driver reads no IRQ, would silently have none)."""
+    for node in tree.walk():
+        present = [name for name in CELL_RECORD_PROPS if name in node]
+        if not present:
+            continue
+        path = node.path
+        for name in present:
+            try:
+                if name == "reg":
+                    node.reg  # noqa: B018 - decoding is the check
+                elif name == "ranges":
+                    node.ranges  # noqa: B018 - decoding is the check
+                else:
+                    node.interrupts()
+            except TreeError as exc:
+                key = prop_keys.get((path, name), "nodes")
+                where = "" if exc.node == path and exc.prop == name else (
+                    f" ({exc.node}:{exc.prop})" if exc.prop else f" ({exc.node})")
+                context.fail(f"{exc.reason}{where}", key)
 
 
 def _check_path(path: str, context: MachineContext, key: str) -> None:

@@ -49,6 +49,28 @@ VIRT_DEV_COMPATIBLE: Final = ("virtcore,virt-dev", "virt-dev")
 """Compatible strings of the virtcore binding (the second is the seed's legacy name)."""
 DEV_ID_PROPERTY: Final = "virtcore,dev-id"
 LEGACY_DEV_ID_PROPERTY: Final = "virt_dev_id"
+PATH_BYTES_RATIO: Final = 8
+"""The devices of a tree may be named by at most this many bytes of node paths per byte of
+the tree (see :func:`tree_size`; a parent device's path counts again for each child device,
+since ``virtcore run --json`` prints it as ``parent``), beyond :data:`PATH_BYTES_FLOOR`.
+A device is named by its node's full path, up to PATH_MAX bytes, while a leaf node takes
+some 40 bytes of blob: without this bound, many small leaves under one long path would make
+every device cost a hundred times what its node costs.  Real trees use well under one byte
+of path per byte of tree."""
+PATH_BYTES_FLOOR: Final = 64 << 10
+"""Path bytes every tree may use whatever its size (a small tree of long, deep names)."""
+
+
+def tree_size(tree: DeviceTree) -> int:
+    """About the bytes ``tree`` takes as a blob's structure block: for each node its tokens
+    and name, for each property its header and value (names in the strings block are shared,
+    so they are not counted)."""
+    total = 0
+    for node in tree.walk():
+        total += 12 + len(node.name)
+        for prop in node._props.values():
+            total += 12 + len(prop.value)
+    return total
 
 
 def is_virt_dev(node: Node) -> bool:
@@ -146,6 +168,8 @@ class DevtreeTransport(Transport):
             context.fail(exc.reason if isinstance(exc, DtsError) else str(exc))
         except OSError as exc:
             context.fail(unreadable_reason(exc))
+        except MemoryError:
+            context.fail(OUT_OF_MEMORY)
 
     @classmethod
     def from_machine(cls, section: Mapping[str, Any], context: MachineContext) -> DevtreeTransport:
@@ -156,6 +180,8 @@ class DevtreeTransport(Transport):
 
     def _build(self) -> None:
         handle = 0
+        path_bytes, budget = 0, PATH_BYTES_FLOOR
+        size: int | None = None  # tree_size(), computed once the floor is passed
         stack: list[tuple[Node, Device | None]] = [
             (child, None) for child in reversed(self.tree.root.children)
         ]
@@ -172,6 +198,16 @@ class DevtreeTransport(Transport):
             if compatible:
                 handle += 1
                 device = self._make_device(node, compatible, handle, parent)
+                path_bytes += len(device.path) + (len(parent.path) if parent else 0)
+                if path_bytes > budget:
+                    if size is None:
+                        size = tree_size(self.tree)
+                        budget = max(budget, PATH_BYTES_RATIO * size)
+                    if path_bytes > budget:
+                        raise TreeError(
+                            f"the paths naming its devices take more than {budget} bytes "
+                            f"({PATH_BYTES_RATIO} per byte of the tree's {size}) by device "
+                            f"{handle}: too many devices under long node paths", node="/")
                 self._devices.append(device)
                 self._by_path[device.path] = device
                 self._nodes[handle] = node
@@ -443,6 +479,10 @@ class DevtreeTransport(Transport):
                 model.close()
             except Exception:
                 log.exception("closing device model %r failed", model)
+
+
+OUT_OF_MEMORY: Final = ("not enough memory to load this device tree and its devices "
+                        "(raise the process's memory limit)")
 
 
 def _hypercall_error(call: int, handle: int, result: HypercallResult,
