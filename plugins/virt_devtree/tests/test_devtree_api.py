@@ -19,7 +19,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "HV_OK", "HV_READ", "HV_STATUS", "HV_WRITE", "HypercallResult", "Hypervisor",
         "LEGACY_DEV_ID_PROPERTY", "MAX_DTB_SIZE", "MmioError", "MmioPersonality",
         "MmioRegion", "MmioWindow",
-        "NAME_MAX", "Node", "PATH_MAX", "Property", "Range", "RegEntry", "TreeError",
+        "NAME_MAX", "Node", "PATH_BYTES_FLOOR", "PATH_BYTES_RATIO", "PATH_MAX", "Property",
+        "Range", "RegEntry", "TreeError",
         "VIRT_DEV_COMPATIBLE", "compile_dts", "encode_value", "find_dtc", "load_tree",
         "node_ids", "parse_dtb", "read_dtb", "write_dtb",
     ]

@@ -22,8 +22,8 @@ import pytest
 from hostile_blobs import deep_long_names
 from virtcore._cli import main
 
-from virt_devtree import DevtreeTransport, TreeError, parse_dtb
-from virt_devtree._transport import PATH_BYTES_RATIO, tree_size
+from virt_devtree import PATH_BYTES_RATIO, DevtreeTransport, TreeError, parse_dtb
+from virt_devtree._transport import tree_size
 
 LEAVES = 3_000
 RUN_RATIO = 180

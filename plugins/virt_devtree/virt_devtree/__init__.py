@@ -28,6 +28,8 @@ from ._mmio import MmioPersonality, MmioRegion, MmioWindow
 from ._transport import (
     DEV_ID_PROPERTY,
     LEGACY_DEV_ID_PROPERTY,
+    PATH_BYTES_FLOOR,
+    PATH_BYTES_RATIO,
     VIRT_DEV_COMPATIBLE,
     DevtreeTransport,
     node_ids,
@@ -62,6 +64,8 @@ __all__ = [
     "MmioWindow",
     "NAME_MAX",
     "Node",
+    "PATH_BYTES_FLOOR",
+    "PATH_BYTES_RATIO",
     "PATH_MAX",
     "Property",
     "Range",
