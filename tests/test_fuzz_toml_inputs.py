@@ -239,9 +239,16 @@ DEVTREE = st.fixed_dictionaries({"nodes": _maybe(st.lists(st.fixed_dictionaries(
                                    "x"]), _maybe(st.one_of(INTS, st.lists(INTS, max_size=4))),
                   max_size=3)),
               "model": _maybe(MODEL), "args": ARGS}), max_size=4))})
+MEMORY = st.fixed_dictionaries({}, optional={
+    "size": _maybe(st.one_of(INTS, st.sampled_from(
+        ["1G", "64M", "64 MiB", "0x4000000", "4096", "1024G", "0G", "1T", "64M\n",
+         1 << 30, 1 << 40, (1 << 40) + 1, 0x10000000000]))),
+    "base": _maybe(st.one_of(INTS, st.sampled_from([0x4000_0000, (1 << 64) - 4096, 1 << 64]))),
+    "bogus": VALUES})
+"""A ``[memory]`` section: sizes up to and past 1 TiB, which a host may refuse to reserve."""
 MACHINE = st.fixed_dictionaries({"name": _maybe(st.just("m"))}, optional={
     "loopback": _maybe(LOOPBACK), "pci": _maybe(PCI), "devtree": _maybe(DEVTREE),
-    "description": VALUES, "bogus": VALUES})
+    "memory": _maybe(MEMORY), "description": VALUES, "bogus": VALUES})
 
 
 def _load(path: Path) -> object:
@@ -276,6 +283,12 @@ HOSTILE_MACHINES: dict[str, Callable[[int], str]] = {
     + '[[loopback.devices]]\npath = "a"\nvendor = 0x10000\n' * (n // 45),
     "a huge table of unknown keys": lambda n: 'name = "m"\n[loopback]\n'
     + "".join(f"k{i} = {i}\n" for i in range(n // 12)),
+    # guest memory is reserved lazily: declaring a GiB costs pages only when touched, and
+    # 1 TiB (inside the documented range) loads or is one MachineFileError, never a MemoryError
+    "a GiB of guest memory": lambda n: 'name = "m"\n[memory]\nsize = "1G"\n'
+    + _loopback_machine(n)[len('name = "m"\n'):],
+    "a TiB of guest memory": lambda n: 'name = "m"\n[memory]\nsize = 0x10000000000\n'
+    + _loopback_machine(n)[len('name = "m"\n'):],
 }
 if "devtree" in INSTALLED:
     HOSTILE_MACHINES["an inline node path 20,000 deep"] = lambda n: (
