@@ -27,9 +27,9 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
     proc = core_venv.virtcore("new-plugin", "acme_uart", "--dest", str(tmp_path))
     folder = tmp_path / "acme_uart"
     assert f"created plugin 'acme_uart' in {folder}" in proc.stdout
-    assert f'next: pip install -e "{folder}[test]" && pytest {folder}' in proc.stdout
+    assert f'next: python3 -m pip install -e "{folder}[test]" && pytest {folder}' in proc.stdout
     readme = (folder / "README.md").read_text()
-    assert 'pip install -e ".[test]"' in readme
+    assert 'python3 -m pip install -e ".[test]"' in readme
     # one source of truth for the ID table: the manifest
     assert "id_table" not in (folder / "acme_uart" / "_driver.py").read_text()
     core_venv.pip("pytest>=7.4")

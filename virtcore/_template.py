@@ -254,22 +254,26 @@ README = Template('''\
 
 A virtcore driver plugin.
 
-    pip install -e ".[test]"
-    pytest                      # the plugin's tests, with autoload of other plugins off
-    virtcore plugins            # $name is listed with status "ok"
+    python3 -m pip install -e ".[test]"   # to develop and test it: editable, test extras
+    pytest                                # its tests, with autoload of other plugins off
+    virtcore plugins                      # $name is listed with status "ok"
     virtcore match --compatible example,$dashed   # $name wins
-    virtcore check .            # manifest schema and imports
+    virtcore check .                      # manifest schema and imports
+
+To use it without developing it, install it as any plugin: `python3 -m pip install .`
 
 The ID table lives in one place, `$name/virtcore.toml`: edit it to choose the devices the
-driver binds (the tests read it too). The driver's code is in `$name/_driver.py`.
+driver binds (the tests read it too, and build their device from its first entry). The
+driver's code is in `$name/_driver.py`.
 The license is MIT (`LICENSE`); change it and `pyproject.toml` if you choose another.
 ''')
 
 
 def install_command(folder: str | Path = ".") -> str:
-    """The one install instruction for a plugin source tree: editable, with its test extras
-    (the same command the plugin's README and docs/writing-plugins.md give)."""
-    return f'pip install -e "{folder}[test]"'
+    """The one instruction that installs a plugin source tree to develop and test it:
+    editable, with its test extras (the form every README and docs/writing-plugins.md give;
+    installing a plugin to use it is ``python3 -m pip install FOLDER``)."""
+    return f'python3 -m pip install -e "{folder}[test]"'
 
 
 def _normalize(name: str) -> str:
