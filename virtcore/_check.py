@@ -3,6 +3,7 @@ of the right kind, for installed plugins or for a plugin source tree."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Iterator
@@ -239,11 +240,33 @@ def check_path(path: str | Path) -> CheckResult:
             result.add(f"{manifest.path}: key 'api-version': {incompatible} (incompatible)",
                        manifest.path)
             continue
+        before = set(sys.modules)
         sys.path.insert(0, str(import_root))
         try:
             for problem in check_imports(manifest):
                 result.add(problem, manifest.path)
         finally:
             sys.path.remove(str(import_root))
+            _forget_modules(set(sys.modules) - before, import_root)
     return result
+
+
+def _forget_modules(names: set[str], root: Path) -> None:
+    """Drop the modules imported from the source tree ``root`` while checking it, so the
+    next check (of another tree with the same package) imports its own code, and nothing of
+    the tree stays importable."""
+    top = root.resolve()
+    for name in names:
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None) or next(
+            iter(getattr(module, "__path__", None) or ()), None)
+        if where is None:
+            continue
+        try:
+            inside = Path(where).resolve().is_relative_to(top)
+        except (OSError, ValueError):
+            continue
+        if inside:
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
