@@ -14,6 +14,11 @@ docs/*.md is extracted (shell and console blocks are not):
   fragment (entry points), or a machine description or some of its sections (sections read
   by installed transports; a complete one is booted with the files it names, every device
   with a model bound; ``[memory]`` is read by the core's parser and booted too).
+
+Install instructions (every ``pip install`` of the READMEs, docs/*.md but for the plugin
+guide only its first section, and what ``virtcore new-plugin`` writes and prints) have one
+of two forms: ``python3 -m pip install -e "FOLDER[test]"`` to develop or test a plugin,
+``python3 -m pip install FOLDER`` to use it.
 """
 
 from __future__ import annotations
@@ -247,3 +252,107 @@ def test_documented_plugin_tree_checks_and_passes_its_tests(doc: Path, tmp_path:
                           cwd=root, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+# -- install instructions ------------------------------------------------------------------
+# One form to develop or test a plugin, one to use it, in every README, the guide's first
+# section and what `virtcore new-plugin` writes and prints.
+
+PIP = re.compile(r"(?:python3? -m )?pip3? install\b")
+"""Any spelling of a pip install command (the forms below are the only ones allowed)."""
+_TARGET = r'(?:\.|\.?/[^\s"`]*|FOLDER)'
+DEVELOP = re.compile(rf'python3 -m pip install(?: -e "(?P<target>{_TARGET})\[test\]")+')
+"""To develop or test a plugin: editable, with its test extras (several folders at once)."""
+USE = re.compile(rf"python3 -m pip install(?: (?:{_TARGET}|[A-Za-z0-9][A-Za-z0-9._-]*))+")
+"""To use a plugin: its folder (or its name, once published), no option, no extras."""
+_COMMAND_END = re.compile(r"`|\s+&&|\s+#|$", re.M)
+GUIDE = ROOT / "docs" / "writing-plugins.md"
+
+
+def install_commands(text: str) -> list[str]:
+    """Every pip install command of ``text``, up to the end of its code span or line, an
+    ``&&`` or a comment."""
+    found = []
+    for m in PIP.finditer(text):
+        end = _COMMAND_END.search(text, m.end())
+        found.append(text[m.start():end.start() if end else len(text)].rstrip())
+    return found
+
+
+def _guide_first_section() -> str:
+    text = GUIDE.read_text(encoding="utf-8")
+    return text[text.index("\n## 1. "):text.index("\n## 2. ")]
+
+
+def _install_docs() -> dict[str, str]:
+    docs = {str(d.relative_to(ROOT)): d.read_text(encoding="utf-8") for d in DOCS
+            if d != GUIDE}
+    docs["docs/writing-plugins.md §1"] = _guide_first_section()
+    return docs
+
+
+def _targets(command: str) -> list[str]:
+    return [t.strip('"').removesuffix("[test]")
+            for t in command.split()[4:] if t != "-e"]
+
+
+def _has_test_extra(folder: Path) -> bool:
+    project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return "test" in project.get("optional-dependencies", {})
+
+
+PLUGIN_DIRS = sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml"))
+
+
+def test_every_install_instruction_has_the_develop_or_the_use_form() -> None:
+    commands = {(doc, c) for doc, text in _install_docs().items()
+                for c in install_commands(text)}
+    assert len(commands) >= 2 * len(PLUGIN_DIRS) + 2, commands
+    wrong = [(doc, c) for doc, c in sorted(commands)
+             if not (DEVELOP.fullmatch(c) or USE.fullmatch(c))]
+    assert not wrong, ("install with `python3 -m pip install -e \"FOLDER[test]\"` to develop "
+                       "or test, `python3 -m pip install FOLDER` to use", wrong)
+    # every folder of this repository installed with its test extras has them (the guide's
+    # acme_uart is what new-plugin writes: the last test checks it)
+    repository = {".", *(f"./plugins/{p.name}" for p in PLUGIN_DIRS)}
+    for doc, command in commands:
+        if DEVELOP.fullmatch(command):
+            for target in _targets(command):
+                assert target in repository or target in ("FOLDER", "./acme_uart"), (doc, command)
+                if target in repository:
+                    assert _has_test_extra(ROOT / target), (command, target)
+
+
+def test_every_plugin_readme_says_how_to_install_it_both_ways() -> None:
+    for folder in PLUGIN_DIRS:
+        own = f"./plugins/{folder.name}"
+        commands = install_commands((folder / "README.md").read_text(encoding="utf-8"))
+        use = [c for c in commands if USE.fullmatch(c) and own in _targets(c)]
+        develop = [c for c in commands if DEVELOP.fullmatch(c) and own in _targets(c)]
+        assert use and develop, (folder.name, commands)
+        # from the repository root, with the core it needs
+        assert all("." in _targets(c) for c in use + develop), (folder.name, commands)
+
+
+def test_the_readme_first_command_installs_the_core_and_every_plugin() -> None:
+    [first, *_] = install_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert USE.fullmatch(first), first
+    assert set(_targets(first)) == {".", *(f"./plugins/{p.name}" for p in PLUGIN_DIRS)}
+
+
+def test_the_guide_and_new_plugin_give_the_same_develop_instruction(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from virtcore._cli import main
+    from virtcore._template import install_command
+
+    assert main(["new-plugin", "acme_docs", "--dest", str(tmp_path)]) == 0
+    folder = tmp_path / "acme_docs"
+    printed = install_commands(capsys.readouterr().out)
+    assert printed == [install_command(folder)], printed
+    assert DEVELOP.fullmatch(printed[0]) and _targets(printed[0]) == [str(folder)]
+    readme = install_commands((folder / "README.md").read_text(encoding="utf-8"))
+    assert install_command(".") in readme and "python3 -m pip install ." in readme, readme
+    assert all(DEVELOP.fullmatch(c) or USE.fullmatch(c) for c in readme), readme
+    assert _has_test_extra(folder)
+    guide = install_commands(_guide_first_section())
+    assert install_command("./acme_uart") in guide, guide

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,9 +27,9 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
     proc = core_venv.virtcore("new-plugin", "acme_uart", "--dest", str(tmp_path))
     folder = tmp_path / "acme_uart"
     assert f"created plugin 'acme_uart' in {folder}" in proc.stdout
-    assert f'next: pip install -e "{folder}[test]" && pytest {folder}' in proc.stdout
+    assert f'next: python3 -m pip install -e "{folder}[test]" && pytest {folder}' in proc.stdout
     readme = (folder / "README.md").read_text()
-    assert 'pip install -e ".[test]"' in readme
+    assert 'python3 -m pip install -e ".[test]"' in readme
     # one source of truth for the ID table: the manifest
     assert "id_table" not in (folder / "acme_uart" / "_driver.py").read_text()
     core_venv.pip("pytest>=7.4")
@@ -49,6 +51,70 @@ def test_generated_plugin_works_end_to_end(core_venv: Venv, tmp_path: Path) -> N
                                                      'compatible = "acme,uart-v2"'))
     tests = core_venv.run("-m", "pytest", "-p", "no:cacheprovider", str(folder), cwd=folder)
     assert "6 passed, 1 skipped" in tests.stdout
+
+
+NUMERIC = '[[drivers.ids]]\nvendor = 0x1234\ndevice = 0x5678\ndata = "from the numeric entry"\n'
+CLASS = '[[drivers.ids]]\nclass = 0x070000\nclass-mask = 0xff0000\n'
+WILDCARD = '[[drivers.ids]]\ndevice = 0x0042\nclass = 0x070002\n'
+COMPATIBLE = '[[drivers.ids]]\ncompatible = "acme,uart-v2"\ndata = { fifo = 64 }\n'
+
+
+def _uncomment_numeric(text: str) -> str:
+    """The generated manifest with its commented numeric entry uncommented (as its comment
+    suggests) and the compatible entry removed: what the audit did."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(("compatible = ", "data = \"from the compatible")):
+            continue
+        if line.startswith("# [[drivers.ids]]") and not lines[-1].startswith("# A class"):
+            lines.append("[[drivers.ids]]\n")
+        elif line.startswith(("# vendor", "# device", "# data")):
+            lines.append(line[2:])
+        else:
+            lines.append(line)
+    text = "".join(lines)
+    # the first [[drivers.ids]] is now empty of the compatible string: drop the header
+    return text.replace("[[drivers.ids]]\n\n", "", 1)
+
+
+def _with_table(text: str, *entries: str) -> str:
+    """The generated manifest with its ID table replaced by ``entries``."""
+    head = text[:text.index("[[drivers.ids]]")]
+    return head + "\n".join(entries)
+
+
+EDITS = {
+    "the commented numeric entry uncommented, compatible removed": _uncomment_numeric,
+    "numeric only": lambda t: _with_table(t, NUMERIC),
+    "class mask only": lambda t: _with_table(t, CLASS),
+    "wildcard vendor and exact class": lambda t: _with_table(t, WILDCARD),
+    "compatible only": lambda t: _with_table(t, COMPATIBLE),
+    "compatible then numeric": lambda t: _with_table(t, COMPATIBLE, NUMERIC),
+    "numeric then compatible": lambda t: _with_table(t, NUMERIC, COMPATIBLE),
+}
+
+
+@pytest.mark.parametrize("table", list(EDITS))
+def test_generated_tests_follow_an_edited_manifest(tmp_path: Path, table: str) -> None:
+    """The generated tests build their device from the manifest's first ID entry, whatever
+    its kind: an author who edits only the manifest keeps passing tests."""
+    folder = create_plugin("acme_uart", tmp_path)
+    manifest = folder / "acme_uart" / "virtcore.toml"
+    text = manifest.read_text()
+    edited = EDITS[table](text)
+    manifest.write_text(edited)
+    ids = tomllib.loads(edited)["drivers"][0]["ids"]
+    assert ids and ("compatible" in ids[0]) == (table.startswith("compatible")), ids
+    if table.startswith("the commented"):
+        assert ids == [{"vendor": 0x1234, "device": 0x5678, "data": "from the numeric entry"}]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run([sys.executable, "-m", "virtcore", "check", str(folder)],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert "checked acme_uart: 0 problem(s)" in check.stdout, check.stdout + check.stderr
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+                          cwd=folder, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "6 passed, 1 skipped" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_generated_pyproject_has_the_packaging_metadata_of_the_shipped_ones(

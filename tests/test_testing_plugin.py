@@ -249,3 +249,102 @@ def test_driver_conformance_says_what_to_provide(pytester: pytest.Pytester) -> N
             "the plugin's manifest (a Path to its virtcore.toml) from the conformance_manifest "
             "fixture") in out
     assert "declares no driver 'acme_thing' (it declares: other)" in out
+
+
+MISSING_FIXTURES = """
+    import pytest
+    from virtcore.testing import DriverConformance, ModelConformance, TransportConformance
+
+    MANIFEST = {manifest!r}
+
+    class TestNoDriver(DriverConformance):
+        @pytest.fixture
+        def conformance_device_spec(self):
+            return {{"compatible": ["acme,thing"]}}
+
+    class TestNoDeviceSpec(DriverConformance):
+        @pytest.fixture
+        def conformance_driver(self):
+            return "acme_thing"
+
+        @pytest.fixture
+        def conformance_manifest(self):
+            return MANIFEST
+
+    class TestNoTransport(TransportConformance):
+        pass
+
+    class TestNoModel(ModelConformance):
+        pass
+"""
+
+
+def test_a_missing_required_fixture_says_in_one_line_what_to_provide(
+        pytester: pytest.Pytester) -> None:
+    """Each required fixture a suite's test needs, when the class does not define it, errors
+    with one line naming the fixture, its type and the guide's section, not pytest's
+    "fixture not found" with the list of every fixture."""
+    _thing_plugin(pytester)
+    pytester.makepyfile(test_missing=MISSING_FIXTURES.format(manifest=PLUGIN_MANIFEST))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # the driver suite's declined test skips when its driver is there (it needs no spec)
+    result.assert_outcomes(errors=5 + 4 + 8 + 6, skipped=1)
+    out = result.stdout.str()
+    assert "not found" not in out and "available fixtures" not in out, out
+    guide = "see docs/writing-plugins.md, section 'Conformance suites'"
+    expected = {
+        "TestNoDriver": "conformance_driver",
+        "TestNoDeviceSpec": "conformance_device_spec",
+        "TestNoTransport": "conformance_transport",
+        "TestNoModel": "conformance_model",
+    }
+    lines = result.outlines
+    for cls, fixture in expected.items():
+        headers = [i for i, line in enumerate(lines) if f" ERROR at setup of {cls}." in line]
+        assert headers, out
+        for i in headers:  # the whole report of each error: one line, then the next report
+            assert lines[i + 1].startswith(
+                f"{cls} does not define the fixture '{fixture}' that "), lines[i + 1]
+            assert lines[i + 1].endswith(f"({guide})"), lines[i + 1]
+            assert lines[i + 2].startswith(("_", "=")), lines[i:i + 3]
+    types = {
+        "conformance_driver": "the driver's name as its manifest declares it (str)",
+        "conformance_device_spec": "a dict of virtcore_device arguments",
+        "conformance_transport": "a fresh, unattached Transport",
+        "conformance_model": "a fresh DeviceModel",
+    }
+    for fixture, what in types.items():
+        assert f"'{fixture}' that " in out and what in out, (fixture, out)
+
+
+def test_a_required_fixture_from_the_module_or_conftest_still_counts(
+        pytester: pytest.Pytester) -> None:
+    """The suites' defaults for required fixtures rank below a fixture defined beside the
+    class (module, conftest): a shared transport fixture keeps working."""
+    pytester.makeconftest("""
+        import pytest
+        from virtcore import LoopbackTransport, QueueModel
+
+        @pytest.fixture
+        def conformance_transport():
+            bus = LoopbackTransport()
+            bus.add("d0", compatible=["acme,thing"], irq=5, model=QueueModel())
+            return bus
+    """)
+    pytester.makepyfile(test_shared="""
+        import pytest
+        from virtcore import QueueModel
+        from virtcore.testing import ModelConformance, TransportConformance
+
+        @pytest.fixture
+        def conformance_model():
+            return QueueModel()
+
+        class TestShared(TransportConformance):
+            pass
+
+        class TestModel(ModelConformance):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8 + 6)

@@ -3,6 +3,8 @@ of the right kind, for installed plugins or for a plugin source tree."""
 
 from __future__ import annotations
 
+import importlib
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,44 @@ from ._transport import Transport
 
 _EP_KEY = 'project.entry-points."virtcore.manifest"'
 
+ECHO_LIMIT = 60
+"""How many characters of a value from the input an error echoes (its ``repr``), as every
+error of virtcore does; a longer one is cut and says how many characters it had more."""
+
+WORD_LIMIT = 120
+"""The longest run of non-blank characters a problem line keeps after the file it names:
+messages made elsewhere (the manifest reader, an import's exception) may echo a value whole."""
+
+LINE_LIMIT = 1000
+"""The most characters a problem line keeps after the file it names."""
+
+
+def _echo(value: object) -> str:
+    """``repr(value)``, cut to :data:`ECHO_LIMIT` characters."""
+    return _cut(repr(value), ECHO_LIMIT)
+
+
+def _echo_name(name: str) -> str:
+    """A name from the input (a key), cut to :data:`ECHO_LIMIT` characters."""
+    return _cut(name, ECHO_LIMIT)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text) - limit} more)"
+
+
+def bounded(problem: str, path: str | None = None) -> str:
+    """One problem line of bounded length: after ``path`` (kept whole when the line starts
+    with it), every word longer than :data:`WORD_LIMIT` characters is cut, and then the rest
+    of the line at :data:`LINE_LIMIT`."""
+    head = path if path and problem.startswith(path) else ""
+    rest = problem[len(head):]
+    if len(rest) <= WORD_LIMIT:
+        return problem
+    words = re.split(r"(\s+)", rest)
+    rest = "".join(_cut(word, WORD_LIMIT) if not word.isspace() else word for word in words)
+    return head + _cut(rest, LINE_LIMIT)
+
 
 @dataclass(slots=True)
 class CheckResult:
@@ -35,6 +75,10 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def add(self, problem: str, path: str | None) -> None:
+        """Record one problem line (bounded: see :func:`bounded`) about the file ``path``."""
+        self.problems.append(bounded(problem, path))
 
 
 def check_imports(manifest: Manifest) -> Iterator[str]:
@@ -60,8 +104,9 @@ def check_imports(manifest: Manifest) -> Iterator[str]:
                 declared = manifest.drivers[int(key.split("[")[1].split("]")[0])].name
                 if getattr(obj, "name", None) != declared:
                     raise PluginLoadError(
-                        f"driver name is {getattr(obj, 'name', None)!r}, the manifest "
-                        f"declares {declared!r}", plugin=manifest.name, python_name=python_name)
+                        f"driver name is {_echo(getattr(obj, 'name', None))}, the manifest "
+                        f"declares {_echo(declared)}", plugin=manifest.name,
+                        python_name=python_name)
         except PluginLoadError as exc:
             yield f"{where}: key {key!r}: {exc.reason}"
     yield from check_commands(manifest)
@@ -82,8 +127,8 @@ def check_imports(manifest: Manifest) -> Iterator[str]:
         implemented = {impl.name for impl in pm.get_hookcallers(module) or ()}
         for hook in decl.hooks:
             if hook not in implemented:
-                yield (f"{where}: key 'hooks[{i}].hooks': {decl.python_name} does not "
-                       f"implement {hook}")
+                yield (f"{where}: key 'hooks[{i}].hooks': {_echo_name(decl.python_name)} "
+                       f"does not implement {hook}")
 
 
 def check_installed() -> CheckResult:
@@ -94,9 +139,10 @@ def check_installed() -> CheckResult:
         if record.status is PluginStatus.BLOCKED:
             continue
         if record.status is not PluginStatus.OK or record.manifest is None:
-            result.problems.append(_record_problem(record))
+            result.add(_record_problem(record), record.manifest_path)
             continue
-        result.problems.extend(check_imports(record.manifest))
+        for problem in check_imports(record.manifest):
+            result.add(problem, record.manifest.path)
     return result
 
 
@@ -134,29 +180,38 @@ def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
         spelt.append(f'"{part}"' if "." in part else part)
         eps = eps.get(part) if isinstance(eps, dict) else None
         if eps is not None and not isinstance(eps, dict):
-            raise ManifestError(f"expected a table, not {eps!r:.60}", path=pyproject,
+            raise ManifestError(f"expected a table, not {_echo(eps)}", path=pyproject,
                                 key=".".join(spelt))
     if not isinstance(eps, dict) or not eps:
         raise ManifestError(f"no [{_EP_KEY}] table", path=pyproject, key=_EP_KEY)
     for name, value in eps.items():
+        key = f"{_EP_KEY}.{_echo_name(name)}"
         if not isinstance(value, str):
-            raise ManifestError(f"expected a string 'package:manifest.toml', not {value!r}",
-                                path=pyproject, key=f"{_EP_KEY}.{name}")
+            raise ManifestError(f"expected a string 'package:manifest.toml', not {_echo(value)}",
+                                path=pyproject, key=key)
         package, _, resource = value.partition(":")
-        if (not package or not resource or "." in package or "/" in resource
-                or "\\" in resource or resource in (".", "..")):
+        if (not package or not resource or "." in package or "/" in package
+                or "\\" in package or "/" in resource or "\\" in resource
+                or resource in (".", "..")):
             raise ManifestError(f"expected 'package:manifest.toml' (a top-level package and "
-                                f"a file in it), not {value!r}",
-                                path=pyproject, key=f"{_EP_KEY}.{name}")
+                                f"a file in it), not {_echo(value)}", path=pyproject, key=key)
         for import_root in (root / "src", root):
             candidate = import_root / package / resource
-            if candidate.is_file():
+            if _is_file(candidate):
                 yield name, candidate, import_root
                 break
         else:
-            raise ManifestError(f"entry point {name} = {value!r}: no file {package}/{resource}"
-                                " under the tree or its src/", path=pyproject,
-                                key=f"{_EP_KEY}.{name}")
+            raise ManifestError(f"no file {_echo_name(f'{package}/{resource}')} under the tree "
+                                "or its src/", path=pyproject, key=key)
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (``False`` for a name the system refuses, such as
+    one longer than it allows)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def check_path(path: str | Path) -> CheckResult:
@@ -171,24 +226,47 @@ def check_path(path: str | Path) -> CheckResult:
         else:
             raise ManifestError("no such file or folder", path=root)
     except ManifestError as exc:
-        result.problems.append(str(exc))
+        result.add(str(exc), exc.path)
         return result
     for name, manifest_path, import_root in items:
         try:
             manifest = read_manifest(manifest_path, plugin=name)
         except ManifestError as exc:
-            result.problems.append(str(exc))
+            result.add(str(exc), exc.path)
             continue
         result.checked.append(manifest.name)
         incompatible = incompatible_reason(manifest.api_version)
         if incompatible is not None:  # as discovery would find it once installed
-            result.problems.append(f"{manifest.path}: key 'api-version': {incompatible} "
-                                   "(incompatible)")
+            result.add(f"{manifest.path}: key 'api-version': {incompatible} (incompatible)",
+                       manifest.path)
             continue
+        before = set(sys.modules)
         sys.path.insert(0, str(import_root))
         try:
-            result.problems.extend(check_imports(manifest))
+            for problem in check_imports(manifest):
+                result.add(problem, manifest.path)
         finally:
             sys.path.remove(str(import_root))
+            _forget_modules(set(sys.modules) - before, import_root)
     return result
+
+
+def _forget_modules(names: set[str], root: Path) -> None:
+    """Drop the modules imported from the source tree ``root`` while checking it, so the
+    next check (of another tree with the same package) imports its own code, and nothing of
+    the tree stays importable."""
+    top = root.resolve()
+    for name in names:
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None) or next(
+            iter(getattr(module, "__path__", None) or ()), None)
+        if where is None:
+            continue
+        try:
+            inside = Path(where).resolve().is_relative_to(top)
+        except (OSError, ValueError):
+            continue
+        if inside:
+            del sys.modules[name]
+    importlib.invalidate_caches()
 

@@ -104,6 +104,7 @@ description = "The $name driver"
 name = "$name"
 python-name = "$name._driver:${cls}Driver"
 
+# The ID table: edit it here only. The tests build their device from its first entry.
 # Bind to devices whose compatible list holds this string (case-insensitive).
 [[drivers.ids]]
 compatible = "example,$dashed"
@@ -113,6 +114,12 @@ data = "from the compatible entry"
 # [[drivers.ids]]
 # vendor = 0x1234
 # device = 0x5678
+# data = "from the numeric entry"
+
+# A class entry: the device's 24-bit class code, compared under the mask.
+# [[drivers.ids]]
+# class = 0x070000
+# class-mask = 0xff0000
 ''')
 
 INIT = Template('''\
@@ -171,8 +178,8 @@ class ${cls}Driver(Driver):
 TESTS = Template('''\
 """Tests for the $name plugin, with the virtcore pytest plugin.
 
-The ID table lives only in the manifest; these tests read it, so editing the
-manifest alone keeps them meaningful.
+The ID table lives only in the manifest; these tests read it and build their device from
+its first entry, of any kind, so editing the manifest alone keeps them meaningful.
 """
 
 from __future__ import annotations
@@ -180,17 +187,44 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from virtcore import read_manifest
+from virtcore import IdEntry, read_manifest
 from virtcore.testing import DriverConformance, assert_bound, assert_unbound
 
 MANIFEST = Path(__file__).resolve().parents[1] / "$name" / "virtcore.toml"
-ENTRY = next(e for e in read_manifest(MANIFEST).drivers[0].ids if e.compatible)
+ENTRY = next(e for e in read_manifest(MANIFEST).drivers[0].ids if not e.override_only)
+
+
+def device_spec(entry: IdEntry) -> dict:
+    """virtcore_device arguments for a device ``entry`` matches: its compatible string, or
+    its IDs (a field the entry leaves out matches any value: 0 here)."""
+    if entry.compatible is not None:
+        return {"compatible": [entry.compatible]}
+    class_ = None if entry.class_ is None else entry.class_ & entry.class_mask
+    return {"ids": (entry.vendor or 0, entry.device or 0, entry.subvendor, entry.subdevice,
+                    class_)}
+
+
+def other_spec(entry: IdEntry) -> dict:
+    """virtcore_device arguments for a device ``entry`` does not match: another compatible
+    string, or IDs that differ in every field the entry fixes."""
+    if entry.compatible is not None:
+        return {"compatible": ["example,something-else"]}
+
+    def flip(value: int | None, mask: int) -> int | None:
+        return None if value is None else value ^ mask
+
+    class_ = None if entry.class_ is None else (entry.class_ ^ entry.class_mask) & 0xFFFFFF
+    return {"ids": (flip(entry.vendor, 0xFFFF) or 0, flip(entry.device, 0xFFFF) or 0,
+                    flip(entry.subvendor, 0xFFFF), flip(entry.subdevice, 0xFFFF), class_)}
+
+
+KIND = "compatible" if ENTRY.compatible is not None else "id"
 
 
 def test_binds_a_fake_device(virtcore_machine, virtcore_plugin, virtcore_device):
     virtcore_plugin(MANIFEST)  # registered from the source tree, no install needed
-    device = virtcore_device("dev0", compatible=[ENTRY.compatible])
-    assert_bound(device, "$name", kind="compatible", data=ENTRY.data)
+    device = virtcore_device("dev0", **device_spec(ENTRY))
+    assert_bound(device, "$name", kind=KIND, data=ENTRY.data)
     with virtcore_machine.open("${name}0", "r+b", buffering=0) as f:
         f.write(b"ping")
         assert f.read(4) == b"ping"
@@ -198,7 +232,7 @@ def test_binds_a_fake_device(virtcore_machine, virtcore_plugin, virtcore_device)
 
 def test_ignores_other_devices(virtcore_plugin, virtcore_device):
     virtcore_plugin(MANIFEST)
-    assert_unbound(virtcore_device("other", compatible=["example,something-else"]))
+    assert_unbound(virtcore_device("other", **other_spec(ENTRY)))
 
 
 class TestConformance(DriverConformance):
@@ -212,7 +246,7 @@ class TestConformance(DriverConformance):
 
     @pytest.fixture
     def conformance_device_spec(self):
-        return {"compatible": [ENTRY.compatible]}
+        return device_spec(ENTRY)
 ''')
 
 README = Template('''\
@@ -220,22 +254,26 @@ README = Template('''\
 
 A virtcore driver plugin.
 
-    pip install -e ".[test]"
-    pytest                      # the plugin's tests, with autoload of other plugins off
-    virtcore plugins            # $name is listed with status "ok"
+    python3 -m pip install -e ".[test]"   # to develop and test it: editable, test extras
+    pytest                                # its tests, with autoload of other plugins off
+    virtcore plugins                      # $name is listed with status "ok"
     virtcore match --compatible example,$dashed   # $name wins
-    virtcore check .            # manifest schema and imports
+    virtcore check .                      # manifest schema and imports
+
+To use it without developing it, install it as any plugin: `python3 -m pip install .`
 
 The ID table lives in one place, `$name/virtcore.toml`: edit it to choose the devices the
-driver binds (the tests read it too). The driver's code is in `$name/_driver.py`.
+driver binds (the tests read it too, and build their device from its first entry). The
+driver's code is in `$name/_driver.py`.
 The license is MIT (`LICENSE`); change it and `pyproject.toml` if you choose another.
 ''')
 
 
 def install_command(folder: str | Path = ".") -> str:
-    """The one install instruction for a plugin source tree: editable, with its test extras
-    (the same command the plugin's README and docs/writing-plugins.md give)."""
-    return f'pip install -e "{folder}[test]"'
+    """The one instruction that installs a plugin source tree to develop and test it:
+    editable, with its test extras (the form every README and docs/writing-plugins.md give;
+    installing a plugin to use it is ``python3 -m pip install FOLDER``)."""
+    return f'python3 -m pip install -e "{folder}[test]"'
 
 
 def _normalize(name: str) -> str:

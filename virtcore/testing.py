@@ -17,7 +17,8 @@ decision when they fail; :func:`measure_cost` and :func:`assert_cost_bounded` bo
 peak memory and the CPU time (as a ratio against a benign peer) of work on hostile input.
 The conformance suites :class:`TransportConformance`, :class:`DriverConformance` and
 :class:`ModelConformance` are base classes: subclass one in a ``Test*`` class and provide
-its fixtures.  Overriding one of their tests needs a recorded
+its fixtures (a required one left out makes each test that needs it error with one line
+naming the fixture and what to return).  Overriding one of their tests needs a recorded
 reason (:func:`override`), or the class fails to define.
 """
 
@@ -31,7 +32,7 @@ import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -454,6 +455,64 @@ class TransportConformance(_Conformance):
         conformance_transport.close()
         with pytest.raises(TransferError):
             conformance_transport.transfer(device, bytearray(4), Op.READ)
+
+
+# The suites' required fixtures, when a suite's class (or its module or conftest) does not
+# define them: defined here, in the pytest plugin, they rank below any fixture of the user's
+# test files, and fail with one line saying what to provide instead of pytest's "fixture not
+# found" and its list of every fixture.
+
+_CONFORMANCE_GUIDE = "docs/writing-plugins.md, section 'Conformance suites'"
+"""Where the guide states each fixture the conformance suites need, its type and an example."""
+
+_REQUIRED_FIXTURES: dict[str, tuple[str, str]] = {
+    "conformance_driver": (
+        "DriverConformance",
+        "the driver's name as its manifest declares it (str), or the Driver class or "
+        "instance, e.g. \"acme_uart\""),
+    "conformance_device_spec": (
+        "DriverConformance",
+        "a dict of virtcore_device arguments for a device the driver binds, e.g. "
+        "{\"compatible\": [\"acme,uart-v2\"]}"),
+    "conformance_transport": (
+        "TransportConformance",
+        "a fresh, unattached Transport whose enumerate() yields a device backed by a "
+        "StreamModel"),
+    "conformance_model": ("ModelConformance", "a fresh DeviceModel"),
+}
+"""Required fixture -> (the suite that needs it, what it returns)."""
+
+
+def _missing_fixture(request: pytest.FixtureRequest) -> NoReturn:
+    name = request.fixturename or ""
+    suite, what = _REQUIRED_FIXTURES[name]
+    owner = request.cls.__qualname__ if request.cls is not None else request.node.name
+    pytest.fail(f"{owner} does not define the fixture {name!r} that {suite} needs: return "
+                f"{what} (see {_CONFORMANCE_GUIDE})", pytrace=False)
+
+
+@pytest.fixture
+def conformance_driver(request: pytest.FixtureRequest) -> Driver | type[Driver] | str | None:
+    """Required by :class:`DriverConformance`: the driver under test."""
+    _missing_fixture(request)
+
+
+@pytest.fixture
+def conformance_device_spec(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Required by :class:`DriverConformance`: a device the driver binds."""
+    _missing_fixture(request)
+
+
+@pytest.fixture
+def conformance_transport(request: pytest.FixtureRequest) -> Transport:
+    """Required by :class:`TransportConformance`: the transport under test."""
+    _missing_fixture(request)
+
+
+@pytest.fixture
+def conformance_model(request: pytest.FixtureRequest) -> DeviceModel:
+    """Required by :class:`ModelConformance`: the device model under test."""
+    _missing_fixture(request)
 
 
 ManifestSource = Path | str | Mapping[str, Any]
