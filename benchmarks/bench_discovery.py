@@ -25,6 +25,17 @@ Contenders (the reference is the first):
 * ``naive``: entry points plus ``find_spec`` plus ``tomllib`` on every manifest;
 * ``pluggy``: ``PluginManager.load_setuptools_entrypoints`` (imports every plugin);
 * ``stevedore``: ``ExtensionManager`` (imports every plugin; its own entry-point cache).
+
+**Linearity** ("warm cost grows at most linearly"): needs the warm scenario at three or more
+plugin counts in one run (the default ``--plugins 100 1000 3000``; e.g.
+``--plugins 100 1000 3000 --scenarios warm`` for this verdict alone).  A whole process has a
+fixed cost (the interpreter, ``import virtcore``) that would hide any growth in a cost per
+plugin, so the cost per plugin is taken between counts, from the median times: the marginal
+cost per plugin of the largest step (``(t(3000) - t(1000)) / 2000``) must be at most
+``LINEAR_SLACK`` (1.5) times that of the smallest step (``(t(1000) - t(100)) / 900``), for
+``machine`` and ``plugins-json``, wall and CPU time.  Counts run one after another, not
+interleaved, so this verdict rests on medians alone (no per-round spread); a count whose
+median does not grow above the smaller one gives no verdict (too noisy to tell).
 """
 
 from __future__ import annotations
@@ -68,6 +79,10 @@ PLUGGY = (f"import pluggy; pm = pluggy.PluginManager('vcbench'); "
           f"pm.load_setuptools_entrypoints('{PEER_GROUP}')")
 STEVEDORE = (f"from stevedore import ExtensionManager; "
              f"ExtensionManager('{PEER_GROUP}', invoke_on_load=False)")
+
+LINEAR_SLACK = 1.5
+"""Warm cost per plugin of the largest step between counts / of the smallest, at most."""
+LINEAR_CONTENDERS = ("machine", "plugins-json")
 
 TARGETS = {  # (scenario, contender, plugins) -> the issue's target ratio to the bare scan
     ("warm", "machine", 1000): 0.6, ("warm", "machine", 3000): 0.35,
@@ -151,11 +166,40 @@ def report(title: str, plugins: int, series: dict[str, Series], results: list[bo
         results.append(verdict("cold machine / pluggy eager", ratios, 1.0))
 
 
-def bench(plugins: int, rounds: int, results: list[bool], scenarios: list[str]) -> None:
+def linearity(warm: dict[int, dict[str, Series]], results: list[bool]) -> None:
+    """The "warm cost grows at most linearly" verdict (see the module's description)."""
+    counts = sorted(warm)
+    if len(counts) < 3:
+        print(f"\nlinearity: no verdict (the warm scenario ran at {len(counts)} plugin "
+              "count(s); it needs three, e.g. --plugins 100 1000 3000)")
+        return
+    a, b, y, c = counts[0], counts[1], counts[-2], counts[-1]
+    print(f"\nlinearity: warm cost per plugin between counts, from the medians "
+          f"(step {y}->{c} / step {a}->{b}, target <= {LINEAR_SLACK})")
+    for name in LINEAR_CONTENDERS:
+        for kind, median in (("wall", Series.wall_ms), ("cpu", Series.cpu_ms)):
+            ta, tb, ty, tc = (median(warm[n][name]) for n in (a, b, y, c))
+            first, last = (tb - ta) / (b - a), (tc - ty) / (c - y)
+            label = (f"warm {name} {kind}: {first * 1e3:.2f} us/plugin ({a}->{b}), "
+                     f"{last * 1e3:.2f} us/plugin ({y}->{c})")
+            if first <= 0:
+                print(f"  verdict: {label}: no verdict (no growth measured from {a} to {b})")
+                continue
+            ratio = last / first
+            ok = ratio <= LINEAR_SLACK
+            print(f"  verdict: {label}: ratio {ratio:.2f} target <= {LINEAR_SLACK}: "
+                  f"{'holds' if ok else 'MISSED'}")
+            results.append(ok)
+
+
+def bench(plugins: int, rounds: int, results: list[bool], scenarios: list[str]
+          ) -> dict[str, Series] | None:
+    """Run the scenarios at ``plugins`` plugins; the warm series (if run)."""
     env = build_env(plugins)
     env.install_core()
     with tempfile.TemporaryDirectory(prefix="vcbench-") as tmp:
         runner = Runner(env, Path(tmp))
+        warm = None
         # warm every cache (virtcore, stevedore, the OS) and let timestamps age past the
         # cache's two-second "racy" window, then check that every contender works
         time.sleep(2.5)
@@ -174,6 +218,7 @@ def bench(plugins: int, rounds: int, results: list[bool], scenarios: list[str]) 
                                "pluggy": runner.contender("pluggy"),
                                "stevedore": runner.contender("stevedore", cold=True)}, rounds)
             report("cold: no cache at all", plugins, cold, results)
+    return warm
 
 
 def after_one_install(env: Env, runner: Runner, plugins: int, rounds: int,
@@ -199,15 +244,22 @@ def after_one_install(env: Env, runner: Runner, plugins: int, rounds: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugins", type=int, nargs="+", default=[100, 1000, 3000])
+    parser.add_argument("--plugins", type=int, nargs="+", default=[100, 1000, 3000],
+                        help="plugin counts (default 100 1000 3000; the linearity verdict "
+                             "needs three, with the warm scenario)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--scenarios", nargs="+", default=["warm", "install", "cold"],
                         choices=["warm", "install", "cold"])
     args = parser.parse_args()
     print(machine_info())
     results: list[bool] = []
+    warm: dict[int, dict[str, Series]] = {}
     for plugins in args.plugins:
-        bench(plugins, args.rounds, results, args.scenarios)
+        series = bench(plugins, args.rounds, results, args.scenarios)
+        if series is not None:
+            warm[plugins] = series
+    if "warm" in args.scenarios:
+        linearity(warm, results)
     ok = all(results)
     print("\nall discovery targets met" if ok else "\nSOME DISCOVERY TARGETS MISSED")
     return 0 if ok else 1

@@ -9,12 +9,18 @@ model).  Each case is interleaved with its peer, round by round, in the same pro
 
 * 64 KiB raw reads (``readinto``) vs a Python buffer copy of the same chunks
   (``target[:] = source[offset:offset + chunk]``); target >= 0.75;
-* 4 KiB raw reads vs ``FileIO.readinto`` on an ``os.pipe()`` fed by a writer thread, the same
-  payload in the same chunk size; target >= 0.5;
+* 4 KiB raw reads vs ``FileIO.readinto`` on an ``os.pipe()``, the same payload in the same
+  chunk size; target >= 0.5;
 * 256-byte reads through a buffered misc file (``machine.open(name, "rb")``) vs 256-byte
   reads of a ``BufferedReader`` over an ``os.pipe()``; target >= 0.75 (costs what
   ``BufferedReader`` costs);
 * 1-byte raw reads, per-call cost (no target), vs the same ``FileIO`` peer.
+
+The pipe peer does the reads ours does and nothing else: the pipe is enlarged with
+``F_SETPIPE_SZ`` (up to ``/proc/sys/fs/pipe-max-size``, typically 1 MiB) and filled one
+segment of the payload at a time outside the timed region; only the reads are timed (summed
+over the segments, with the final read that sees the end of data), as ours reads a model
+filled before its timed region.  No writer thread runs while the peer is timed.
 
 ``--layers`` prints what each layer of a read costs instead (model, bound port, driver,
 misc file), each called directly in process.
@@ -28,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,34 +76,87 @@ def plain_copy(payload: bytes, chunk: int) -> Timing:
     return timed(go, len(payload))
 
 
+def pipe_capacity() -> int:
+    """The largest pipe this process may make (``/proc/sys/fs/pipe-max-size``, typically
+    1 MiB)."""
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def _enlarge(fd: int) -> int:
+    """Make the pipe of ``fd`` as large as allowed; its size in bytes."""
+    import fcntl
+
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    getsize = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+    try:
+        return fcntl.fcntl(fd, setsize, pipe_capacity())
+    except OSError:  # over the user's pipe quota, or not Linux: keep the size it has
+        try:
+            return fcntl.fcntl(fd, getsize)
+        except OSError:
+            return 1 << 16
+
+
 def os_pipe(payload: bytes, chunk: int, buffered: bool) -> Timing:
-    """Read ``payload`` from an ``os.pipe()`` fed by a writer thread, ``chunk`` at a time."""
+    """Read ``payload`` from a pre-filled ``os.pipe()``, ``chunk`` at a time, timing only
+    the reads: the pipe is enlarged (``F_SETPIPE_SZ``), filled with one segment of the
+    payload outside the timed region, that segment read (timed), and so on; then the
+    writer is closed and the read that sees the end of data is timed too.  The peer does
+    exactly the reads ours does, with no writer thread sharing the time."""
     r, w = os.pipe()
+    source = memoryview(payload)
+    wall = cpu = 0.0
+    total = 0
+    try:
+        segment = max(chunk, _enlarge(w) // chunk * chunk)
+        os.set_blocking(w, False)  # a segment that does not fit fails here, never hangs
+        with open(r, "rb", buffering=-1 if buffered else 0) as f:
+            if buffered:
+                def go(size: int) -> int:
+                    got = 0
+                    while got < size and (data := f.read(min(chunk, size - got))):
+                        got += len(data)
+                    return got
+            else:
+                buffer = bytearray(chunk)
+                view = memoryview(buffer)
 
-    def feed() -> None:
-        with open(w, "wb", buffering=0) as out:
-            out.write(payload)
-
-    writer = threading.Thread(target=feed)
-    with open(r, "rb", buffering=-1 if buffered else 0) as f:
-        writer.start()
-        if buffered:
-            def go() -> int:
-                total = 0
-                while data := f.read(chunk):
-                    total += len(data)
-                return total
-        else:
-            buffer = bytearray(chunk)
-
-            def go() -> int:
-                total = 0
-                while n := f.readinto(buffer):
-                    total += n
-                return total
-        result = timed(go, len(payload))
-    writer.join()
-    return result
+                def go(size: int) -> int:
+                    got = 0
+                    while got < size:
+                        n = f.readinto(buffer if size - got >= chunk else view[:size - got])
+                        if not n:
+                            break
+                        got += n
+                    return got
+            for offset in range(0, len(payload) + 1, segment):
+                part = source[offset:offset + segment]
+                if part:
+                    written = os.write(w, part)
+                    assert written == len(part), (written, len(part), segment)
+                else:  # the end of data: the read that returns nothing is timed too
+                    os.close(w)
+                    w = -1
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                got = go(len(part)) if part else go(chunk)
+                wall += time.perf_counter() - start_wall
+                cpu += time.process_time() - start_cpu
+                total += got
+            if w != -1:  # the payload was a whole number of segments: time the end too
+                os.close(w)
+                w = -1
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                total += go(chunk)
+                wall += time.perf_counter() - start_wall
+                cpu += time.process_time() - start_cpu
+    finally:
+        if w != -1:
+            os.close(w)
+    assert total == len(payload), (total, len(payload))
+    return wall, cpu
 
 
 def through_pipe(catalog: Catalog, transport: str, payload: bytes, chunk: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -355,18 +356,37 @@ def test_files_of_the_earlier_pickled_format_are_deleted(env: Path, cache_dir: P
     assert [n for n in names if not n.startswith("scan")] == ["folders.marshal", "notes.txt"]
 
 
-def test_test_sessions_keep_the_discovery_cache_in_a_temporary_folder(
+def test_test_sessions_start_warm_from_the_user_cache_and_write_only_their_own(
         pytester: pytest.Pytester, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    pytester.makepyfile(test_x="""
-        import os, tempfile
-        from virtcore import Machine
+    user_cache = home / ".cache" / "virtcore"
+    seen = tmp_path / "session-folder.txt"
+    pytester.makepyfile(test_x=f"""
+        import os, sys, tempfile
+        from virtcore import Machine, _scan, discover
         from virtcore._cache import cache_dir
 
-        def test_machine():
+        def test_a_machine_parses_nothing_the_user_cache_holds(monkeypatch):
+            parsed = []
+            real = _scan._read_manifest_file
+            monkeypatch.setattr(_scan, "_read_manifest_file",
+                                lambda ep: parsed.append(ep) or real(ep))
             Machine("m")
-            assert str(cache_dir()).startswith(tempfile.gettempdir())
-            assert os.path.isdir(cache_dir())
+            assert parsed == []
+            assert cache_dir().startswith(tempfile.gettempdir())
+
+        def test_an_install_is_written_into_the_session_folder_only(tmp_path):
+            site = tmp_path / "site"
+            (site / "one-1.0.dist-info").mkdir(parents=True)
+            (site / "one-1.0.dist-info" / "entry_points.txt").write_text(
+                "[virtcore.manifest]\\none = one:virtcore.toml\\n")
+            (site / "one").mkdir()
+            (site / "one" / "virtcore.toml").write_text(
+                'schema-version = 1\\nname = "one"\\napi-version = 1\\n')
+            assert list(discover(autoload=True, path=[str(site), *sys.path]).plugins)
+            assert any(n.startswith("scan-") for n in os.listdir(cache_dir()))
+            with open({str(seen)!r}, "w") as out:
+                out.write(cache_dir())
     """)
     env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
     with pytest.MonkeyPatch.context() as mp:
@@ -374,6 +394,69 @@ def test_test_sessions_keep_the_discovery_cache_in_a_temporary_folder(
             mp.setenv(key, value)
         mp.delenv("VIRTCORE_CACHE_DIR", raising=False)
         mp.delenv("VIRTCORE_NO_CACHE", raising=False)
+        # a program of the user's, run as pytest runs (same folders, so the same key)
+        warm = pytester.run(sys.executable, "-c", "import virtcore; virtcore.Machine('m')")
+        assert warm.ret == 0, warm.stderr.str()
+        before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+                  for p in user_cache.iterdir()}
+        assert any(name.startswith("scan-") for name in before)
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
-    assert not home.exists() or not any(home.rglob("*")), sorted(home.rglob("*"))
+    result.assert_outcomes(passed=2)
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in user_cache.iterdir()}
+    assert after == before  # read, never written nor touched
+    session = Path(seen.read_text())
+    assert not session.is_relative_to(home)
+    assert not session.exists()  # removed when the session ended
+
+
+def test_a_test_session_cut_short_that_wrote_nothing_leaves_no_folder(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    seen = tmp_path / "session-folder.txt"
+    pytester.makepyfile(test_x=f"""
+        import os
+        from virtcore._cache import cache_dir
+
+        def test_killed():
+            with open({str(seen)!r}, "w") as out:
+                out.write(cache_dir())
+            os._exit(3)  # as a session killed by a timeout: no cleanup runs
+    """)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        mp.delenv("VIRTCORE_CACHE_DIR", raising=False)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 3
+    folder = Path(seen.read_text())
+    assert folder.name.startswith("virtcore-test-cache-")
+    assert not folder.exists()
+
+
+def test_the_user_cache_is_read_only_while_the_session_folder_is_in_use(
+        env: Path, tmp_path: Path, reads: Reads, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = tmp_path / "user"
+    session = tmp_path / "session"
+    for name in ("one", "two"):
+        _dist(env, name)
+    _age(env)
+    monkeypatch.setenv("VIRTCORE_CACHE_DIR", str(user))
+    _names(env)  # the user's cache, warm
+    stored = {p.name: p.stat().st_mtime_ns for p in user.iterdir()}
+    monkeypatch.setenv("VIRTCORE_CACHE_DIR", str(session))
+    monkeypatch.setattr(cache, "_read_through", None)
+    cache.read_through(str(session), str(user))
+    reads.reset()
+    assert _names(env) == ["one", "two"]
+    assert reads.manifests == [] and not session.exists()
+    _dist(env, "three")
+    _age(env)
+    assert _names(env) == ["one", "three", "two"]
+    assert reads.manifests == ["three"]
+    assert {p.name: p.stat().st_mtime_ns for p in user.iterdir()} == stored
+    assert any(p.name.startswith("scan-") for p in session.iterdir())
+    reads.reset()
+    assert _names(env) == ["one", "three", "two"]
+    assert reads.manifests == []  # the session's own file, now newer than the user's
+    monkeypatch.setenv("VIRTCORE_CACHE_DIR", str(tmp_path / "chosen"))
+    reads.reset()
+    _names(env)  # a folder a test chose: no fallback, read afresh
+    assert sorted(reads.manifests) == ["one", "three", "two"]

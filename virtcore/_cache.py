@@ -36,6 +36,12 @@ used).  The scan's items and each folder's listing stay ``marshal`` bytes until 
 changed or a listing needs them.  A manifest whose per-entry ``data`` holds values
 ``marshal`` cannot write (TOML dates) is simply read again at each start.
 
+**Test sessions** (see :mod:`virtcore.testing`) write into a folder of their own but read
+the user's files: :func:`read_through` names a folder that :func:`load` and
+:func:`load_folders` read (never write, never touch) when the current folder holds no file
+for the key, so a warm user cache makes a test session warm without a test's installs ever
+reaching it.
+
 A second, small file (:func:`load_folders`) remembers which ``sys.path`` folders held
 distributions at which mtime, for every key: an unchanged folder is not listed at all.
 """
@@ -202,10 +208,30 @@ def key_of(version: str, folders: Sequence[str]) -> tuple[str, ...]:
     return (str(FORMAT), version, sys.implementation.cache_tag or "", *folders)
 
 
-def _file(key: tuple[str, ...]) -> str:
+def _file(key: tuple[str, ...], folder: str | None = None) -> str:
     data = "\0".join(key).encode("utf-8", "surrogateescape")
     digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
-    return os.path.join(cache_dir(), f"{_PREFIX}{digest}{_SUFFIX}")
+    return os.path.join(folder or cache_dir(), f"{_PREFIX}{digest}{_SUFFIX}")
+
+
+_read_through: tuple[str, str] | None = None
+
+
+def read_through(folder: str | None, fallback: str | None = None) -> None:
+    """While :func:`cache_dir` is ``folder``, read ``fallback``'s file for a key when
+    ``folder`` holds none (read only: nothing is written into ``fallback``, nor its files'
+    times touched).  ``read_through(None)`` stops it.  Used by :mod:`virtcore.testing`: a
+    test session writes into a folder of its own, warm from the user's cache."""
+    global _read_through
+    _read_through = None if folder is None or fallback is None else (folder, fallback)
+
+
+def _fallback_dir() -> str | None:
+    """The folder read when the current one holds no file (see :func:`read_through`)."""
+    through = _read_through
+    if through is None or cache_dir() != through[0] or through[1] == through[0]:
+        return None
+    return through[1]
 
 
 def load(key: tuple[str, ...]) -> Snapshot | None:
@@ -214,8 +240,15 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
         return None
     path = _file(key)
     read = _read_private(path)
+    touch = True
     if read is None:
-        return None
+        fallback = _fallback_dir()
+        if fallback is None:
+            return None
+        path, touch = _file(key, fallback), False
+        read = _read_private(path)
+        if read is None:
+            return None
     data, mtime_ns = read
     try:
         fmt, stored_key, folders, checks, blob, image = marshal.loads(data)
@@ -231,7 +264,7 @@ def load(key: tuple[str, ...]) -> Snapshot | None:
     snapshot = Snapshot(key, folders, None, blob=blob,
                         checks=(bases, paths, where, mtimes, sizes),
                         image=image, dirty=False)
-    if time.time_ns() - mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
+    if touch and time.time_ns() - mtime_ns > _TOUCH_NS:  # still in use: not to be pruned
         try:
             os.utime(path)
         except OSError:
@@ -269,6 +302,10 @@ def load_folders() -> dict[str, tuple[int, bool]]:
     """Which ``sys.path`` folders held distributions at which mtime, shared by every key:
     a warm start lists no folder whose mtime is the one remembered (``{}`` if unknown)."""
     read = _read_private(os.path.join(cache_dir(), _FOLDERS))
+    if read is None:
+        fallback = _fallback_dir()
+        if fallback is not None:
+            read = _read_private(os.path.join(fallback, _FOLDERS))
     if read is None:
         return {}
     data = read[0]

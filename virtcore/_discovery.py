@@ -58,6 +58,12 @@ class PluginStatus(str, enum.Enum):
     INCOMPATIBLE = "incompatible"
 
 
+failures = 0
+"""How many times :meth:`PluginRecord.fail` marked a plugin unusable, in any catalog: what
+is derived from plugins' statuses (see ``Machine._unusable_matches``) is derived again when
+it changed."""
+
+
 class PluginRecord(Record):
     """One plugin as discovery found it: where it came from, its manifest, its status."""
 
@@ -114,6 +120,8 @@ class PluginRecord(Record):
         """Mark the plugin as not usable, keeping the first reason given (and saying so in
         a warning unless ``warn`` is false)."""
         if self.status is PluginStatus.OK:
+            global failures
+            failures += 1
             self.status = status
             self.reason = reason
             if warn:

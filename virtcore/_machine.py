@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 
+from . import _discovery
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
     import pluggy
 
     from ._guestmem import GuestMemory
+
+    _UnusableTable = tuple[list[PluginRecord], MatchIndex | None, dict[str, tuple[int, str]]]
+    """See ``Machine._unusable_table``."""
 
 log = get_logger("virtcore")
 
@@ -256,6 +260,8 @@ class Machine:
         self._model_decls: dict[str, ModelDecl] = {}
         self._pending_hooks: dict[str, list[HookDecl]] = {}
         self._pm: pluggy.PluginManager | None = None
+        self._unusable: tuple[Catalog, dict[str, PluginRecord], int, int,
+                              _UnusableTable] | None = None  # see _unusable_table
         with paused_gc():  # declarations and index entries are acyclic: see _gcpause
             image = self.catalog.image() if catalog is None else None
             if image is not None:  # a warm start: the prebuilt index and driver table
@@ -733,27 +739,59 @@ class Machine:
     def unusable_plugins(self) -> list[PluginRecord]:
         """Plugins found but not usable: ``broken`` or ``incompatible`` (not ``blocked``)."""
         with self._lock:
-            return [r for r in self.catalog.plugins.values()
-                    if r.status in (PluginStatus.BROKEN, PluginStatus.INCOMPATIBLE)]
+            return list(self._unusable_table()[0])
+
+    def _unusable_table(self) -> _UnusableTable:
+        """The unusable plugins, and one index over their drivers' ID tables (each driver
+        keyed by its plugin's position, so two plugins may declare the same name), with each
+        key's ``(position, driver name)``.  Built once per state of the catalog (its plugins,
+        their number, and :data:`virtcore._discovery.failures`), lazily: a miss then costs
+        one lookup however many plugins are installed or unusable."""
+        catalog = self.catalog
+        plugins = catalog.plugins
+        memo = self._unusable
+        if memo is not None and memo[0] is catalog and memo[1] is plugins \
+                and memo[2] == len(plugins) and memo[3] == _discovery.failures:
+            return memo[4]
+        records = [r for r in plugins.values()
+                   if r.status in (PluginStatus.BROKEN, PluginStatus.INCOMPATIBLE)]
+        index: MatchIndex | None = None
+        keys: dict[str, tuple[int, str]] = {}
+        for position, record in enumerate(records):
+            manifest = record.manifest
+            if manifest is None:
+                continue  # nothing readable: counted, never matched
+            if index is None:
+                index = MatchIndex()
+            for decl in manifest.drivers:
+                key = f"{position:08d}\0{decl.name}"  # ranks as the name within its plugin
+                keys[key] = (position, decl.name)
+                index.add_driver(key, record.name, decl.priority, decl.ids)
+        table = (records, index, keys)
+        self._unusable = (catalog, plugins, len(plugins), _discovery.failures, table)
+        return table
 
     def _unusable_matches(
         self, ids: DeviceIds | None, compatible: Sequence[str]
     ) -> list[dict[str, str]]:
-        """Drivers of broken or incompatible plugins whose ID table would match."""
+        """Drivers of broken or incompatible plugins whose ID table would match, by plugin
+        in catalog order, then by rank."""
+        records, index, keys = self._unusable_table()
+        if index is None:
+            return []
+        matches = index.candidates(ids, compatible)
+        if len(matches) > 1:
+            matches.sort(key=lambda m: keys[m.driver][0])  # stable: rank within a plugin
         found = []
-        for record in self.unusable_plugins():
-            if record.manifest is None:
-                continue  # nothing readable: counted, never matched
-            index = MatchIndex()
-            for decl in record.manifest.drivers:
-                index.add_driver(decl.name, record.name, decl.priority, decl.ids)
-            for m in index.candidates(ids, compatible):
-                if self._drivers.get(m.driver, None) is not None and \
-                        self._drivers[m.driver].plugin == record.name:
-                    continue  # registered here: already a candidate
-                found.append({"plugin": record.name, "status": record.status.value,
-                              "reason": record.reason or "", "driver": m.driver,
-                              "match": m.reason})
+        for m in matches:
+            position, driver = keys[m.driver]
+            record = records[position]
+            slot = self._drivers.get(driver, None)
+            if slot is not None and slot.plugin == record.name:
+                continue  # registered here: already a candidate
+            found.append({"plugin": record.name, "status": record.status.value,
+                          "reason": record.reason or "", "driver": driver,
+                          "match": m.reason})
         return found
 
     # -- binding internals (called with the lock held) -------------------------------------

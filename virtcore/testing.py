@@ -24,6 +24,7 @@ reason (:func:`override`), or the class fails to define.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -76,14 +77,37 @@ __all__ = [
 _SAVED_ENV = "_virtcore_saved_cache_env"
 
 
+def _session_cache_dir() -> str:
+    """A folder of this session's own for the discovery cache: an unguessable name in the
+    temporary folder, created only when something is written there (privately: see
+    :mod:`virtcore._cache`), so a session that writes nothing leaves nothing behind."""
+    import secrets
+
+    return os.path.join(tempfile.gettempdir(),
+                        f"virtcore-test-cache-{os.getpid()}-{secrets.token_hex(12)}")
+
+
+def _remove_session_cache(folder: str) -> None:
+    if _cache._read_through is not None and _cache._read_through[0] == folder:
+        _cache.read_through(None)
+    if os.environ.get(_cache.ENV_CACHE_DIR) == folder:
+        del os.environ[_cache.ENV_CACHE_DIR]
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    # A test session writes nothing into the user's cache folder: machines built by tests
-    # keep their discovery cache in a temporary folder, removed when the session ends (unless
-    # the user chose a folder with VIRTCORE_CACHE_DIR).
+    # A test session writes nothing into the user's cache folder, but starts warm from it:
+    # machines built by tests read the user's cache file for their key and write what
+    # changed (a test that installs plugins) into a folder of the session's own, removed
+    # when the session ends.  A folder the user chose with VIRTCORE_CACHE_DIR is used as is.
     if not os.environ.get(_cache.ENV_CACHE_DIR):
-        folder = tempfile.mkdtemp(prefix="virtcore-test-cache-")
+        user = _cache.cache_dir()
+        folder = _session_cache_dir()
         setattr(config, _SAVED_ENV, folder)
         os.environ[_cache.ENV_CACHE_DIR] = folder
+        _cache.read_through(folder, user)
+        # also if the session is cut short before pytest_unconfigure
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     config.addinivalue_line(
         "markers",
         "virtcore_plugins(*names): load these installed virtcore plugins into "
@@ -94,9 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     folder = getattr(config, _SAVED_ENV, None)
     if folder is not None:
-        if os.environ.get(_cache.ENV_CACHE_DIR) == folder:
-            del os.environ[_cache.ENV_CACHE_DIR]
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_session_cache(folder)
 
 
 # -- fixtures ----------------------------------------------------------------------------
