@@ -176,3 +176,11 @@ def test_a_machine_without_failures_records_none(virtcore_machine: Machine,
     virtcore_machine.register_driver(Plain, id_table=[IdEntry(vendor=1, device=2)])
     virtcore_device("d0", ids=(1, 2))
     assert good.seen == ["loopback:d0"] and virtcore_machine.plugin_failures() == []
+
+
+def test_hooks_registered_without_a_name_are_named_by_their_class(
+        virtcore_machine: Machine, virtcore_device: DeviceFactory) -> None:
+    virtcore_machine.register_hooks(Bad())
+    virtcore_device("d0", ids=(1, 2))
+    (failure,) = virtcore_machine.plugin_failures()
+    assert failure.plugin == f"{__name__}.Bad"

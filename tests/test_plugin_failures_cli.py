@@ -59,6 +59,22 @@ RAISING_HOOKS = """\
         raise ValueError("bound exploded")
 """
 
+LOADED_HOOK = """\
+    from virtcore import hookimpl
+
+    @hookimpl
+    def virtcore_machine_loaded(machine, description):
+        raise LookupError("loaded exploded")
+"""
+
+REMOVED_HOOK = """\
+    from virtcore import hookimpl
+
+    @hookimpl
+    def virtcore_device_removed(machine, device):
+        raise OSError("removed exploded")
+"""
+
 # records what it sees in a file named by HX_SEEN: proof the other hooks still ran
 SEEING_HOOKS = """\
     import os
@@ -96,6 +112,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Venv:
                                         "virtcore_driver_bound"), {"hooks.py": RAISING_HOOKS}),
         _plugin(root, "hx_seen", _hooks("hx_seen.hooks", "virtcore_device_added",
                                         "virtcore_driver_bound"), {"hooks.py": SEEING_HOOKS}),
+        _plugin(root, "hx_loaded", _hooks("hx_loaded.hooks", "virtcore_machine_loaded"),
+                {"hooks.py": LOADED_HOOK}),
+        _plugin(root, "hx_removed", _hooks("hx_removed.hooks", "virtcore_device_removed"),
+                {"hooks.py": REMOVED_HOOK}),
         _plugin(root, "hx_hookimp", _hooks("hx_hookimp.hooks", "virtcore_device_added"),
                 {"hooks.py": "raise ImportError('libhook.so: cannot open shared object file')\n"}),
     ]
@@ -200,3 +220,25 @@ def test_plugins_that_work_exit_0_and_say_nothing(env: Venv, tmp_path: Path) -> 
     status, out, err = _run(env, tmp_path, "hx_good,hx_seen", devices=2)
     assert (status, err) == (0, "")
     assert "machine hx: 2 device(s), 2 bound" in out
+
+
+def test_a_hook_of_no_device_is_said_and_exits_3(env: Venv, tmp_path: Path) -> None:
+    status, out, err = _run(env, tmp_path, "hx_good,hx_loaded")
+    assert err == ("virtcore run: plugin 'hx_loaded' failed in hook virtcore_machine_loaded: "
+                   "LookupError: loaded exploded\n")
+    assert status == 3 and "machine hx: 1 device(s), 1 bound" in out
+    data = json.loads(env.virtcore("run", str(_machine(tmp_path, 1)), "--json", check=False,
+                                   env={"VIRTCORE_DISABLE_PLUGIN_AUTOLOAD": "1",
+                                        "VIRTCORE_PLUGINS": "hx_good,hx_loaded"}).stdout)
+    assert [(f["plugin"], f["hook"], f["device"]) for f in data["plugin_failures"]] == [
+        ("hx_loaded", "virtcore_machine_loaded", None)]
+    assert data["devices"][0]["plugin_errors"] == []
+
+
+def test_a_hook_raising_at_take_down_is_said_but_keeps_the_status(env: Venv,
+                                                                   tmp_path: Path) -> None:
+    status, out, err = _run(env, tmp_path, "hx_good,hx_removed", devices=2)
+    # devices are removed last first; the line comes after the listing
+    assert err == ("virtcore run: device d1: plugin 'hx_removed' failed in hook "
+                   "virtcore_device_removed: OSError: removed exploded (2 times)\n")
+    assert status == 0 and "machine hx: 2 device(s), 2 bound" in out

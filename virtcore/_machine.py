@@ -445,8 +445,13 @@ class Machine:
 
     def register_hooks(self, module_or_object: object, name: str | None = None) -> None:
         """Register pluggy hook implementations directly (tests, applications); a failure
-        of one of them is reported under ``name`` (default: pluggy's name for it)."""
-        self.pm.register(module_or_object, name=name)
+        of one of them is reported under ``name`` (default: the module's name, or the
+        object's class)."""
+        registered = self.pm.register(module_or_object, name=name)
+        if registered is not None and name is None:
+            cls = type(module_or_object)
+            self._hook_owners[registered] = getattr(module_or_object, "__name__", None) or \
+                f"{cls.__module__}.{cls.__qualname__}"
 
     def _call(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of ``hook``, each on its own: one that raises is
