@@ -517,9 +517,10 @@ class Machine:
 
     def plugin_failures(self) -> list[PluginFailure]:
         """Plugin code that raised in this machine and was contained, in the order first
-        seen: drivers that could not be loaded or whose probe raised (once per device, even
-        when another driver then bound it) and hook implementations that raised (once per
-        plugin and hook, counted)."""
+        seen: drivers that could not be loaded or whose probe raised (once per driver and
+        device, even when another driver then bound the device), hooks modules that could
+        not be loaded, and hook implementations that raised (once per plugin and hook, with
+        the first device and the count).  Each was logged once, as a warning."""
         with self._lock:
             return list(self._failures.values())
 
