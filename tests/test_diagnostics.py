@@ -99,10 +99,11 @@ def test_run_exits_3_when_a_device_ends_failed(
     assert main(["run", str(lab)]) == 3
     captured = capsys.readouterr()
     failed = [line for line in captured.err.splitlines() if "failed" in line]
-    assert failed == [
-        "virtcore run: device dev0 failed: ghost (plugin 'noimport') cannot be loaded: "
+    assert failed == [  # each failed attempt in one line (the device's status is in the listing)
+        "virtcore run: device dev0: driver 'ghost' (plugin 'noimport') cannot be loaded: "
         "ghost_mod_missing:D: import failed: ModuleNotFoundError: No module named "
         "'ghost_mod_missing'"]
+    assert "no driver (failed): ghost (plugin 'noimport') cannot be loaded" in captured.out
     assert "machine lab: 2 device(s), 1 bound" in captured.out
     for line in (captured.out + captured.err).splitlines():
         assert line.count("noimport") <= 1 and line.count("ghost_mod_missing:D") <= 1, line

@@ -32,7 +32,8 @@ _LAZY: dict[str, str] = {
     "Match": "_match", "MatchReport": "_machine", "MemoryRegion": "_guestmem",
     "MiscDevice": "_misc", "ModaliasTarget": "_modalias",
     "MiscDeviceError": "_errors", "MiscFile": "_misc", "Op": "_transport", "Port": "_transport",
-    "PluginError": "_errors", "PluginLoadError": "_errors", "PluginRecord": "_discovery",
+    "PluginError": "_errors", "PluginFailure": "_machine", "PluginLoadError": "_errors",
+    "PluginRecord": "_discovery",
     "PluginStatus": "_discovery", "QueueModel": "_loopback", "StreamModel": "_model",
     "TransferError": "_errors", "TransferTimeoutError": "_errors", "Transport": "_transport",
     "VirtcoreError": "_errors", "discover": "_discovery", "hookimpl": "_hookspecs",
@@ -84,7 +85,7 @@ if TYPE_CHECKING:
     from ._ids import ANY, DeviceIds, IdEntry
     from ._irq import IRQ_MAX, IrqController
     from ._loopback import LoopbackTransport, QueueModel
-    from ._machine import DriverSlot, Machine, MatchReport
+    from ._machine import DriverSlot, Machine, MatchReport, PluginFailure
     from ._machine_file import MachineContext
     from ._manifest import Manifest, parse_manifest, read_manifest
     from ._match import Match
@@ -142,6 +143,7 @@ __all__ = [
     "ModaliasTarget",
     "Op",
     "PluginError",
+    "PluginFailure",
     "PluginLoadError",
     "PluginRecord",
     "PluginStatus",

@@ -40,7 +40,8 @@ def virtcore_driver_unbound(machine: Machine, device: Device, driver: Driver) ->
 def virtcore_probe_failed(
     machine: Machine, device: Device, driver: str, error: BaseException
 ) -> None:
-    log.warning("%s: probe of %s by %s failed: %s", machine.name, device.path, driver, error)
+    # the machine itself warns, naming the plugin and the exception (Machine.plugin_failures)
+    log.debug("%s: probe of %s by %s failed: %s", machine.name, device.path, driver, error)
 
 
 @hookimpl

@@ -4,7 +4,9 @@ and the command goes on (``virtcore run`` exits 3 when any did, see the README).
 
 Booting is covered by ``_boot`` (a :class:`~virtcore.MachineFileError`); this module covers
 what comes after: a transport's ``device_info``, ``modalias`` or ``model_of``, a model's
-``name``, a driver's file operations, a model's host side.
+``name``, a driver's file operations, a model's host side; and it reports, the same way,
+what the machine contained itself (:meth:`~virtcore.Machine.plugin_failures`: drivers that
+could not be loaded or whose probe raised, hook implementations that raised).
 """
 
 from __future__ import annotations
@@ -86,9 +88,35 @@ class PluginCalls:
         self.command = command
         self.err = err
         self.problems: dict[str, list[str]] = {}
+        self.general: list[str] = []
+        """Problems of no one device (a ``virtcore_machine_loaded`` hook that raised)."""
+        self._failures_seen = 0
 
     def __bool__(self) -> bool:
-        return bool(self.problems)
+        return bool(self.problems or self.general)
+
+    def report_failures(self) -> int:
+        """Report the machine's plugin failures not reported yet (see
+        :meth:`Machine.plugin_failures`), each in one line under its device; how many."""
+        failures = self.machine.plugin_failures()[self._failures_seen:]
+        self._failures_seen += len(failures)
+        for failure in failures:
+            if failure.device is None:
+                if failure.message not in self.general:
+                    self.general.append(failure.message)
+                    self._write(failure.message)
+                continue
+            try:
+                device = self.machine.device(failure.device)
+            except VirtcoreError:  # removed since: said under its path all the same
+                self._write(f"device {failure.device}: {failure.message}")
+                continue
+            self.report(device, failure.message)
+        return len(failures)
+
+    def _write(self, line: str) -> None:
+        err = self.err if self.err is not None else sys.stderr
+        err.write(f"virtcore {self.command}: {line}\n")
 
     def call(self, device: Device, obj: object, what: str, func: Callable[[], T],
              default: T) -> T:
@@ -105,5 +133,4 @@ class PluginCalls:
         lines = self.problems.setdefault(device.path, [])
         if problem not in lines:  # the same failure seen twice (tree and JSON) is said once
             lines.append(problem)
-            err = self.err if self.err is not None else sys.stderr
-            err.write(f"virtcore {self.command}: device {device.path}: {problem}\n")
+            self._write(f"device {device.path}: {problem}")

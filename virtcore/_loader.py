@@ -41,8 +41,8 @@ def instantiate(obj: Any, base: type, *, plugin: str | None, python_name: str) -
         try:
             return obj()
         except Exception as exc:
-            raise PluginLoadError(f"creating {obj.__name__} failed: {exc}", plugin=plugin,
-                                  python_name=python_name) from exc
+            raise PluginLoadError(f"creating {obj.__name__} failed: {type(exc).__name__}: "
+                                  f"{exc}", plugin=plugin, python_name=python_name) from exc
     if isinstance(obj, base):
         return obj
     raise PluginLoadError(f"expected a {base.__name__} subclass or instance, got {obj!r}",

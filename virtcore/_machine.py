@@ -76,6 +76,14 @@ def _is_driver(obj: object) -> bool:
                 and callable(getattr(obj, "remove", None))))
 
 
+def _device_path(kwargs: Mapping[str, Any]) -> str | None:
+    """The path of the device a hook call is about (a misc device's device), if any."""
+    device = kwargs.get("device")
+    if device is None and kwargs.get("misc") is not None:
+        device = kwargs["misc"].device
+    return getattr(device, "path", None)
+
+
 class _Probe(enum.Enum):
     BOUND = 1
     DECLINED = 2
@@ -215,6 +223,46 @@ class MatchReport(Record):
         }
 
 
+class PluginFailure(Record):
+    """Plugin code that raised while a machine ran, and was contained: the machine went on
+    (the next candidate driver was tried, the other plugins' hooks still ran).
+
+    ``stage`` is ``"load"`` (a driver's code, or a plugin's hooks module, could not be
+    loaded), ``"probe"`` (a driver's ``probe`` raised) or ``"hook"`` (a hook implementation
+    raised).  A driver's failures are kept per device; a hook's once per plugin and hook,
+    with the first device it failed on and ``count`` the times it failed in all.
+    """
+
+    __slots__ = ("plugin", "stage", "driver", "hook", "device", "error", "count")
+    _fields = __slots__
+
+    def __init__(self, plugin: str, stage: str, error: str, *, driver: str | None = None,
+                 hook: str | None = None, device: str | None = None) -> None:
+        self.plugin = plugin
+        self.stage = stage
+        self.driver = driver
+        self.hook = hook
+        self.device = device
+        self.error = error
+        self.count = 1
+
+    @property
+    def message(self) -> str:
+        """One line naming the plugin, the driver or hook, and the exception."""
+        if self.driver is not None:
+            who = f"driver {self.driver!r} (plugin {self.plugin!r})"
+            if self.stage == "load":
+                return f"{who} cannot be loaded: {self.error}"
+            return f"{who} failed in {self.stage}: {self.error}"
+        if self.stage == "load":  # a hooks module: the error names it
+            return f"plugin {self.plugin!r}: {self.error}"
+        times = f" ({self.count} times)" if self.count > 1 else ""
+        return f"plugin {self.plugin!r} failed in hook {self.hook}: {self.error}{times}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self._fields} | {"message": self.message}
+
+
 class Machine:
     """One machine: its plugins, drivers, devices, transports, IRQ lines and misc devices.
 
@@ -262,6 +310,8 @@ class Machine:
         self._pm: pluggy.PluginManager | None = None
         self._unusable: tuple[Catalog, dict[str, PluginRecord], int, int,
                               _UnusableTable] | None = None  # see _unusable_table
+        self._hook_owners: dict[str, str] = {"virtcore.builtin": "virtcore"}
+        self._failures: dict[tuple[str | None, ...], PluginFailure] = {}
         with paused_gc():  # declarations and index entries are acyclic: see _gcpause
             image = self.catalog.image() if catalog is None else None
             if image is not None:  # a warm start: the prebuilt index and driver table
@@ -400,36 +450,116 @@ class Machine:
         return list(self.catalog.plugins.values())
 
     def register_hooks(self, module_or_object: object, name: str | None = None) -> None:
-        """Register pluggy hook implementations directly (tests, applications)."""
-        self.pm.register(module_or_object, name=name)
+        """Register pluggy hook implementations directly (tests, applications); a failure
+        of one of them is reported under ``name`` (default: the module's name, or the
+        object's class)."""
+        registered = self.pm.register(module_or_object, name=name)
+        if registered is not None and name is None:
+            cls = type(module_or_object)
+            self._hook_owners[registered] = getattr(module_or_object, "__name__", None) or \
+                f"{cls.__module__}.{cls.__qualname__}"
 
     def _call(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of ``hook``, each on its own: one that raises is
+        recorded (see :meth:`plugin_failures`) and the others still run.
+
+        The order is pluggy's (``tryfirst`` first, ``trylast`` last, otherwise the last
+        registered first) and wrappers still wrap the plain implementations, but an
+        exception stays with the implementation that raised it: pluggy's own call would stop
+        at the first and hand it to the wrappers.  The hooks are notifications; what they
+        return is ignored.
+        """
         pending = self._pending_hooks.pop(hook, None)
         if pending:
             for decl in pending:
-                self._load_hook_module(decl)
-        try:
-            getattr(self.pm.hook, hook)(**kwargs)
-        except Exception:
-            log.exception("a %s hook implementation raised", hook)
+                self._load_hook_module(decl, hook, kwargs)
+        teardowns: list[tuple[pluggy.HookImpl, Any]] = []
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                args = [kwargs[name] for name in impl.argnames]
+                extra = {name: kwargs[name] for name in impl.kwargnames if name in kwargs}
+                result = impl.function(*args, **extra)
+                if impl.wrapper or impl.hookwrapper:
+                    try:
+                        next(result)  # the wrapper's code up to its yield
+                    except StopIteration:
+                        raise RuntimeError("the hook wrapper did not yield") from None
+                    teardowns.append((impl, result))
+            except Exception as exc:
+                self._hook_failed(impl, hook, kwargs, exc)
+        for impl, wrapper in reversed(teardowns):
+            try:
+                if impl.hookwrapper:  # old style: it is sent a pluggy Result
+                    import pluggy
 
-    def _load_hook_module(self, decl: HookDecl) -> None:
+                    wrapper.send(pluggy.Result([], None))
+                else:
+                    wrapper.send([])
+                wrapper.close()
+                raise RuntimeError("the hook wrapper yielded twice")
+            except StopIteration:
+                pass
+            except Exception as exc:
+                self._hook_failed(impl, hook, kwargs, exc)
+
+    def _hook_failed(self, impl: pluggy.HookImpl, hook: str, kwargs: Mapping[str, Any],
+                     exc: Exception) -> None:
+        from ._contain import describe_exception
+
+        plugin = self._hook_owners.get(impl.plugin_name, impl.plugin_name)
+        self._failed(PluginFailure(plugin, "hook", describe_exception(exc), hook=hook,
+                                   device=_device_path(kwargs)), (plugin, hook))
+
+    def _failed(self, failure: PluginFailure, key: tuple[str | None, ...]) -> None:
+        """Record ``failure`` (logged the first time; counted when it happens again)."""
+        with self._lock:
+            known = self._failures.get(key)
+            if known is not None:
+                known.count += 1
+                return
+            self._failures[key] = failure
+        where = f"device {failure.device}: " if failure.device is not None else ""
+        log.warning("%s: %s%s", self.name, where, failure.message)
+
+    def plugin_failures(self) -> list[PluginFailure]:
+        """Plugin code that raised in this machine and was contained, in the order first
+        seen: drivers that could not be loaded or whose probe raised (once per driver and
+        device, even when another driver then bound the device), hooks modules that could
+        not be loaded, and hook implementations that raised (once per plugin and hook, with
+        the first device and the count).  Each was logged once, as a warning."""
+        with self._lock:
+            return list(self._failures.values())
+
+    def _load_hook_module(self, decl: HookDecl, hook: str, kwargs: Mapping[str, Any]) -> None:
+        """Import and register a plugin's hooks module, first needed for ``hook``; if it
+        cannot be, the plugin is marked broken and the failure recorded."""
         import pluggy
 
         key = f"{decl.plugin}:{decl.python_name}"
         if self.pm.has_plugin(key):
             return
+        reason = None
         try:
             module = import_python_name(decl.python_name, plugin=decl.plugin)
+            self._hook_owners[key] = decl.plugin
             self.pm.register(module, name=key)
-        except (PluginLoadError, ValueError, pluggy.PluginValidationError) as exc:
-            self._plugin_broken(decl.plugin, f"hooks {decl.python_name}: {exc}")
-        for hook in decl.hooks:
-            rest = [d for d in self._pending_hooks.get(hook, []) if d is not decl]
+        except PluginError as exc:  # its reason names the module: the record names the plugin
+            reason = f"hooks module {exc.reason}"
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            from ._contain import one_line
+
+            reason = f"hooks module {decl.python_name}: {one_line(str(exc))}"
+        if reason is not None:
+            self._plugin_broken(decl.plugin, reason)
+            self._failed(PluginFailure(decl.plugin, "load", reason, hook=hook,
+                                       device=_device_path(kwargs)),
+                         (decl.plugin, "load", decl.python_name))
+        for name in decl.hooks:
+            rest = [d for d in self._pending_hooks.get(name, []) if d is not decl]
             if rest:
-                self._pending_hooks[hook] = rest
+                self._pending_hooks[name] = rest
             else:
-                self._pending_hooks.pop(hook, None)
+                self._pending_hooks.pop(name, None)
 
     def _plugin_broken(self, plugin: str, reason: str) -> None:
         record = self.catalog.plugins.get(plugin)
@@ -814,6 +944,9 @@ class Machine:
             if driver is None:
                 problems.append(f"{match.driver} (plugin {slot.plugin!r}) cannot be loaded: "
                                 f"{slot.error}")
+                self._failed(PluginFailure(slot.plugin, "load", slot.error or "not loaded",
+                                           driver=match.driver, device=device.path),
+                             (slot.plugin, "load", match.driver, device.path))
                 self._call("virtcore_probe_failed", machine=self, device=device,
                            driver=match.driver, error=PluginError(slot.error or "not loaded",
                                                                   plugin=slot.plugin))
@@ -858,7 +991,12 @@ class Machine:
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: undo, go on up
                 device.status = DeviceStatus.UNBOUND
                 raise
+            from ._contain import describe_exception
+
             device.error = f"{driver.name} probe failed: {type(exc).__name__}: {exc}"
+            self._failed(PluginFailure(match.plugin, "probe", describe_exception(exc),
+                                       driver=driver.name, device=device.path),
+                         (match.plugin, "probe", driver.name, device.path))
             self._call("virtcore_probe_failed", machine=self, device=device,
                        driver=driver.name, error=exc)
             return _Probe.FAILED
@@ -1045,7 +1183,7 @@ class Machine:
         try:
             obj = import_python_name(decl.python_name, plugin=decl.plugin)
         except PluginLoadError as exc:
-            self._plugin_broken(decl.plugin, f"model {name!r}: {exc}")
+            self._plugin_broken(decl.plugin, f"model {name!r}: {exc.reason}")
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")

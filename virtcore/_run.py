@@ -104,8 +104,11 @@ def _device_info(device: Device, calls: PluginCalls) -> dict[str, Any]:
 def describe(machine: Machine, calls: PluginCalls | None = None) -> dict[str, Any]:
     """The machine as data: every device, and the misc devices created.  Plugin code that
     raises is reported through ``calls`` (one stderr line each) and its field left empty;
-    each device lists its ``plugin_errors``."""
+    each device lists its ``plugin_errors``: those, and the machine's contained failures
+    (:meth:`Machine.plugin_failures`) on that device, failed attempts of drivers that did
+    not end up bound included."""
     calls = calls if calls is not None else PluginCalls(machine, "run")
+    calls.report_failures()
     devices = []
     for device in machine.devices():
         item = _as_dict(device, calls)
@@ -143,6 +146,7 @@ def print_tree(machine: Machine, out: TextIO, calls: PluginCalls | None = None) 
     child on another bus (a virtio device under its PCI function) is tagged with its bus.
     Plugin code that raises is one stderr line (through ``calls``); the listing goes on."""
     calls = calls if calls is not None else PluginCalls(machine, "run")
+    calls.report_failures()
     devices = machine.devices()
     bound = sum(d.driver is not None for d in devices)
     out.write(f"machine {machine.name}: {len(devices)} device(s), {bound} bound\n")
@@ -322,8 +326,10 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
 
 
 EXIT_FAILED_DEVICES = 3
-"""``virtcore run``'s exit status when the machine booted but a device ended ``failed``, or
-plugin code raised while a device was shown (each said in one line on standard error)."""
+"""``virtcore run``'s exit status when the machine booted but plugin code raised: a device
+ended ``failed``, a driver could not be loaded or its probe raised (even if another driver
+then bound the device), a hook raised, or plugin code raised while a device was shown (each
+said in one line on standard error)."""
 
 
 def check_run_options(args: argparse.Namespace) -> str | None:
@@ -355,13 +361,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.host:
         return _host(args, out)
     machine = Machine("run")
-    warn_unusable(machine, "run")
     source = args.machine
     demo = source is None
     if demo:
         missing = [p for p in DEMO_PLUGINS if p not in machine.catalog.plugins
                    or machine.catalog.plugins[p].status.value != "ok"]
         if missing:
+            warn_unusable(machine, "run")
             hidden = [r for r in not_loaded(machine.catalog) if r.name in missing]
             if hidden:  # installed: say why they are not here, not how to install them
                 sys.stderr.write(f"virtcore run: error: the demo machine needs the plugins "
@@ -374,40 +380,61 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 "./plugins/virt_pipe ./plugins/virt_virtio (from the virtcore source tree)\n")
             return 1
         source = str(demo_path())
+    calls = PluginCalls(machine, "run")
     try:
         machine.load(source)
     except MachineFileError as exc:
+        warn_unusable(machine, "run")
+        calls.report_failures()  # plugin code that raised before the load was given up
         sys.stderr.write(f"virtcore run: error: {exc}\n")
         machine.close()
         return 1
+    # after the load: the plugins that broke while it booted (a driver or hooks module that
+    # did not import) are named too
+    warn_unusable(machine, "run")
     try:
-        failed = failed_devices(machine)
-        for device in failed:
-            sys.stderr.write(f"virtcore run: device {device.path} failed: {device.error}\n")
-        if args.cat or args.write:
-            status = _stream(machine, args)
-            return status if status or not failed else EXIT_FAILED_DEVICES
-        calls = PluginCalls(machine, "run")
-        if not args.json:
-            print_tree(machine, out, calls)
-        data = describe(machine, calls) if args.json else {}
-        ok = True
-        if args.json:
-            data["unusable_plugins"] = unusable_summary(machine)
-        if demo:
-            if not args.json:
-                out.write("\ndemo: one driver, four transports\n")
-            ok, results = run_demo(machine, out, as_json=args.json, calls=calls)
-            data["demo"] = {"ok": ok, "results": results}
-            if not args.json:
-                out.write("demo " + ("passed" if ok else "FAILED") + "\n")
-        if args.json:  # one write call per document
-            out.write(json.dumps(data, indent=2) + "\n")
-        if demo and not ok:
-            return 1
-        return EXIT_FAILED_DEVICES if failed or calls else 0
+        return _show(machine, args, out, calls, demo)
     finally:
         machine.close()
+        # hooks that raised while the machine was taken down: said, the status unchanged
+        calls.report_failures()
+
+
+def _show(machine: Machine, args: argparse.Namespace, out: TextIO, calls: PluginCalls,
+          demo: bool) -> int:
+    """``virtcore run`` once the machine booted: every contained plugin failure (a driver
+    that could not be loaded or whose probe raised, even when another driver then bound the
+    device; a hook that raised) in one line on standard error, then the listing, the demo
+    or the stream."""
+    calls.report_failures()
+    failed = failed_devices(machine)
+    for device in failed:
+        if device.path not in calls.problems:  # its failed attempts were each said above
+            sys.stderr.write(f"virtcore run: device {device.path} failed: {device.error}\n")
+    if args.cat or args.write:
+        status = _stream(machine, args)
+        calls.report_failures()
+        return status if status or not (failed or calls) else EXIT_FAILED_DEVICES
+    if not args.json:
+        print_tree(machine, out, calls)
+    data = describe(machine, calls) if args.json else {}
+    ok = True
+    if args.json:
+        data["unusable_plugins"] = unusable_summary(machine)
+    if demo:
+        if not args.json:
+            out.write("\ndemo: one driver, four transports\n")
+        ok, results = run_demo(machine, out, as_json=args.json, calls=calls)
+        data["demo"] = {"ok": ok, "results": results}
+        if not args.json:
+            out.write("demo " + ("passed" if ok else "FAILED") + "\n")
+    calls.report_failures()
+    if args.json:  # one write call per document
+        data["plugin_failures"] = [f.to_dict() for f in machine.plugin_failures()]
+        out.write(json.dumps(data, indent=2) + "\n")
+    if demo and not ok:
+        return 1
+    return EXIT_FAILED_DEVICES if failed or calls else 0
 
 
 def _stream(machine: Machine, args: argparse.Namespace) -> int:
