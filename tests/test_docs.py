@@ -285,10 +285,7 @@ def _guide_first_section() -> str:
 
 
 def _install_docs() -> dict[str, str]:
-    docs = {str(d.relative_to(ROOT)): d.read_text(encoding="utf-8") for d in DOCS
-            if d != GUIDE}
-    docs["docs/writing-plugins.md §1"] = _guide_first_section()
-    return docs
+    return {str(d.relative_to(ROOT)): d.read_text(encoding="utf-8") for d in DOCS}
 
 
 def _targets(command: str) -> list[str]:
