@@ -32,10 +32,11 @@ faster), medians over the rounds with the interquartile range; CPU time is proce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,9 @@ def os_pipe(payload: bytes, chunk: int, buffered: bool) -> Timing:
     return wall, cpu
 
 
-def through_pipe(catalog: Catalog, transport: str, payload: bytes, chunk: int,
-                 buffered: bool) -> Timing:
+@contextlib.contextmanager
+def booted(catalog: Catalog, transport: str) -> Iterator[tuple[Machine, StreamModel]]:
+    """A machine with one virt_pipe device on ``transport``, and the device's model."""
     machine = Machine("bench", catalog=catalog)
     try:
         machine.load({"name": "bench", **SECTIONS[transport]()})
@@ -168,6 +170,14 @@ def through_pipe(catalog: Catalog, transport: str, payload: bytes, chunk: int,
         assert device.transport is not None
         model = device.transport.model_of(device)
         assert isinstance(model, StreamModel), model
+        yield machine, model
+    finally:
+        machine.close()
+
+
+def through_pipe(catalog: Catalog, transport: str, payload: bytes, chunk: int,
+                 buffered: bool) -> Timing:
+    with booted(catalog, transport) as (machine, model):
         assert model.host_write(payload) == len(payload)
         model.host_close()
         with machine.open("virt_pipe0", "rb", buffering=-1 if buffered else 0,
@@ -187,8 +197,6 @@ def through_pipe(catalog: Catalog, transport: str, payload: bytes, chunk: int,
                         total += n
                     return total
             return timed(go, len(payload))
-    finally:
-        machine.close()
 
 
 def run_peer(peer: str, payload: bytes, chunk: int) -> Timing:
@@ -235,22 +243,14 @@ def layers(catalog: Catalog, calls: int = 200_000) -> None:
     runs of ``calls // 5`` calls; a layer's own cost is the difference to the layer below
     (the empty call's cost below the model)."""
     for transport in SECTIONS:
-        machine = Machine("bench", catalog=catalog)
-        try:
-            machine.load({"name": "bench", **SECTIONS[transport]()})
-            (device,) = machine.devices()
-            assert device.transport is not None
-            model = device.transport.model_of(device)
-            assert isinstance(model, StreamModel), model
+        with booted(catalog, transport) as (machine, model):
             model.host_write(os.urandom(4 * calls + 1))  # enough for every layer's calls
             with machine.open("virt_pipe0", "rb", buffering=0, timeout=10) as f:
                 costs = _layer_costs(model, f, calls)
-            own = [f"{name} {cost - below:.3f}" for (name, cost), (_, below)
-                   in zip(costs[1:], costs[:-1], strict=True)]
-            print(f"{transport:8s} per layer (us): {', '.join(own)}; whole path "
-                  f"{costs[-1][1] - costs[0][1]:.3f}")
-        finally:
-            machine.close()
+        own = [f"{name} {cost - below:.3f}" for (name, cost), (_, below)
+               in zip(costs[1:], costs[:-1], strict=True)]
+        print(f"{transport:8s} per layer (us): {', '.join(own)}; whole path "
+              f"{costs[-1][1] - costs[0][1]:.3f}")
 
 
 def main() -> int:
