@@ -402,3 +402,30 @@ def test_match_modalias_of_a_virtio_device_ranks_as_its_compatible(
     by_compatible = json.loads(capsys.readouterr().out)
     assert by_alias["winner"] == by_compatible["winner"] == winner
     assert by_alias["candidates"] == by_compatible["candidates"]
+
+
+def test_2_4_reset_while_an_entropy_read_is_in_flight(rig_factory, transport, tmp_path):  # noqa: F811
+    """2.4, 3.1, 5.4.6: a read whose buffer the device holds when the driver resets it is
+    posted again on the new ring and returns the source's first bytes (none lost, none
+    twice); the next read goes on from there."""
+    from rigs import JOIN, Gate, Thread
+
+    source = tmp_path / "entropy.bin"
+    source.write_bytes(bytes(range(256)))
+    rig = rig_factory(transport, "virtio-entropy", source=str(source))
+    gate = Gate(rig)
+
+    def read() -> bytes:
+        with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+            return f.read(16)
+
+    reader = Thread(read)
+    reader.start()
+    assert gate.kicked.wait(JOIN)
+    resetter = Thread(rig.child.reset_device)
+    resetter.start()
+    resetter.result()
+    gate.open()
+    assert reader.result() == bytes(range(16))
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+        assert f.read(16) == bytes(range(16, 32))
