@@ -474,3 +474,23 @@ def test_console_carries_1_mib_each_way_with_concurrent_host_threads(memory):
     assert not errors and not host.resets
     assert bytes(received) == down
     assert bytes(sent_back) == up
+
+
+@pytest.mark.parametrize(("model", "key"), [("virtio-blk", "image"),
+                                             ("virtio-entropy", "source")])
+def test_a_file_argument_that_cannot_be_opened_names_its_key(tmp_path, model, key):
+    """A machine file naming a missing image or source: one line naming the file, the
+    model's key, the argument, the path and the reason in words (no errno text)."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.bin"
+    machine = tmp_path / "m.toml"
+    machine.write_text(f'name = "m"\n[[pci.devices]]\nslot = "00:04.0"\nmodel = "{model}"\n'
+                       f'args = {{ {key} = "missing.bin" }}\n')
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", str(machine)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"virtcore run: error: {machine} [pci] key 'devices[0].model': "
+                           f"model '{model}': {key}: cannot open '{missing}': No such file "
+                           "or directory\n")

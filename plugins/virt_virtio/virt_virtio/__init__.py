@@ -15,7 +15,7 @@ from ._console import VirtioConsole
 from ._device_queue import DescriptorChain, DeviceQueue
 from ._driver_queue import DriverQueue, UsedBuffer
 from ._entropy import VirtioEntropy
-from ._errors import QueueFullError, VirtioError, VirtqueueError
+from ._errors import ModelArgumentError, QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
 
 # isort: split
@@ -58,6 +58,7 @@ __all__: list[str] = [
     "DescriptorChain",
     "DeviceQueue",
     "DriverQueue",
+    "ModelArgumentError",
     "QueueFullError",
     "RequestTimeoutError",
     "SessionEnd",
