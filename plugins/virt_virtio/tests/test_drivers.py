@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rigs import MMIO_BASE, machine_section, rig_factory, transport  # noqa: F401 - fixtures
 from virt_pci import BarKind, BarSpec, PciFunctionSpec, PciTransport
-from virtcore import DeviceIds, IdEntry, Machine, TransferTimeoutError
+from virtcore import DeviceIds, DeviceRemovedError, IdEntry, Machine, TransferTimeoutError
 
 from virt_virtio import VirtioBusDevice, VirtioConsole, VirtioEntropy, VirtioMmioDevice
 from virt_virtio._pci_device import VirtioPciDevice, vendor_cap
@@ -316,7 +316,7 @@ def test_virtio_rng_reads_the_devices_bytes(rig_factory, transport, tmp_path):  
     # a generous timeout while bytes are due (a loaded machine must not fail the test), a
     # short one where the device must leave the read pending
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=30) as f:
-        assert rig.misc.startswith("hwrng")
+        assert rig.misc == "hwrng"
         while len(got) < 5120:
             got += f.read(1000)
         assert bytes(got) == source.read_bytes()
@@ -449,3 +449,63 @@ def test_2_4_reset_while_an_entropy_read_is_in_flight(rig_factory, transport, tm
     assert reader.result() == bytes(range(16))
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
         assert f.read(16) == bytes(range(16, 32))
+
+
+def test_one_hwrng_reads_the_current_rng_and_switches_on_removal(transport):  # noqa: F811
+    """Linux's hw_random core: one misc device ``hwrng`` whatever the number of entropy
+    devices; it reads from the current one (the first bound: ``rng_current``), lists them
+    all (``rng_available``); when the current one goes, the next one becomes current and an
+    open ``hwrng`` reads from it; selecting another works; with none left ``hwrng`` goes."""
+    import hashlib
+
+    from virt_virtio import hw_random
+
+    seeds = (11, 22, 33)
+    section = machine_section(transport, "virtio-entropy", count=3)
+    entries = section["pci"]["devices"] if transport == "virtio-pci" else \
+        section["devtree"]["nodes"]
+    for entry, seed in zip(entries, seeds, strict=True):
+        entry["args"] = {"seed": seed}
+    served = dict.fromkeys(seeds, 0)
+
+    def expected(seed: int, size: int) -> bytes:
+        """The next ``size`` bytes of the seeded stream (5.4 model: BLAKE2b-512 of
+        ``seed || le64 counter``, block after block)."""
+        start, served[seed] = served[seed], served[seed] + size
+        blocks = b"".join(hashlib.blake2b(str(seed).encode() + i.to_bytes(8, "little"))
+                          .digest() for i in range(start // 64 + size // 64 + 2))
+        return blocks[start:start + size]
+
+    machine = Machine("rngs")
+    try:
+        machine.load({"name": "rngs", **section})
+        rngs = hw_random(machine)
+        assert machine.misc.names() == ["hwrng"]
+        assert rngs.available == ("virtio_rng.0", "virtio_rng.1", "virtio_rng.2")
+        assert rngs.current == "virtio_rng.0"
+        transports = [d for d in machine.devices() if d.bus != "virtio"]
+        with machine.open("hwrng", "rb", buffering=0, timeout=30) as f:
+            assert f.read(16) == expected(11, 16)
+            machine.unbind(transports[0])  # the current one goes
+            assert rngs.available == ("virtio_rng.1", "virtio_rng.2")
+            assert rngs.current == "virtio_rng.1"
+            assert machine.misc.names() == ["hwrng"]
+            assert f.read(16) == expected(22, 16)  # the same open file, the next rng
+            rngs.select("virtio_rng.2")
+            assert f.read(16) == expected(33, 16)
+            with pytest.raises(LookupError, match="virtio_rng.7.*available: virtio_rng.1, "
+                               "virtio_rng.2"):
+                rngs.select("virtio_rng.7")
+            machine.unbind(transports[1])  # not the current one: nothing switches
+            assert rngs.current == "virtio_rng.2" and machine.misc.names() == ["hwrng"]
+            machine.unbind(transports[2])
+            assert rngs.available == () and rngs.current is None
+            assert machine.misc.names() == []
+            with pytest.raises(DeviceRemovedError, match="no hardware RNG"):
+                f.read(16)
+            machine.bind(transports[0], transports[0].override or
+                         ("virtio_pci" if transport == "virtio-pci" else "virtio_mmio"))
+            assert rngs.available == ("virtio_rng.0",) and rngs.current == "virtio_rng.0"
+            assert machine.misc.names() == ["hwrng"]
+    finally:
+        machine.close()

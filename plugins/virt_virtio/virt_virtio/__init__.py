@@ -35,7 +35,7 @@ from ._mmio_device import VirtioMmioDevice
 from ._mmio_driver import VirtioMmioDriver
 from ._pci_device import VirtioPciDevice, virtio_pci_spec
 from ._pci_driver import VirtioPciDriver
-from ._rng_driver import VirtioRngDriver
+from ._rng_driver import HwRandom, VirtioRng, VirtioRngDriver, hw_random
 from ._transports import VirtioTransports
 from ._virtio_device import RequestTimeoutError, VirtioDevice
 
@@ -58,6 +58,7 @@ __all__: list[str] = [
     "DescriptorChain",
     "DeviceQueue",
     "DriverQueue",
+    "HwRandom",
     "ModelArgumentError",
     "QueueFullError",
     "RequestTimeoutError",
@@ -85,11 +86,13 @@ __all__: list[str] = [
     "VirtioOps",
     "VirtioPciDevice",
     "VirtioPciDriver",
+    "VirtioRng",
     "VirtioRngDriver",
     "VirtioTransports",
     "VirtqueueError",
     "add_virtio_device",
     "features",
+    "hw_random",
     "remove_virtio_device",
     "ring",
     "status",
