@@ -509,3 +509,48 @@ def test_one_hwrng_reads_the_current_rng_and_switches_on_removal(transport):  # 
             assert machine.misc.names() == ["hwrng"]
     finally:
         machine.close()
+
+
+def test_reset_device_initialises_a_type_the_bus_does_not_know_as_its_driver_did():
+    """2.4, 3.1.1: a device type the bus leaves at ACKNOWLEDGE (ID 0x2A) that its driver
+    initialised in probe (features, 2 queues of 16): ``reset_device()`` really resets it
+    (the model sees the reset) and initialises it again with the driver's arguments."""
+    from virtcore import Driver
+
+    from virt_virtio import DeviceQueue, VirtioDevice, VirtioDeviceModel
+
+    class Counting(VirtioDeviceModel):
+        name = "counting"
+        device_id = 0x2A
+        queue_max_sizes = (64, 64)
+        resets = 0
+
+        def config_bytes(self) -> bytes:
+            return b""
+
+        def process(self, index: int, queue: DeviceQueue) -> bool:
+            return False
+
+        def reset_device(self) -> None:
+            self.resets += 1
+
+    class CountingDriver(Driver):
+        name = "counting"
+        id_table = (IdEntry(compatible="virtio,device2a"),)
+
+        def probe(self, device, match) -> None:
+            assert isinstance(device.platform_data, VirtioDevice)
+            device.platform_data.initialize(0, (0, 1), 16)
+
+    model = Counting()
+    with pci_machine(VirtioPciDevice(model).function_spec("00:04.0")) as machine:
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.driver is None and child.virtio.ops.get_status() == 1  # ACKNOWLEDGE
+        machine.register_driver(CountingDriver)
+        assert child.driver_name == "counting" and child.virtio.ops.get_status() == 0x0F
+        before, queues = model.resets, child.virtio.queues
+        child.reset_device()
+        assert model.resets > before  # the device was reset...
+        assert child.virtio.ops.get_status() == 0x0F  # ...and is live again
+        assert sorted(child.virtio.queues) == [0, 1] and child.virtio.queues is not queues
+        assert all(q.size == 16 for q in child.virtio.queues.values())

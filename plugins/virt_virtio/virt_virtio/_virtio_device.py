@@ -96,8 +96,8 @@ class VirtioDevice:
         """DRIVER_OK was set by the last :meth:`initialize` (under :attr:`cond`)."""
         self.wanted = 0
         self.queue_indices: tuple[int, ...] = ()
-        """The ``wanted`` features and the queues of the last :meth:`initialize` (what a
-        reset initialises again)."""
+        self.queue_size = DEFAULT_QUEUE_SIZE
+        """The arguments of the last :meth:`initialize` (what a reset initialises again)."""
         self._retired: list[DriverQueue] = []
         """Queues of before a reset that a waiter may still look at (see the module)."""
         self._waiting: dict[object, DriverQueue] = {}
@@ -138,7 +138,7 @@ class VirtioDevice:
         :param queues: the queue indices to set up.
         :raises VirtioError: naming the step that failed; the status is then FAILED.
         """
-        self.wanted, self.queue_indices = wanted, tuple(queues)
+        self.wanted, self.queue_indices, self.queue_size = wanted, tuple(queues), queue_size
         try:
             self.reset()
             with self.cond:  # the device left the old rings alone: retire them
