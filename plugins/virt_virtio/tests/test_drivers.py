@@ -454,8 +454,9 @@ def test_2_4_reset_while_an_entropy_read_is_in_flight(rig_factory, transport, tm
 def test_one_hwrng_reads_the_current_rng_and_switches_on_removal(transport):  # noqa: F811
     """5.4 entropy devices behind Linux's hw_random core: one misc device ``hwrng`` whatever
     the number of entropy devices; it reads from the current one (the first bound:
-    ``rng_current``), lists them all (``rng_available``); when the current one goes, the next one becomes current and an
-    open ``hwrng`` reads from it; selecting another works; with none left ``hwrng`` goes."""
+    ``rng_current``), lists them all (``rng_available``); when the current one goes, the
+    next one becomes current and an open ``hwrng`` reads from it; selecting another works;
+    with none left ``hwrng`` goes."""
     import hashlib
 
     from virt_virtio import hw_random
