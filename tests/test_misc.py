@@ -213,3 +213,36 @@ def test_a_driver_with_llseek_gives_seekable_files(virtcore_machine: Machine,
     with virtcore_machine.open("disk0", "rb") as buffered:  # io.BufferedReader seeks too
         buffered.seek(4)
         assert buffered.read(2) == b"45"
+
+
+class SingleDriver(Driver):
+    """Registers one un-numbered misc device ``single`` (like Linux's /dev/hwrng)."""
+
+    name = "single"
+    id_table = [IdEntry(compatible="test,single")]
+
+    def probe(self, device: Device, match: Match) -> None:
+        assert device.machine is not None
+        device.driver_data = device.machine.register_misc(device, "single", Echo(),
+                                                          numbered=False)
+
+
+def test_an_un_numbered_name_is_one_per_machine_and_can_be_handed_over(
+        virtcore_machine: Machine, virtcore_device) -> None:
+    """``numbered=False`` registers the base name itself; a second one is refused naming
+    it; ``unregister_misc`` frees the name at once (so a driver can hand it to another
+    device) and the unbind that follows does not take the new owner's device away."""
+    virtcore_machine.register_driver(SingleDriver)
+    a = virtcore_device("a", compatible=["test,single"])
+    assert virtcore_machine.misc.names() == ["single"]
+    b = virtcore_device("b", compatible=["test,single"])
+    assert b.driver is None and "single" in (b.error or "") and "taken" in (b.error or "")
+    virtcore_machine.unregister_misc(a.driver_data)
+    virtcore_machine.unregister_misc(a.driver_data)  # once done, a no-op
+    assert virtcore_machine.misc.names() == []
+    virtcore_machine.reprobe(b)
+    assert virtcore_machine.misc.get("single").device is b
+    virtcore_machine.remove_device(a)  # a's tracked unregistration leaves b's alone
+    assert virtcore_machine.misc.get("single").device is b
+    virtcore_machine.remove_device(b)
+    assert virtcore_machine.misc.names() == []

@@ -1082,24 +1082,30 @@ class Machine:
             self._track(device, lambda: self.irqs.free(irq, device))
             self.irqs.request(irq, handler, device)
 
-    def register_misc(self, device: Device, base: str, fops: FileOperations) -> MiscDevice:
-        """Register a misc device for ``device`` under ``base0``, ``base1``...
+    def register_misc(self, device: Device, base: str, fops: FileOperations, *,
+                      numbered: bool = True) -> MiscDevice:
+        """Register a misc device for ``device`` under ``base0``, ``base1``... (with
+        ``numbered=False`` under ``base`` itself, one per machine).
 
-        It is unregistered automatically when the driver is unbound.
+        It is unregistered automatically when the driver is unbound, or earlier with
+        :meth:`unregister_misc`.
         """
         with self._lock:
-            misc = self.misc.register(base, device, fops)
+            misc = self.misc.register(base, device, fops, numbered=numbered)
             try:
-                self._track(device, lambda: self._unregister_misc(misc))
+                self._track(device, lambda: self.unregister_misc(misc))
             except DeviceError:
                 self.misc.unregister(misc.name)
                 raise
             self._call("virtcore_misc_registered", machine=self, misc=misc)
             return misc
 
-    def _unregister_misc(self, misc: MiscDevice) -> None:
-        self.misc.unregister(misc.name)
-        self._call("virtcore_misc_unregistered", machine=self, misc=misc)
+    def unregister_misc(self, misc: MiscDevice) -> None:
+        """Unregister a misc device :meth:`register_misc` returned, now (a driver handing
+        a single-name device such as ``hwrng`` to another device); a no-op once done."""
+        with self._lock:
+            if self.misc.discard(misc):
+                self._call("virtcore_misc_unregistered", machine=self, misc=misc)
 
     def open(
         self, name: str, mode: str = "rb", buffering: int = -1, *,

@@ -194,16 +194,25 @@ class MiscRegistry:
         self._lock = threading.Lock()
         self._devices: dict[str, MiscDevice] = {}
 
-    def register(self, base: str, device: Device, fops: FileOperations) -> MiscDevice:
-        """Register ``fops`` under the lowest free name ``base0``, ``base1``..."""
+    def register(self, base: str, device: Device, fops: FileOperations, *,
+                 numbered: bool = True) -> MiscDevice:
+        """Register ``fops`` under the lowest free name ``base0``, ``base1``...; with
+        ``numbered=False`` under ``base`` itself (one per machine, like Linux's
+        ``/dev/hwrng``: :class:`MiscDeviceError` if it is taken)."""
         if not isinstance(base, str) or not _BASE_RE.fullmatch(base):
             raise MiscDeviceError("a base name is letters, digits, _ and -, not ending in a "
                                   "digit", name=str(base))
         with self._lock:
-            n = 0
-            while f"{base}{n}" in self._devices:
-                n += 1
-            misc = MiscDevice(f"{base}{n}", device, fops)
+            if not numbered:
+                if base in self._devices:
+                    raise MiscDeviceError("the name is taken", name=base)
+                name = base
+            else:
+                n = 0
+                while f"{base}{n}" in self._devices:
+                    n += 1
+                name = f"{base}{n}"
+            misc = MiscDevice(name, device, fops)
             self._devices[misc.name] = misc
             return misc
 
@@ -213,6 +222,15 @@ class MiscRegistry:
                 return self._devices.pop(name)
             except KeyError:
                 raise MiscDeviceError("no such misc device", name=name) from None
+
+    def discard(self, misc: MiscDevice) -> bool:
+        """Unregister ``misc`` if it is still registered (the very record, not another
+        one of the same name); whether it was."""
+        with self._lock:
+            if self._devices.get(misc.name) is not misc:
+                return False
+            del self._devices[misc.name]
+            return True
 
     def get(self, name: str) -> MiscDevice:
         with self._lock:

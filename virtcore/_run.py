@@ -480,7 +480,7 @@ def _copy(machine: Machine, args: argparse.Namespace) -> int:
                     stdout.write(chunk)
                     stdout.flush()
         except BrokenPipeError:
-            # the reader went away (``| head -c 16`` on an endless stream such as hwrng0):
+            # the reader went away (``| head -c 16`` on an endless stream such as hwrng):
             # a normal end; point stdout at /dev/null so the interpreter's final flush is quiet
             _quiet_stdout()
             return 0

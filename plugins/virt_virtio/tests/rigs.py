@@ -103,3 +103,26 @@ def rig_factory() -> Iterator[Any]:
     yield make
     for rig in rigs:
         rig.machine.close()
+
+
+class Gate:
+    """Holds every request the model is kicked for until :meth:`open` (a slow disk, an
+    entropy source or a console that has not answered yet)."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.model = rig.model
+        self.closed = True
+        self.kicked = threading.Event()
+        """Set once a request reached the device while it was held."""
+        self._process = rig.model.process
+        rig.model.process = self._held  # the instance attribute shadows the method
+
+    def _held(self, index, queue) -> bool:
+        if self.closed:
+            self.kicked.set()
+            return False  # nothing popped: the chains stay available
+        return self._process(index, queue)
+
+    def open(self) -> None:
+        self.closed = False
+        self.model.kick(0)  # serve what waits (the driver gets its interrupt)

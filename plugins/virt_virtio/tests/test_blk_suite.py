@@ -7,7 +7,7 @@ GET_ID; a request past ``capacity`` gets IOERR), 5.2.5 / 5.2.3 (RO), 2.4 (reset 
 re-initialisation), 2.7.6 / 2.7.8 (index wrap), 2.7.13 (a device that holds requests:
 the driver waits for used buffers, however many callers there are), 2.4 on removal.
 
-A device that holds requests is the block model with a :class:`Gate` in front of its
+A device that holds requests is the block model with a :class:`rigs.Gate` in front of its
 ``process``: while the gate is closed every request stays in the available ring (a disk
 that has not answered yet), so the driver has to wait for the used-buffer interrupt.
 """
@@ -22,33 +22,12 @@ import threading
 import time
 
 import pytest
-from rigs import JOIN, Rig, Thread, rig_factory, transport  # noqa: F401 - fixtures
+from rigs import JOIN, Gate, Rig, Thread, rig_factory, transport  # noqa: F401 - fixtures
 from virtcore import DeviceRemovedError
 
 MIB = 1 << 20
 SECTOR = 512
-
-
-class Gate:
-    """Holds every request the model is kicked for until :meth:`open` (a slow disk)."""
-
-    def __init__(self, rig: Rig) -> None:
-        self.model = rig.model
-        self.closed = True
-        self.kicked = threading.Event()
-        """Set once a request reached the device while it was held."""
-        self._process = rig.model.process
-        rig.model.process = self._held  # the instance attribute shadows the method
-
-    def _held(self, index, queue) -> bool:
-        if self.closed:
-            self.kicked.set()
-            return False  # nothing popped: the chains stay available
-        return self._process(index, queue)
-
-    def open(self) -> None:
-        self.closed = False
-        self.model.kick(0)  # serve what waits (the driver gets its interrupt)
+T_OUT = 1
 
 
 @pytest.fixture
@@ -272,3 +251,100 @@ def test_2_4_removal_while_a_reader_is_blocked(rig_factory, transport, image):  
     assert memory.allocated == 0  # the rings and every request's buffers were freed
     gate.open()  # a late answer has nobody to go to
     assert image.read_bytes() == original
+
+
+def _reset_while_held(rig: Rig, gate: Gate, call):
+    """Run ``call`` in a thread until the device holds its request, reset and re-initialise
+    the device from another thread, then let the device answer: ``call``'s thread."""
+    caller = Thread(call)
+    caller.start()
+    assert gate.kicked.wait(JOIN)  # the device holds the request
+    resetter = Thread(rig.child.reset_device)
+    resetter.start()
+    resetter.result()  # the reset itself never waits for the held request
+    gate.open()
+    return caller
+
+
+def test_2_4_reset_with_a_write_in_flight(rig_factory, transport, image):  # noqa: F811
+    """2.4, 3.1, 2.7.13: a write the device holds (not used) when the driver resets it is
+    posted again on the new rings and completes once: the caller gets its count, the image
+    has the sectors whole and nothing else changed; the disk keeps working (its request
+    lock was not left held)."""
+    rig = disk(rig_factory, transport, image)
+    original = image.read_bytes()
+    payload = random.Random(8).randbytes(8 * SECTOR)
+    gate = Gate(rig)
+
+    def write():
+        with rig.machine.open(rig.misc, "r+b", buffering=0, timeout=JOIN) as f:
+            f.seek(16 * SECTOR)
+            return f.write(payload)
+
+    writer = _reset_while_held(rig, gate, write)
+    assert writer.result() == 8 * SECTOR
+    now = image.read_bytes()
+    assert now[16 * SECTOR:24 * SECTOR] == payload
+    assert now[:16 * SECTOR] + now[24 * SECTOR:] == original[:16 * SECTOR] + \
+        original[24 * SECTOR:]
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+        f.seek(16 * SECTOR)
+        assert f.read(8 * SECTOR) == payload
+    assert _outstanding(rig) == 0
+
+
+def test_2_4_reset_with_a_read_in_flight(rig_factory, transport, image):  # noqa: F811
+    """2.4, 3.1: a read the device holds when the driver resets it is posted again and
+    returns its own sectors; a later write on the same disk works."""
+    rig = disk(rig_factory, transport, image)
+    original = image.read_bytes()
+    gate = Gate(rig)
+
+    def read():
+        with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+            f.seek(40 * SECTOR)
+            return f.read(8 * SECTOR)
+
+    reader = _reset_while_held(rig, gate, read)
+    assert reader.result() == original[40 * SECTOR:48 * SECTOR]
+    with rig.machine.open(rig.misc, "r+b", buffering=0, timeout=JOIN) as f:
+        assert f.write(b"\x5a" * SECTOR) == SECTOR
+    assert image.read_bytes()[:SECTOR] == b"\x5a" * SECTOR
+
+
+def test_2_4_a_request_used_just_before_the_reset_is_not_sent_again(
+        rig_factory, transport, image):  # noqa: F811
+    """2.4, 2.7.14: the device used a write (it is done) but the driver had not seen the
+    used buffer when it reset the device: the answer is taken from the old ring, the write
+    is not posted again (the device served exactly one request), the caller gets its
+    count."""
+    rig = disk(rig_factory, transport, image)
+    gate = Gate(rig)
+    served: list[int] = []  # the type of each request the device served
+    request = rig.model._request
+
+    def counting(chain):
+        served.append(int.from_bytes(chain.read(4), "little"))
+        return request(chain)
+
+    rig.model._request = counting
+    vdev = rig.child.virtio
+    payload = random.Random(9).randbytes(4 * SECTOR)
+
+    def write():
+        with rig.machine.open(rig.misc, "r+b", buffering=0, timeout=JOIN) as f:
+            return f.write(payload)
+
+    writer = Thread(write)
+    writer.start()
+    assert gate.kicked.wait(JOIN)  # the device holds the write
+    vdev.interrupt = lambda: False  # the used-buffer interrupt gets lost
+    gate.open()  # the device serves it now: done, used, but the writer is not woken
+    assert served == [T_OUT] and image.read_bytes()[:4 * SECTOR] == payload
+    time.sleep(0.05)
+    assert writer.is_alive()
+    del vdev.interrupt
+    rig.child.reset_device()
+    assert writer.result() == 4 * SECTOR
+    assert served.count(T_OUT) == 1  # (closing the file sent a FLUSH)
+    assert image.read_bytes()[:4 * SECTOR] == payload

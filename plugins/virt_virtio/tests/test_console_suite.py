@@ -265,3 +265,29 @@ def test_a_hostile_device_claiming_more_than_a_receive_buffer(rig_factory, trans
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=5) as f, pytest.raises(
             TransferError, match=f"{rig.child.path}.*used len {RX_BUFFER_SIZE + 1}"):
         f.read(10)
+
+
+def test_2_4_reset_while_a_reader_waits(rig_factory, transport):  # noqa: F811
+    """2.4, 3.1, 5.3.6: a guest read waits on a console whose device holds what the host
+    wrote when the driver resets it: the reader is not stranded, it returns the bytes
+    once the device answers on the new rings, once and in order."""
+    from rigs import Gate
+
+    rig = console(rig_factory, transport)
+    gate = Gate(rig)
+
+    def read() -> bytes:
+        with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+            return f.read(100)
+
+    reader = Thread(read)
+    reader.start()
+    assert rig.model.host_write(b"held across the reset") == 21
+    assert gate.kicked.wait(JOIN)
+    time.sleep(0.05)
+    assert reader.is_alive()
+    resetter = Thread(rig.child.reset_device)
+    resetter.start()
+    resetter.result()
+    gate.open()
+    assert reader.result() == b"held across the reset"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rigs import MMIO_BASE, machine_section, rig_factory, transport  # noqa: F401 - fixtures
 from virt_pci import BarKind, BarSpec, PciFunctionSpec, PciTransport
-from virtcore import DeviceIds, IdEntry, Machine, TransferTimeoutError
+from virtcore import DeviceIds, DeviceRemovedError, IdEntry, Machine, TransferTimeoutError
 
 from virt_virtio import VirtioBusDevice, VirtioConsole, VirtioEntropy, VirtioMmioDevice
 from virt_virtio._pci_device import VirtioPciDevice, vendor_cap
@@ -137,8 +137,9 @@ def test_no_pci_device_matches_a_virtio_entry():
 
 def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
     """4.2.3.1.1 and QEMU's virt machine: 32 virtio,mmio transports, nothing behind 31 of
-    them (DeviceID 0) and nothing at all behind one; the driver declines them silently and
-    the one with a device binds."""
+    them; each of those is an empty transport (its registers read the magic value,
+    version 2 and DeviceID 0, as on QEMU), the driver declines them silently for their
+    DeviceID 0 and the one with a device binds."""
     section = {"devtree": {"nodes": [{
         "path": f"/virtio_mmio@{MMIO_BASE + 0x200 * i:x}", "compatible": "virtio,mmio",
         "interrupts": 16 + i, "props": {"reg": [MMIO_BASE + 0x200 * i, 0x200],
@@ -147,24 +148,41 @@ def test_empty_virtio_mmio_slots_are_listed_and_quiet(caplog):
     caplog.set_level(logging.INFO)
     with Machine("virt") as machine:
         machine.load({"name": "virt", **section})
-        bus = machine.devices()[0].transport
-        # 30 empty QEMU-style transports (DeviceID 0); slot 30 has no window at all
-        for i in range(30):
-            device = machine.device(f"/virtio_mmio@{MMIO_BASE + 0x200 * i:x}")
-            base = MMIO_BASE + 0x200 * i
-            bus.add_mmio(base, 0x200, VirtioMmioDevice(None, lambda: None, lambda: None),
-                         device)
-            machine.reprobe(device)
         nodes = [d for d in machine.devices() if d.bus == "devtree"]
         assert len(nodes) == 32
         empty = [d for d in nodes if d.driver is None]
         assert len(empty) == 31
-        assert all("virtio_mmio declined: DeviceID 0" in d.error for d in empty[:30])
-        assert "nothing decodes" in empty[30].error
+        assert all(d.error == "virtio_mmio declined: DeviceID 0: an empty transport"
+                   for d in empty)
+        bus = empty[0].transport
+        for i in range(31):  # the registers a driver reads, as on QEMU
+            base = MMIO_BASE + 0x200 * i
+            assert bus.mmio_read(base, 4) == 0x74726976  # "virt"
+            assert bus.mmio_read(base + 4, 4) == 2
+            assert bus.mmio_read(base + 8, 4) == 0
+            assert bus.mmio_read(base + 0xC, 4) == 0x554D4551  # "QEMU"
+        machine.reprobe(empty[0])  # declined again, the same way
+        assert empty[0].error == "virtio_mmio declined: DeviceID 0: an empty transport"
         assert [d.path for d in machine.devices() if d.bus == "virtio"] == [
             f"/virtio_mmio@{MMIO_BASE + 0x200 * 31:x}/virtio0"]
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == []
+
+
+def test_a_virtio_mmio_node_without_interrupts_names_the_property():
+    """4.2.3.4 (the device notifies the driver through its interrupt): a ``virtio,mmio``
+    node with a device but no ``interrupts`` is declined, naming the node and the
+    property."""
+    section = {"devtree": {"nodes": [{
+        "path": "/virtio_mmio@a000000", "compatible": "virtio,mmio",
+        "props": {"reg": [MMIO_BASE, 0x200]}, "model": "virtio-entropy"}]}}
+    with Machine("noirq") as machine:
+        machine.load({"name": "noirq", **section})
+        (device,) = machine.devices()
+        assert device.driver is None
+        assert device.error == ("virtio_mmio declined: /virtio_mmio@a000000 has no "
+                                "'interrupts' property (a virtio-mmio transport needs its "
+                                "interrupt line)")
 
 
 @pytest.mark.parametrize(("model", "size", "needed"), [
@@ -232,13 +250,15 @@ def run_json(*args: str) -> tuple[dict, str]:
 def test_qemu_virt_device_tree_lists_its_empty_transports_quietly():
     """4.2.3.1.1 (DeviceID 0: the driver MUST ignore the device): QEMU 7.2's virt machine
     tree (data/README.md): 32 virtio,mmio nodes, listed with their GIC SPIs (16-47 -> IRQ
-    48-79), none bound, and not a word on stderr."""
+    48-79), each an empty transport as on QEMU, none bound (declined for DeviceID 0, the
+    register read, not for a missing window), and not a word on stderr."""
     data, stderr = run_json(str(QEMU_VIRT_DTB))
     nodes = [d for d in data["devices"] if d["compatible"] == ["virtio,mmio"]]
     assert [d["path"] for d in nodes] == [f"/virtio_mmio@a{0x200 * i:06x}" for i in range(32)]
     assert [d["irq"] for d in nodes] == list(range(48, 80))
     assert all(d["driver"] is None and d["status"] == "unbound" for d in nodes)
-    assert all(d["error"].startswith("virtio_mmio declined") for d in nodes)
+    assert all(d["error"] == "virtio_mmio declined: DeviceID 0: an empty transport"
+               for d in nodes)
     assert stderr == ""
 
 
@@ -296,7 +316,7 @@ def test_virtio_rng_reads_the_devices_bytes(rig_factory, transport, tmp_path):  
     # a generous timeout while bytes are due (a loaded machine must not fail the test), a
     # short one where the device must leave the read pending
     with rig.machine.open(rig.misc, "rb", buffering=0, timeout=30) as f:
-        assert rig.misc.startswith("hwrng")
+        assert rig.misc == "hwrng"
         while len(got) < 5120:
             got += f.read(1000)
         assert bytes(got) == source.read_bytes()
@@ -402,3 +422,136 @@ def test_match_modalias_of_a_virtio_device_ranks_as_its_compatible(
     by_compatible = json.loads(capsys.readouterr().out)
     assert by_alias["winner"] == by_compatible["winner"] == winner
     assert by_alias["candidates"] == by_compatible["candidates"]
+
+
+def test_2_4_reset_while_an_entropy_read_is_in_flight(rig_factory, transport, tmp_path):  # noqa: F811
+    """2.4, 3.1, 5.4.6: a read whose buffer the device holds when the driver resets it is
+    posted again on the new ring and returns the source's first bytes (none lost, none
+    twice); the next read goes on from there."""
+    from rigs import JOIN, Gate, Thread
+
+    source = tmp_path / "entropy.bin"
+    source.write_bytes(bytes(range(256)))
+    rig = rig_factory(transport, "virtio-entropy", source=str(source))
+    gate = Gate(rig)
+
+    def read() -> bytes:
+        with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+            return f.read(16)
+
+    reader = Thread(read)
+    reader.start()
+    assert gate.kicked.wait(JOIN)
+    resetter = Thread(rig.child.reset_device)
+    resetter.start()
+    resetter.result()
+    gate.open()
+    assert reader.result() == bytes(range(16))
+    with rig.machine.open(rig.misc, "rb", buffering=0, timeout=JOIN) as f:
+        assert f.read(16) == bytes(range(16, 32))
+
+
+def test_one_hwrng_reads_the_current_rng_and_switches_on_removal(transport):  # noqa: F811
+    """5.4 entropy devices behind Linux's hw_random core: one misc device ``hwrng`` whatever
+    the number of entropy devices; it reads from the current one (the first bound:
+    ``rng_current``), lists them all (``rng_available``); when the current one goes, the
+    next one becomes current and an open ``hwrng`` reads from it; selecting another works;
+    with none left ``hwrng`` goes."""
+    import hashlib
+
+    from virt_virtio import hw_random
+
+    seeds = (11, 22, 33)
+    section = machine_section(transport, "virtio-entropy", count=3)
+    entries = section["pci"]["devices"] if transport == "virtio-pci" else \
+        section["devtree"]["nodes"]
+    for entry, seed in zip(entries, seeds, strict=True):
+        entry["args"] = {"seed": seed}
+    served = dict.fromkeys(seeds, 0)
+
+    def expected(seed: int, size: int) -> bytes:
+        """The next ``size`` bytes of the seeded stream (5.4 model: BLAKE2b-512 of
+        ``seed || le64 counter``, block after block)."""
+        start, served[seed] = served[seed], served[seed] + size
+        blocks = b"".join(hashlib.blake2b(str(seed).encode() + i.to_bytes(8, "little"))
+                          .digest() for i in range(start // 64 + size // 64 + 2))
+        return blocks[start:start + size]
+
+    machine = Machine("rngs")
+    try:
+        machine.load({"name": "rngs", **section})
+        rngs = hw_random(machine)
+        assert machine.misc.names() == ["hwrng"]
+        assert rngs.available == ("virtio_rng.0", "virtio_rng.1", "virtio_rng.2")
+        assert rngs.current == "virtio_rng.0"
+        transports = [d for d in machine.devices() if d.bus != "virtio"]
+        with machine.open("hwrng", "rb", buffering=0, timeout=30) as f:
+            assert f.read(16) == expected(11, 16)
+            machine.unbind(transports[0])  # the current one goes
+            assert rngs.available == ("virtio_rng.1", "virtio_rng.2")
+            assert rngs.current == "virtio_rng.1"
+            assert machine.misc.names() == ["hwrng"]
+            assert f.read(16) == expected(22, 16)  # the same open file, the next rng
+            rngs.select("virtio_rng.2")
+            assert f.read(16) == expected(33, 16)
+            with pytest.raises(LookupError, match="virtio_rng.7.*available: virtio_rng.1, "
+                               "virtio_rng.2"):
+                rngs.select("virtio_rng.7")
+            machine.unbind(transports[1])  # not the current one: nothing switches
+            assert rngs.current == "virtio_rng.2" and machine.misc.names() == ["hwrng"]
+            machine.unbind(transports[2])
+            assert rngs.available == () and rngs.current is None
+            assert machine.misc.names() == []
+            with pytest.raises(DeviceRemovedError, match="no hardware RNG"):
+                f.read(16)
+            machine.bind(transports[0], transports[0].override or
+                         ("virtio_pci" if transport == "virtio-pci" else "virtio_mmio"))
+            assert rngs.available == ("virtio_rng.0",) and rngs.current == "virtio_rng.0"
+            assert machine.misc.names() == ["hwrng"]
+    finally:
+        machine.close()
+
+
+def test_reset_device_initialises_a_type_the_bus_does_not_know_as_its_driver_did():
+    """2.4, 3.1.1: a device type the bus leaves at ACKNOWLEDGE (ID 0x2A) that its driver
+    initialised in probe (features, 2 queues of 16): ``reset_device()`` really resets it
+    (the model sees the reset) and initialises it again with the driver's arguments."""
+    from virtcore import Driver
+
+    from virt_virtio import DeviceQueue, VirtioDevice, VirtioDeviceModel
+
+    class Counting(VirtioDeviceModel):
+        name = "counting"
+        device_id = 0x2A
+        queue_max_sizes = (64, 64)
+        resets = 0
+
+        def config_bytes(self) -> bytes:
+            return b""
+
+        def process(self, index: int, queue: DeviceQueue) -> bool:
+            return False
+
+        def reset_device(self) -> None:
+            self.resets += 1
+
+    class CountingDriver(Driver):
+        name = "counting"
+        id_table = (IdEntry(compatible="virtio,device2a"),)
+
+        def probe(self, device, match) -> None:
+            assert isinstance(device.platform_data, VirtioDevice)
+            device.platform_data.initialize(0, (0, 1), 16)
+
+    model = Counting()
+    with pci_machine(VirtioPciDevice(model).function_spec("00:04.0")) as machine:
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.driver is None and child.virtio.ops.get_status() == 1  # ACKNOWLEDGE
+        machine.register_driver(CountingDriver)
+        assert child.driver_name == "counting" and child.virtio.ops.get_status() == 0x0F
+        before, queues = model.resets, child.virtio.queues
+        child.reset_device()
+        assert model.resets > before  # the device was reset...
+        assert child.virtio.ops.get_status() == 0x0F  # ...and is live again
+        assert sorted(child.virtio.queues) == [0, 1] and child.virtio.queues is not queues
+        assert all(q.size == 16 for q in child.virtio.queues.values())

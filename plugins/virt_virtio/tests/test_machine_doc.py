@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from virtcore import Machine
 
+from virt_virtio import hw_random
+
 DOC = Path(__file__).resolve().parents[3] / "docs" / "machines.md"
 
 
@@ -42,9 +44,14 @@ def test_the_documented_virtio_machine_boots(tmp_path):
         }
         assert virtio["pci0000:00:04.0"].modalias == "virtio:d00000003v00001AF4"
         empty = machine.device("/soc/virtio_mmio@a000600")
-        assert empty.driver is None and "virtio_mmio declined" in (empty.error or "")
-        assert machine.misc.names() == ["hwrng0", "hwrng1", "vd0", "vd1", "virt_pipe0",
+        assert empty.driver is None
+        assert empty.error == "virtio_mmio declined: DeviceID 0: an empty transport"
+        assert machine.misc.names() == ["hwrng", "vd0", "vd1", "virt_pipe0",
                                         "virt_pipe1"]
+        rngs = hw_random(machine)
+        assert rngs.available == ("virtio_rng.0", "virtio_rng.1")
+        assert rngs.current == "virtio_rng.0"
+        assert machine.misc.get("hwrng").device is virtio["pci0000:00:05.0"]
         assert virtio["/soc/virtio_mmio@a000400"].driver_data.readonly
         with machine.open("vd0", "rb", buffering=0) as disk:
             disk.seek(512)
@@ -53,14 +60,14 @@ def test_the_documented_virtio_machine_boots(tmp_path):
 
 
 def test_cat_of_an_endless_stream_ends_cleanly_when_the_reader_goes(tmp_path):
-    """5.4.6 (an endless entropy stream): ``virtcore run lab.toml --cat hwrng0 | head -c
+    """5.4.6 (an endless entropy stream): ``virtcore run lab.toml --cat hwrng | head -c
     16``: the reader closing the pipe is a normal end of ``--cat`` (exit 0, nothing on
     stderr), so the recipe works under ``set -o pipefail``."""
     machine = tmp_path / "rng.toml"
     machine.write_text('name = "rng"\n[pci]\n[[pci.devices]]\nslot = "00:05.0"\n'
                        'model = "virtio-entropy"\nargs = { seed = 7 }\n')
     proc = subprocess.Popen([sys.executable, "-m", "virtcore", "run", str(machine), "--cat",
-                             "hwrng0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "hwrng"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with proc:
         try:
             first = proc.stdout.read(16)

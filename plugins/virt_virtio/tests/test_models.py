@@ -13,7 +13,13 @@ import pytest
 from virtcore import DeviceModel, Machine, StreamModel
 from virtio_host import LocalHost
 
-from virt_virtio import VirtioBlk, VirtioConsole, VirtioDeviceModel, VirtioEntropy
+from virt_virtio import (
+    ModelArgumentError,
+    VirtioBlk,
+    VirtioConsole,
+    VirtioDeviceModel,
+    VirtioEntropy,
+)
 from virt_virtio import features as feat
 from virt_virtio._blk import S_IOERR, S_OK, S_UNSUPP, T_FLUSH, T_GET_ID, T_IN, T_OUT
 from virt_virtio._ring import VIRTQ_DESC_F_WRITE
@@ -62,8 +68,10 @@ def test_models_are_device_models_built_from_the_manifest(tmp_path):
         with pytest.raises(ValueError, match="unknown argument"):
             machine.create_model("virtio-blk", {"image": "disk.img", "size": 3},
                                  base_dir=tmp_path)
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(ValueError, match="image: cannot open '.*missing.img': No such "
+                           "file or directory") as info:
             machine.create_model("virtio-blk", {"image": "missing.img"}, base_dir=tmp_path)
+        assert isinstance(info.value, ModelArgumentError) and info.value.key == "image"
         with pytest.raises(ValueError, match="readonly: expected true or false"):
             machine.create_model("virtio-blk", {"image": "disk.img", "readonly": "maybe"},
                                  base_dir=tmp_path)
@@ -474,3 +482,24 @@ def test_console_carries_1_mib_each_way_with_concurrent_host_threads(memory):
     assert not errors and not host.resets
     assert bytes(received) == down
     assert bytes(sent_back) == up
+
+
+@pytest.mark.parametrize(("model", "key"), [("virtio-blk", "image"),
+                                             ("virtio-entropy", "source")])
+def test_a_file_argument_that_cannot_be_opened_names_its_key(tmp_path, model, key):
+    """5.2 / 5.4 model arguments: a machine file naming a missing image or source is one
+    line naming the file, the model's key, the argument, the path and the reason in words
+    (no errno text)."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.bin"
+    machine = tmp_path / "m.toml"
+    machine.write_text(f'name = "m"\n[[pci.devices]]\nslot = "00:04.0"\nmodel = "{model}"\n'
+                       f'args = {{ {key} = "missing.bin" }}\n')
+    proc = subprocess.run([sys.executable, "-m", "virtcore", "run", str(machine)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"virtcore run: error: {machine} [pci] key 'devices[0].model': "
+                           f"model '{model}': {key}: cannot open '{missing}': No such file "
+                           "or directory\n")

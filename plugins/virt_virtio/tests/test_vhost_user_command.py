@@ -86,7 +86,11 @@ def test_stale_socket_is_replaced(tmp_path: Path) -> None:
     (["--model", "nope"], "model 'nope': no device model named 'nope'"),
     (["--model", "virtio-rng", "--arg", "colour=red"], "unknown argument(s) colour"),
     (["--model", "virtio-blk", "--arg", "image=/nonexistent/disk.img"],
-     "No such file or directory"),
+     "model 'virtio-blk': image: cannot open '/nonexistent/disk.img': No such file or "
+     "directory\n"),
+    (["--model", "virtio-rng", "--arg", "source=/nonexistent/entropy"],
+     "model 'virtio-rng': source: cannot open '/nonexistent/entropy': No such file or "
+     "directory\n"),
     (["--model", "virt_pipe"], "is not a virtio device model"),
 ])
 def test_bad_model_or_args_are_one_line_errors(tmp_path: Path, args: list[str],
@@ -95,6 +99,7 @@ def test_bad_model_or_args_are_one_line_errors(tmp_path: Path, args: list[str],
     assert proc.returncode == 1
     assert proc.stderr.startswith("virtcore vhost-user: error: ")
     assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert "Errno" not in proc.stderr
     assert not (tmp_path / "x.sock").exists()
 
 

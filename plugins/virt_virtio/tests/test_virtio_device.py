@@ -236,3 +236,36 @@ def test_give_back_tolerates_a_queue_that_took_the_block_back(memory: GuestMemor
     assert not used.lent
     vdev.give_back(used)  # nothing left to give back
     assert memory.allocated == 0
+
+
+def test_a_failed_re_initialisation_fails_the_requests_in_flight(memory: GuestMemory):
+    """2.4, 3.1.1: a request waits on a device that never answers; the driver resets it and
+    the device then refuses FEATURES_OK: the waiter fails at once with a VirtioError naming
+    the device and the failed step (no hang), and every ring is freed at shutdown."""
+    ops = ScriptedOps()
+    vdev = VirtioDevice(ops, memory, "refuser")
+    vdev.initialize(0, (0,))
+    errors: list[BaseException] = []
+    waiting = threading.Event()
+
+    def request() -> None:
+        waiting.set()
+        try:
+            vdev.request(0, [b"x"], [1])  # no timeout: only the reset can end it
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=request, daemon=True)
+    waiter.start()
+    assert waiting.wait(30)
+    time.sleep(0.05)
+    ops.keep_features_ok = False
+    with pytest.raises(VirtioError, match="refuser: the device refuses features"):
+        vdev.initialize(0, (0,))
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], VirtioError)
+    assert "refuser: initialisation failed: refuser: the device refuses features" \
+        in str(errors[0])
+    vdev.shutdown()
+    assert memory.allocated == 0

@@ -15,7 +15,7 @@ from ._console import VirtioConsole
 from ._device_queue import DescriptorChain, DeviceQueue
 from ._driver_queue import DriverQueue, UsedBuffer
 from ._entropy import VirtioEntropy
-from ._errors import QueueFullError, VirtioError, VirtqueueError
+from ._errors import ModelArgumentError, QueueFullError, VirtioError, VirtqueueError
 from ._model import VirtioDeviceModel, VirtioHost
 
 # isort: split
@@ -35,7 +35,7 @@ from ._mmio_device import VirtioMmioDevice
 from ._mmio_driver import VirtioMmioDriver
 from ._pci_device import VirtioPciDevice, virtio_pci_spec
 from ._pci_driver import VirtioPciDriver
-from ._rng_driver import VirtioRngDriver
+from ._rng_driver import HwRandom, VirtioRng, VirtioRngDriver, hw_random
 from ._transports import VirtioTransports
 from ._virtio_device import RequestTimeoutError, VirtioDevice
 
@@ -58,6 +58,8 @@ __all__: list[str] = [
     "DescriptorChain",
     "DeviceQueue",
     "DriverQueue",
+    "HwRandom",
+    "ModelArgumentError",
     "QueueFullError",
     "RequestTimeoutError",
     "SessionEnd",
@@ -84,11 +86,13 @@ __all__: list[str] = [
     "VirtioOps",
     "VirtioPciDevice",
     "VirtioPciDriver",
+    "VirtioRng",
     "VirtioRngDriver",
     "VirtioTransports",
     "VirtqueueError",
     "add_virtio_device",
     "features",
+    "hw_random",
     "remove_virtio_device",
     "ring",
     "status",

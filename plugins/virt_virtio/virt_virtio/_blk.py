@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from . import _features as feat
 from ._device_queue import DescriptorChain, DeviceQueue
-from ._errors import VirtqueueError
+from ._errors import VirtqueueError, cannot_open
 from ._model import VirtioDeviceModel, parse_bool
 
 SECTOR_SIZE: Final = 512
@@ -100,8 +100,11 @@ class VirtioBlk(VirtioDeviceModel):
         serial = args.get("serial")
         if serial is not None and not isinstance(serial, str):
             raise ValueError(f"serial: expected a string, got {serial!r}")
-        return cls(path, readonly=parse_bool(args.get("readonly", False), "readonly"),
-                   serial=serial)
+        readonly = parse_bool(args.get("readonly", False), "readonly")
+        try:
+            return cls(path, readonly=readonly, serial=serial)
+        except OSError as exc:
+            raise cannot_open("image", path, exc) from None
 
     def specific_features(self) -> int:
         bits = (feat.bit(feat.BLK_F_SEG_MAX) | feat.bit(feat.BLK_F_BLK_SIZE)

@@ -35,7 +35,7 @@ from ._driver_ops import VirtioOps
 from ._errors import VirtioError
 from ._features import BLK_F_BLK_SIZE, BLK_F_FLUSH, BLK_F_RO, BLK_F_SEG_MAX, bit
 from ._status import ACKNOWLEDGE
-from ._virtio_device import VirtioDevice
+from ._virtio_device import DEFAULT_QUEUE_SIZE, VirtioDevice
 
 log = logging.getLogger("virt_virtio")
 
@@ -64,7 +64,9 @@ DEVICE_TYPES: Final = {
     ID_CONSOLE: DeviceType("console", (0, 1)),
     ID_ENTROPY: DeviceType("entropy", (0,)),
 }
-"""Device types the bus initialises; others are left at ACKNOWLEDGE (found, no driver)."""
+"""Device types the bus initialises; others are left at ACKNOWLEDGE (found) for their
+driver to initialise in its ``probe`` (``device.platform_data.initialize(wanted,
+queues)``)."""
 
 
 def virtio_compatible(device_id: int) -> str:
@@ -117,14 +119,22 @@ class VirtioBusDevice(Device):
 
     def reset_device(self) -> None:
         """Reset the device and initialise it again, as after a driver's freeze/restore:
-        a console keeps every byte already exchanged (see :mod:`._console_port`)."""
+        a console keeps every byte already exchanged (see :mod:`._console_port`), requests
+        in flight are answered or posted again (see :mod:`._virtio_device`).  A device type
+        the bus does not set up is initialised again as its driver last did (nothing
+        happens if it never did)."""
         kind = DEVICE_TYPES.get(self.device_id)
-        if kind is None:
+        vdev = self.virtio
+        if kind is not None:
+            wanted, queues, size = kind.features, kind.queues, DEFAULT_QUEUE_SIZE
+        elif vdev.queue_indices:
+            wanted, queues, size = vdev.wanted, vdev.queue_indices, vdev.queue_size
+        else:
             return
 
         def reinitialize() -> None:
-            self.virtio.broken = None
-            self.virtio.initialize(kind.features, kind.queues)
+            vdev.broken = None
+            vdev.initialize(wanted, queues, size)
 
         if self.port is not None:
             self.port.reset(reinitialize)
@@ -173,8 +183,8 @@ def add_virtio_device(parent: Device, ops: VirtioOps) -> VirtioBusDevice:
     if kind is None:
         vdev.reset()
         vdev.add_status(ACKNOWLEDGE)  # found; the bus has no setup for this type
-        log.info("%s: virtio device type %d is not set up by the virtio bus", parent.path,
-                 vdev.device_id)
+        log.info("%s: virtio device type %d is not set up by the virtio bus (its driver "
+                 "initialises it)", parent.path, vdev.device_id)
     else:
         vdev.initialize(kind.features, kind.queues)
         if vdev.device_id == ID_CONSOLE:

@@ -181,6 +181,11 @@ class DriverQueue:
         return len(self._outstanding)
 
     @property
+    def lent_count(self) -> int:
+        """Blocks :meth:`get_used_view` lent that were not given back yet."""
+        return len(self._lent)
+
+    @property
     def broken(self) -> VirtqueueError | None:
         """The error that broke the queue (a hostile device), or ``None``."""
         return self._broken

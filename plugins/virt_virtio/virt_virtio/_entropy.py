@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ._device_queue import DeviceQueue
-from ._errors import VirtqueueError
+from ._errors import VirtqueueError, cannot_open
 from ._model import VirtioDeviceModel
 
 MAX_PER_REQUEST = 1 << 16
@@ -82,7 +82,10 @@ class VirtioEntropy(VirtioDeviceModel):
         seed = args.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str)):
             raise ValueError(f"seed: expected an integer or a string, got {seed!r}")
-        return cls(source=source, seed=seed)
+        try:
+            return cls(source=source, seed=seed)
+        except OSError as exc:
+            raise cannot_open("source", source, exc) from None
 
     def config_bytes(self) -> bytes:
         return b""

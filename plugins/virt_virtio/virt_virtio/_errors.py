@@ -4,7 +4,9 @@
     └── VirtioError                 anything virtio-specific
         ├── VirtqueueError  .queue  a malformed ring or chain from the peer (a hostile or
         │                           broken driver seen by a device, or device seen by a driver)
-        └── QueueFullError  .queue  a driver added more than the queue has room for
+        ├── QueueFullError  .queue  a driver added more than the queue has room for
+        └── ModelArgumentError .key a device model's argument cannot be used (also a
+                                    ValueError: machine files name the model with it)
 """
 
 from __future__ import annotations
@@ -36,3 +38,22 @@ class QueueFullError(VirtioError):
         self.queue = queue
         self.reason = message
         super().__init__(f"virtqueue {queue}: {message}")
+
+
+class ModelArgumentError(VirtioError, ValueError):
+    """A device model's argument cannot be used: ``"<key>: <why>"``, e.g. ``image: cannot
+    open '/nonexist': No such file or directory``.
+
+    :ivar key: the argument's name.
+    :ivar reason: why, without the key prefix.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.reason = message
+        super().__init__(f"{key}: {message}")
+
+
+def cannot_open(key: str, path: object, exc: OSError) -> ModelArgumentError:
+    """The error for a model argument naming a file that cannot be opened."""
+    return ModelArgumentError(key, f"cannot open '{path}': {exc.strerror or exc}")

@@ -7,14 +7,17 @@ value"), Version 1 or 2 ("Version %d not supported"); **DeviceID 0 is declined s
 (a placeholder transport with nothing behind it, like the 32 of QEMU's ``virt`` machine,
 §4.2.3.1.1); the vendor is the VendorID register.  Version 1 (legacy) devices are
 declined: virtcore's virtio is modern only.  A node whose ``reg`` nothing decodes (no
-device model behind it) is declined like an empty slot.  Interrupts: the handler reads
+device model behind it) gets an empty transport there (:class:`VirtioMmioDevice` with no
+model), as every unused transport of QEMU's ``virt`` machine is one: its registers read
+the magic value, version 2 and DeviceID 0, and the driver declines it like Linux.  A node
+without ``interrupts`` is declined, naming the property.  Interrupts: the handler reads
 InterruptStatus and writes the bits back to InterruptACK (§4.2.3.4).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from virt_devtree import DevtreeTransport
 from virtcore import DeclineProbe, Device, Driver, IdEntry, Match, TransferError
@@ -48,11 +51,20 @@ from ._mmio_device import (
     STATUS,
     VENDOR_ID,
     VERSION_REG,
+    WINDOW_SIZE,
+    VirtioMmioDevice,
 )
+
+if TYPE_CHECKING:
+    from virtcore import GuestMemory
 
 log = logging.getLogger("virt_virtio.mmio")
 
 COMPATIBLE = "virtio,mmio"
+
+
+def _no_memory() -> GuestMemory:
+    raise LookupError("an empty virtio-mmio transport has no device to use guest memory")
 
 
 class VirtioMmioOps(VirtioOps):
@@ -150,16 +162,21 @@ class VirtioMmioDriver(Driver):
         if base is None:
             raise VirtioError(f"virtio_mmio: {device.path} has no 'reg' that translates to a "
                               "CPU address")
+        size = node.reg[0].size
         try:
             magic = bus.mmio_read(base + MAGIC, 4)
         except TransferError:
-            raise DeclineProbe(f"nothing decodes {base:#x} (no device behind the node)"
-                               ) from None
-        size = node.reg[0].size
+            magic = None
         # a foreign region (a model's own window is checked when it is attached)
         if size is not None and size < CONFIG:
             raise VirtioError(f"virtio_mmio: {device.path}: its 'reg' window is {size:#x} "
                               f"bytes; the virtio-mmio registers need at least {CONFIG:#x}")
+        if magic is None:
+            # no model behind the node: an empty transport, as in QEMU's virt machine,
+            # whose registers read MagicValue, Version 2 and DeviceID 0
+            bus.add_mmio(base, size or WINDOW_SIZE, VirtioMmioDevice(
+                None, lambda: None, _no_memory, name=f"virtio-mmio {device.path}"), device)
+            magic = bus.mmio_read(base + MAGIC, 4)
         if magic != MAGIC_VALUE:
             raise VirtioError(f"virtio_mmio: wrong magic value {magic:#010x}")
         version = bus.mmio_read(base + VERSION_REG, 4)
@@ -170,8 +187,11 @@ class VirtioMmioDriver(Driver):
             raise DeclineProbe("DeviceID 0: an empty transport")
         if version == 1:
             raise DeclineProbe("legacy (version 1) virtio-mmio devices are not supported")
-        if device.irq is None or device.machine is None:
-            raise DeclineProbe("virtio_mmio needs an interrupt and a machine")
+        if device.irq is None:
+            raise DeclineProbe(f"{device.path} has no 'interrupts' property (a virtio-mmio "
+                               "transport needs its interrupt line)")
+        if device.machine is None:
+            raise DeclineProbe(f"{device.path} is in no machine")
         ops = VirtioMmioOps(bus, base, device_id, bus.mmio_read(base + VENDOR_ID, 4))
         bind_virtio_device(device, device.machine, ops)
 

@@ -12,6 +12,17 @@ Queues are :class:`~virt_virtio.DriverQueue` objects in the machine's guest memo
 interrupt handler of the transport driver calls :meth:`VirtioDevice.interrupt`, which
 acknowledges the interrupt and wakes waiters (:meth:`wait`, generation-counted so that a
 wakeup between a check and the wait is never lost).
+
+**Reset with requests in flight** (a second :meth:`VirtioDevice.initialize`, e.g.
+``VirtioBusDevice.reset_device``): the device is reset first, so it no longer touches the
+old rings (2.4); they are *retired*, not freed, while a caller of :meth:`request` still
+waits on one.  Once the device is live again (DRIVER_OK) every waiter is woken and looks at
+its old ring one last time: a chain the device used before the reset is answered from there
+(it is not sent again); a chain it had not used is posted again on the new ring, as the
+block layer requeues what a controller reset aborted.  Nothing the device accepted is lost
+or done twice, and nobody waits forever: if the re-initialisation fails, the waiters get a
+:class:`VirtioError` naming the device.  A retired ring is freed when its last waiter is
+done with it (and at :meth:`VirtioDevice.shutdown` at the latest).
 """
 
 from __future__ import annotations
@@ -81,6 +92,16 @@ class VirtioDevice:
         self.interrupts = 0
         self._abandoned: set[object] = set()
         """Tokens of requests given up (timed out): their buffers are dropped on return."""
+        self.ready = False
+        """DRIVER_OK was set by the last :meth:`initialize` (under :attr:`cond`)."""
+        self.wanted = 0
+        self.queue_indices: tuple[int, ...] = ()
+        self.queue_size = DEFAULT_QUEUE_SIZE
+        """The arguments of the last :meth:`initialize` (what a reset initialises again)."""
+        self._retired: list[DriverQueue] = []
+        """Queues of before a reset that a waiter may still look at (see the module)."""
+        self._waiting: dict[object, DriverQueue] = {}
+        """Token of each :meth:`request_view` in progress -> the queue its chain is on."""
 
     def __repr__(self) -> str:
         return f"<VirtioDevice {self.name} id={self.device_id} features={self.features:#x}>"
@@ -109,13 +130,22 @@ class VirtioDevice:
                    queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         """Run the whole initialisation sequence (see the module docstring).
 
+        A driver of a device type the virtio bus does not set up calls this from its
+        ``probe`` (the bus leaves such a device at ACKNOWLEDGE); a second call (a reset)
+        keeps the requests in flight (see the module docstring).
+
         :param wanted: device-specific feature bits the driver understands.
         :param queues: the queue indices to set up.
         :raises VirtioError: naming the step that failed; the status is then FAILED.
         """
+        self.wanted, self.queue_indices, self.queue_size = wanted, tuple(queues), queue_size
         try:
             self.reset()
-            self._close_queues()  # a second initialisation: the old rings are gone
+            with self.cond:  # the device left the old rings alone: retire them
+                self.ready = False
+                self._retired.extend(self.queues.values())
+                self.queues = {}
+                self._reap()
             self.add_status(ACKNOWLEDGE)
             self.add_status(DRIVER)
             offered = self.ops.get_features()
@@ -135,10 +165,20 @@ class VirtioDevice:
             if status & DEVICE_NEEDS_RESET or not status & DRIVER_OK:
                 raise VirtioError(f"{self.name}: the device did not accept DRIVER_OK "
                                   f"(status {status:#x})")
-        except BaseException:
+        except BaseException as exc:
             self.fail()
-            self._close_queues()
+            with self.cond:  # waiters of before a reset fail now, naming the device
+                self.broken = f"initialisation failed: {exc}"
+                self.generation += 1
+                self.cond.notify_all()
+                fresh, self.queues = self.queues, {}
+                for queue in fresh.values():  # the new ones; retired ones stay for
+                    queue.close()             # their waiters
             raise
+        with self.cond:  # live again: waiters of before a reset post their chains again
+            self.ready = True
+            self.generation += 1
+            self.cond.notify_all()
 
     def _setup_queue(self, index: int, wanted_size: int) -> None:
         maximum = self.ops.queue_max(index)
@@ -152,9 +192,24 @@ class VirtioDevice:
         self.ops.setup_queue(index, size, queue.desc_addr, queue.avail_addr, queue.used_addr)
 
     def _close_queues(self) -> None:
-        queues, self.queues = self.queues, {}
-        for queue in queues.values():
+        with self.cond:
+            queues, self.queues = self.queues, {}
+            retired, self._retired = self._retired, []
+        for queue in (*queues.values(), *retired):
             queue.close()
+
+    def _reap(self) -> None:
+        """Free the retired queues no waiter and no lent block needs (:attr:`cond` held)."""
+        if not self._retired:
+            return
+        busy = {id(queue) for queue in self._waiting.values()}
+        keep = []
+        for queue in self._retired:
+            if id(queue) in busy or queue.lent_count:
+                keep.append(queue)
+            else:
+                queue.close()
+        self._retired = keep
 
     def mark_removed(self) -> None:
         """Wake every waiter with "removed"."""
@@ -251,8 +306,7 @@ class VirtioDevice:
         finally:
             self.give_back(used)
 
-    @staticmethod
-    def give_back(used: UsedBuffer) -> None:
+    def give_back(self, used: UsedBuffer) -> None:
         """Give a block :meth:`request_view` lent back to its queue, unless the queue
         already took it back (a reset or close meanwhile).
 
@@ -263,6 +317,9 @@ class VirtioDevice:
         except ValueError:
             if used.lent:  # not the race above: a real misuse
                 raise
+        if self._retired:
+            with self.cond:
+                self._reap()
 
     def request_view(self, index: int, out: Sequence[Any], in_sizes: Sequence[int],
                      timeout: float | None = None) -> UsedBuffer:
@@ -274,8 +331,20 @@ class VirtioDevice:
         """
         if self.broken is not None:
             raise VirtioError(f"{self.name}: {self.broken}")
-        queue = self.queue(index)
         token = object()
+        with self.cond:
+            queue = self.queue(index)
+            self._waiting[token] = queue
+        try:
+            return self._request_view(index, queue, token, out, in_sizes, timeout)
+        finally:
+            with self.cond:
+                del self._waiting[token]
+                self._reap()
+
+    def _request_view(self, index: int, queue: DriverQueue, token: object,
+                      out: Sequence[Any], in_sizes: Sequence[int],
+                      timeout: float | None) -> UsedBuffer:
         queue.add(out, in_sizes, token)
         deadline = None if timeout is None else time.monotonic() + timeout
         generation = self.generation
@@ -285,6 +354,9 @@ class VirtioDevice:
         if queue.kick_needed():
             self.ops.notify(index)
         while True:
+            # read before the used ring: a queue replaced by now belongs to a device that
+            # was reset, so what its used ring holds below is final
+            retired = queue is not self.queues.get(index)
             used = queue.get_used_view()
             if used is not None:
                 if used.token is token:
@@ -295,12 +367,28 @@ class VirtioDevice:
                     continue
                 raise VirtioError(f"{self.name}: queue {index} returned a buffer that was "
                                   "not outstanding")
+            if self.removed:
+                raise VirtioError(f"{self.name}: the device was removed")
             if self.broken is not None:
                 raise VirtioError(f"{self.name}: {self.broken}")
-            if queue.enable_interrupts():
+            if retired:
+                # the device was reset before it used the chain: post it again once the
+                # device is live again (its old ring is freed when nobody needs it)
+                with self.cond:
+                    fresh = self.queues.get(index) if self.ready else None
+                    if fresh is not None:
+                        self._waiting[token] = fresh
+                        generation = self.generation
+                if fresh is not None:
+                    queue = fresh
+                    queue.add(out, in_sizes, token)
+                    if queue.kick_needed():
+                        self.ops.notify(index)
+                    continue
+            elif queue.enable_interrupts():
                 continue  # used meanwhile: no interrupt needed
             if not self.wait(generation, deadline):
                 self._abandoned.add(token)
                 raise RequestTimeoutError(f"{self.name}: no answer on queue {index} within "
-                                     f"{timeout:g}s")
+                                          f"{timeout:g}s")
             generation = self.generation
