@@ -24,9 +24,9 @@ BUILTIN_COMMANDS = ("plugins", "drivers", "match", "check", "run", "new-plugin")
 def _dump(data: Any, out: TextIO) -> None:
     """Write ``data`` as one JSON document in a single ``write`` call (``json.dump`` writes
     token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token)."""
-    import json
+    from ._json_text import json_text
 
-    out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    out.write(json_text(data))
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -300,6 +300,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     stream = out if out is not None else sys.stdout
+    exhausted = False
     try:
         status: int = args.func(args, stream)
     except VirtcoreError as exc:
@@ -307,8 +308,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except MemoryError:  # said once the handler is left: its traceback holds what was built
+        exhausted = True
+    if exhausted:
+        sys.stderr.write(f"virtcore {args.command}: error: {_out_of_memory(args)}\n")
+        return 1
     stream.flush()
     return status
+
+
+def _out_of_memory(args: argparse.Namespace) -> str:
+    """What ran out of memory, naming the input file when the command has one."""
+    source = getattr(args, "machine", None) or getattr(args, "path", None)
+    if args.command == "run" and source is None and not getattr(args, "host", False):
+        from ._run import demo_path
+
+        source = str(demo_path())
+    where = f"{source}: " if isinstance(source, str) else ""
+    return (f"{where}not enough memory to finish (the input is too large for the memory "
+            "this process may use)")
 
 
 if __name__ == "__main__":  # pragma: no cover
