@@ -132,13 +132,26 @@ def unusable_summary(machine: Machine) -> list[dict[str, Any]]:
 
 
 def warn_unusable(machine: Machine, command: str) -> None:
-    """One stderr line when plugins are broken or incompatible (their drivers cannot bind)."""
+    """One stderr line when plugins are broken or incompatible (their drivers cannot bind),
+    saying where to learn why: ``virtcore plugins`` for those found so at discovery; for
+    those that broke while the machine ran (a driver or hooks module that did not import),
+    the lines ``virtcore run`` prints after this one, one per failure
+    (:meth:`Machine.plugin_failures`), which ``virtcore plugins`` cannot know of."""
     records = machine.unusable_plugins()
-    if records:
-        names = ", ".join(f"{r.name} ({r.status.value})" for r in records)
-        sys.stderr.write(f"virtcore {command}: warning: {len(records)} plugin(s) broken or "
-                         f"incompatible, their drivers cannot bind: {names} "
-                         "(virtcore plugins says why)\n")
+    if not records:
+        return
+    at_run = {f.plugin for f in machine.plugin_failures() if f.stage == "load"}
+    found = [r for r in records if r.name not in at_run]
+    ran = [r for r in records if r.name in at_run]
+    parts = []
+    if found:
+        parts.append(", ".join(f"{r.name} ({r.status.value})" for r in found)
+                     + " (virtcore plugins says why)")
+    if ran:
+        parts.append(", ".join(f"{r.name} ({r.status.value})" for r in ran)
+                     + " (broke while the machine ran: the lines below say why)")
+    sys.stderr.write(f"virtcore {command}: warning: {len(records)} plugin(s) broken or "
+                     f"incompatible, their drivers cannot bind: {'; '.join(parts)}\n")
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
