@@ -79,15 +79,16 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
 def _parse_class(text: str) -> int:
     """Hex digits, optionally after ``0x``: as strict as ``--id`` (no blanks, signs
     or ``_``, which ``int()`` would take)."""
+    from ._echo import echo
     from ._ids import CLASS_MAX
 
     digits = text[2:] if text[:2] in ("0x", "0X") else text
     if not digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
-        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+        raise ValueError(f"--class {echo(text)} is not a 24-bit class code in hex "
                          "(e.g. 0x010601 or 010601)")
     value = int(digits, 16)
     if value > CLASS_MAX:
-        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+        raise ValueError(f"--class {echo(text)} is not a 24-bit class code in hex "
                          "(0 to 0xffffff)")
     return value
 
@@ -155,12 +156,13 @@ def warn_unusable(machine: Machine, command: str) -> None:
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
+    from ._echo import bound_words
     from ._machine import Machine
 
     try:
         ids, compatible = _parse_match_target(args)
-    except ValueError as exc:
-        sys.stderr.write(f"virtcore match: error: {exc}\n")
+    except ValueError as exc:  # the parsers of IDs and modaliases quote the argument whole
+        sys.stderr.write(f"virtcore match: error: {bound_words(str(exc))}\n")
         return 2
     machine = Machine("match")
     report = machine.explain(ids=ids, compatible=compatible, override=args.override)
