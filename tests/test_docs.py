@@ -370,3 +370,21 @@ def test_the_guide_and_new_plugin_give_the_same_develop_instruction(
     assert _has_test_extra(folder)
     guide = install_commands(_guide_first_section())
     assert install_command("./acme_uart") in guide, guide
+
+
+def test_the_install_hint_virtcore_run_prints_is_the_readme_first_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """When the demo's plugins are missing, ``virtcore run`` says how to install them to use
+    them: the README's first command, as written there."""
+    import virtcore._run
+    from virtcore._cli import main
+
+    monkeypatch.setattr(virtcore._run, "DEMO_PLUGINS",
+                        (*virtcore._run.DEMO_PLUGINS, "virt_not_installed"))
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "missing or not loadable: virt_not_installed" in err, err
+    printed = install_commands(err)
+    [first, *_] = install_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert printed == [first], printed
+    assert USE.fullmatch(printed[0]), printed

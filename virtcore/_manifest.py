@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ._echo import bound_words, echo, echo_name
 from ._errors import IdTableError, ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded
 from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat, usual_entry_flat
@@ -196,14 +197,17 @@ class Manifest(Frozen):
 
 
 class _Reader:
-    """Validates one manifest, remembering the file for error messages."""
+    """Validates one manifest, remembering the file for error messages.  A message quotes
+    a value of the manifest (or a key, or the plugin's name) cut by :mod:`virtcore._echo`:
+    a hostile value never makes an error line longer than a few hundred characters."""
 
     def __init__(self, path: str, plugin: str | None) -> None:
         self.path = path
         self.plugin = plugin
 
     def fail(self, message: str, key: str | None) -> ManifestError:
-        return ManifestError(message, path=self.path, key=key, plugin=self.plugin)
+        return ManifestError(message, path=self.path, key=key,
+                             plugin=_shown(self.plugin))
 
     def table(self, value: object, key: str, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -212,7 +216,7 @@ class _Reader:
             if name not in allowed:
                 raise self.fail(
                     f"unknown key (allowed: {', '.join(sorted(allowed))})",
-                    f"{key}.{name}" if key else name,
+                    f"{key}.{echo_name(name)}" if key else echo_name(name),
                 )
         return value
 
@@ -236,7 +240,7 @@ class _Reader:
         if not isinstance(value, str) or not value:
             raise self.fail("expected a non-empty string", full)
         if pattern is not None and not pattern.fullmatch(value):
-            raise self.fail(f"{value!r} is not {what}", full)
+            raise self.fail(f"{echo(value)} is not {what}", full)
         return value
 
     def integer(self, table: dict[str, Any], name: str, key: str, default: int | None) -> int:
@@ -247,7 +251,7 @@ class _Reader:
             return default
         value = table[name]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"expected an integer, not {value!r}", full)
+            raise self.fail(f"expected an integer, not {echo(value)}", full)
         return value
 
 
@@ -266,7 +270,7 @@ def parse_manifest(
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=_shown(plugin)) from None
     raw = _toml_lines.loads(text)  # the usual shape, read exactly; else the full parser
     if raw is None:
         from . import _toml
@@ -274,7 +278,8 @@ def parse_manifest(
         try:
             raw = _toml.loads(text)
         except _toml.TOMLError as exc:
-            raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
+            raise ManifestError(f"invalid TOML: {bound_words(str(exc))}", path=spath,
+                                plugin=_shown(plugin)) from None
     return validate_manifest(raw, spath, plugin=plugin)
 
 
@@ -292,7 +297,7 @@ def parse_manifest_flat(
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=_shown(plugin)) from None
     raw = _toml_lines.loads(text)
     if raw is not None:
         flat = _usual_flat(raw, spath, plugin)
@@ -357,16 +362,17 @@ def validate_manifest(
     schema = reader.integer(raw, "schema-version", "", None)
     if schema not in SCHEMA_VERSIONS:
         raise reader.fail(
-            f"unsupported schema version {schema} (this virtcore reads "
+            f"unsupported schema version {echo(schema)} (this virtcore reads "
             f"{', '.join(map(str, sorted(SCHEMA_VERSIONS)))})", "schema-version")
     name = reader.string(raw, "name", "", pattern=NAME_RE, what="a valid plugin name")
     if plugin is not None and name != plugin:
         raise reader.fail(
-            f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
+            f"manifest name {echo(name)} differs from the entry point name {echo(plugin)}",
+            "name")
     reader.plugin = name
     api = reader.integer(raw, "api-version", "", None)
     if api < 1:
-        raise reader.fail(f"api-version must be 1 or more, not {api}", "api-version")
+        raise reader.fail(f"api-version must be 1 or more, not {echo(api)}", "api-version")
     description = reader.string(raw, "description", "", required=False)
 
     drivers: list[DriverDecl] = []
@@ -378,7 +384,7 @@ def validate_manifest(
                                what="'module:attribute'")
         priority = reader.integer(table, "priority", key, 0)
         if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise reader.fail(f"priority {priority} is outside {PRIORITY_MIN} to "
+            raise reader.fail(f"priority {echo(priority)} is outside {PRIORITY_MIN} to "
                               f"{PRIORITY_MAX}", f"{key}.priority")
         ids: list[IdEntry] = []
         for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
@@ -386,9 +392,9 @@ def validate_manifest(
                 ids.append(entry_from_mapping(entry, path=spath, key=f"{key}.ids[{j}]",
                                               plugin=name))
             except IdTableError as exc:
-                raise IdTableError(
-                    f"driver {dname!r}: {exc.reason}", path=spath, key=exc.key, plugin=name,
-                    entry=exc.entry) from None
+                raise IdTableError(  # the reason is made by the ID parser: its words cut
+                    f"driver {echo(dname)}: {bound_words(exc.reason)}", path=spath,
+                    key=exc.key, plugin=_shown(name), entry=exc.entry) from None
         drivers.append(DriverDecl(dname, pyname, name, tuple(ids), priority,
                                   reader.string(table, "description", key, required=False)))
     _no_duplicates(reader, [d.name for d in drivers], "drivers", "driver")
@@ -437,7 +443,7 @@ def validate_manifest(
         for n in names:
             if n not in HOOK_NAMES:
                 raise reader.fail(
-                    f"unknown hook {n!r} (known: {', '.join(sorted(HOOK_NAMES))})",
+                    f"unknown hook {echo(n)} (known: {', '.join(sorted(HOOK_NAMES))})",
                     f"{key}.hooks")
         hooks.append(HookDecl(module, name, tuple(names)))
 
@@ -476,14 +482,19 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            raise reader.fail(f"{what} {n!r} is declared twice", key)
+            raise reader.fail(f"{what} {echo(n)} is declared twice", key)
         seen.add(n)
+
+
+def _shown(plugin: str | None) -> str | None:
+    """The plugin's name as an error names it (cut: an entry point's name is input too)."""
+    return echo_name(plugin) if plugin is not None else None
 
 
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
     data = read_bounded(path, MAX_TOML_SIZE,
-                        lambda why: ManifestError(why, path=path, plugin=plugin),
+                        lambda why: ManifestError(why, path=path, plugin=_shown(plugin)),
                         what="a manifest")
     return parse_manifest(data, path, plugin=plugin)
 
