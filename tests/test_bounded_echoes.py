@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from virtcore._cli import main
+from virtcore._manifest import PYTHON_NAME_MAX
 
 HUGE = "m" * 1_000_000
 HEAD = 'schema-version = 1\nname = "{name}"\napi-version = 1\n'
@@ -51,11 +52,18 @@ PLUGINS: dict[str, tuple[str, str, bool]] = {
                   "drivers[0].ids[0]", True),
     "bighook": (HEAD.format(name="bighook") + f'[[hooks]]\npython-name = "h"\nhooks = ["{HUGE}"]\n',
                 "hooks[0].hooks", True),
-    # valid names of a megabyte: the plugin is ok until its driver is needed
+    # valid names over the length limits (docs/manifest.md, "Names")
+    "hugemodule": (HEAD.format(name="hugemodule") + DRIVER.format(
+        name="hugemodule", python_name=f"big_{HUGE}:D"), "drivers[0].python-name", True),
+    "hugedrv": (HEAD.format(name="hugedrv") + '[[drivers]]\n'
+                f'name = "{HUGE}"\npython-name = "x:D"\n', "drivers[0].name", True),
+    # valid names as long as allowed: the plugin is ok until its driver is needed
     "bigmodule": (HEAD.format(name="bigmodule") + DRIVER.format(
-        name="bigmodule", python_name=f"big_{HUGE}:D"), "drivers[0].python-name", False),
+        name="bigmodule", python_name=f"big_{HUGE[:PYTHON_NAME_MAX - 6]}:D"),
+        "drivers[0].python-name", False),
     "bigattr": (HEAD.format(name="bigattr") + DRIVER.format(
-        name="bigattr", python_name=f"echo_attr_mod:D{HUGE}"), "drivers[0].python-name", False),
+        name="bigattr", python_name=f"echo_attr_mod:D{HUGE[:PYTHON_NAME_MAX - 15]}"),
+        "drivers[0].python-name", False),
 }
 
 
@@ -228,3 +236,87 @@ def test_command_line_errors_are_short(args: list[str], monkeypatch: pytest.Monk
     _short([line], "virtcore match", Path("/nowhere"))
     assert line.startswith("virtcore match: error: "), line[:300]
     assert args[-2].lstrip("-") in line, line
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    (f'name = "m"\n"{HUGE}" = 1\n', "key 'mmmm"),  # a top-level key (with its did-you-mean)
+    (f'name = "m"\n"nam{HUGE}" = 1\n', "key 'nammmm"),
+    (f'name = "m"\n["{HUGE}"]\nx = 1\n', "[mmmm"),  # a section no transport reads
+])
+def test_unknown_sections_and_top_level_keys_are_echoed_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, where: str) -> None:
+    import difflib
+
+    from virtcore import _boot
+
+    compared: list[int] = []
+    close_matches = difflib.get_close_matches
+
+    def recording(word: str, *args: Any, **kwargs: Any) -> list[str]:
+        compared.append(len(word))
+        return close_matches(word, *args, **kwargs)
+
+    monkeypatch.setattr(_boot.difflib, "get_close_matches", recording)
+    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore")
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    status, out, err = _run("run", str(path))
+    assert status == 1 and out == ""
+    [line] = err.splitlines()
+    _short([line], "virtcore run", tmp_path)
+    assert line.startswith(f"virtcore run: error: {path} {where}"), line[:300]
+    assert "more)" in line, line[:300]
+    assert max(compared, default=0) < 1000, compared  # no megabyte word compared
+
+
+def test_a_misspelt_top_level_key_still_gets_its_hint(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore")
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\ndescripton = "x"\n[loopback]\n')
+    status, _, err = _run("run", str(path))
+    assert status == 1
+    assert "key 'descripton': unknown top-level key (did you mean 'description'?)" in err, err
+
+
+def test_unknown_models_and_transports_are_echoed_short() -> None:
+    from virtcore import Machine
+    from virtcore._errors import PluginError
+
+    with Machine(plugins=["virtcore"]) as machine:
+        with pytest.raises(LookupError) as model:
+            machine.create_model(HUGE)
+        with pytest.raises(PluginError) as transport:
+            machine.transport_class(HUGE)
+    for exc in (model.value, transport.value):
+        message = str(exc)
+        assert len(message) < SHORT, message[:300]
+        assert "named 'mmmm" in message and "more)" in message, message[:300]
+
+
+def test_duplicate_plugin_names_are_reported_short(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two distributions of long names (a folder name holds up to 255 bytes) declaring the
+    same plugin: each reason names both, cut."""
+    root = tmp_path / "site"
+    root.mkdir()
+    for dist in ("a" * 240, "b" * 240):
+        info = root / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(
+            f"[virtcore.manifest]\ndup = pkg_{dist[0]}:virtcore.toml\n")
+        (root / f"pkg_{dist[0]}").mkdir()
+        (root / f"pkg_{dist[0]}" / "virtcore.toml").write_text(HEAD.format(name="dup"))
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore,dup")
+    status, out, err = _run("plugins")
+    assert status == 0
+    reasons = [line for line in out.splitlines() if "duplicate plugin name 'dup'" in line]
+    assert len(reasons) == 2, out[:2000]
+    for line in reasons:
+        assert len(line) < SHORT, line
+        assert "'aaaaaaaaaa" in line and "'bbbbbbbbbb" in line and "more)" in line, line

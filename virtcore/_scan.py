@@ -22,7 +22,7 @@ from . import _cache
 from ._echo import bound_words, echo, echo_name
 from ._errors import ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded, read_bounded_stat
-from ._manifest import parse_manifest_flat
+from ._manifest import NAME_MAX, parse_manifest_flat
 from ._record import Frozen
 
 TYPE_CHECKING = False
@@ -379,7 +379,10 @@ def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
         error = str(exc)
     if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):
         stamp = None  # changed in this clock tick: read it again next time
-    return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
+    # a name longer than any plugin name is listed cut (its manifest cannot match it: the
+    # error says why, naming the file and the key)
+    name = ep.name if len(ep.name) <= NAME_MAX else echo_name(ep.name)
+    return _cache.ScanItem(name, ep.value, ep.distribution, ep.version, ep.location,
                            manifest_path, manifest, error, stamp)
 
 
