@@ -142,6 +142,8 @@ def test_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
     for bad in ("My-Driver", "class", "1abc"):
         with pytest.raises(VirtcoreError, match="lower-case Python identifier"):
             create_plugin(bad, tmp_path)
+    with pytest.raises(VirtcoreError, match="65 characters; at most 64"):
+        create_plugin("a" * 65, tmp_path)  # its manifest would be refused
     create_plugin("ok_name", tmp_path)
     with pytest.raises(VirtcoreError, match="already exists"):
         create_plugin("ok_name", tmp_path)

@@ -67,7 +67,7 @@ log = get_logger("virtcore.discovery")
 
 ENV_NO_CACHE: Final = "VIRTCORE_NO_CACHE"
 ENV_CACHE_DIR: Final = "VIRTCORE_CACHE_DIR"
-FORMAT: Final = 5
+FORMAT: Final = 6
 KEEP: Final = 8
 """Cache files kept (one per key); the least recently used beyond that are deleted."""
 RACY_NS: Final = 2_000_000_000

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from string import Template
 
+from ._echo import echo
 from ._errors import VirtcoreError
+from ._manifest import NAME_MAX
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -320,8 +322,11 @@ def create_plugin(name: str, dest: str | Path = ".", *, force: bool = False) -> 
         without ``force``.
     """
     if not _NAME_RE.fullmatch(name) or keyword.iskeyword(name):
-        raise VirtcoreError(f"plugin name {name!r} must be a lower-case Python identifier "
-                            "(letters, digits, _), e.g. my_driver")
+        raise VirtcoreError(f"plugin name {echo(name)} must be a lower-case Python "
+                            "identifier (letters, digits, _), e.g. my_driver")
+    if len(name) > NAME_MAX:  # what the manifest it writes would be refused for
+        raise VirtcoreError(f"plugin name {echo(name)} has {len(name)} characters; at most "
+                            f"{NAME_MAX} are allowed")
     from . import __version__
 
     folder = Path(dest) / name
