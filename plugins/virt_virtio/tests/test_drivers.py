@@ -284,6 +284,49 @@ model = "virtio-console"
     assert stderr == ""
 
 
+def test_plugging_an_entropy_model_into_an_empty_qemu_virt_slot_and_out(tmp_path):
+    """4.2.3.1.1 and QEMU's ``-device virtio-rng-device`` on a free transport: QEMU 7.2's
+    virt tree boots with 32 empty transports; a model plugged into one after boot
+    (``add_model``) replaces the empty transport's registers, the node binds virtio_mmio
+    and its virtio device virtio_rng, ``hwrng`` reads the model's bytes; unplugging it
+    (``remove_model``) removes the virtio device and hwrng, the slot reads DeviceID 0 and
+    is declined quietly again; the slot takes a model a second time."""
+    source = tmp_path / "entropy.bin"
+    source.write_bytes(bytes(range(256)) * 8)
+    slot = "/virtio_mmio@a000200"
+    with Machine("virt") as machine:
+        machine.load({"name": "virt", "devtree": {"dtb": str(QEMU_VIRT_DTB)}})
+        device = machine.device(slot)
+        bus = device.transport
+        empty = "virtio_mmio declined: DeviceID 0: an empty transport"
+        assert device.driver is None and device.error == empty
+        model = VirtioEntropy(source=source)
+        assert bus.add_model(slot, model) is device
+        assert device.driver_name == "virtio_mmio"
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.path == f"{slot}/virtio0" and child.parent is device
+        assert child.driver_name == "virtio_rng" and child.irq == 49
+        got = bytearray()
+        with machine.open("hwrng", "rb", buffering=0, timeout=30) as f:
+            while len(got) < 2048:
+                got += f.read(2048 - len(got))
+        assert bytes(got) == source.read_bytes()
+
+        assert bus.remove_model(slot) is model
+        assert [d for d in machine.devices() if d.bus == "virtio"] == []
+        assert child.machine is None and child.driver is None
+        assert "hwrng" not in machine.misc.names()
+        assert device.driver is None and device.error == empty
+        assert bus.mmio_read(bus.mmio_base(device) + 8, 4) == 0  # DeviceID 0: empty again
+        assert [d.path for d in machine.devices() if d.driver_name == "virtio_mmio"] == []
+
+        bus.add_model(slot, VirtioEntropy(seed=7))
+        assert device.driver_name == "virtio_mmio"
+        with machine.open("hwrng", "rb", buffering=0, timeout=30) as f:
+            assert len(f.read(64)) == 64
+    model.close()
+
+
 def test_live_qemu_virt_dump_matches_the_recorded_one(tmp_path):
     """4.2.3.1.1 (empty transports, DeviceID 0): when QEMU is installed, its dump today has
     the same virtio,mmio nodes."""
