@@ -292,9 +292,10 @@ class DevtreeTransport(Transport):
         machine = self._machine_of(device)
         if machine is not None:
             machine.unbind(device)
-        model = self._mmio_models.pop(handle, None)
+        model = self._mmio_models.get(handle)
         if model is not None:
             self.remove_mmio(device, self._window_of(device)[0])
+            del self._mmio_models[handle]
         else:
             model = self.hypervisor.remove(handle)
             model.connect_irq(None)
