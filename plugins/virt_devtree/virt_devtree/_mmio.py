@@ -118,7 +118,7 @@ class WindowMap:
             self.live = tuple(w for w in self.live if not _among(w, hidden)) + (window,)
 
     def unmap(self, device: Device, base: int | None = None) -> MmioRegion:
-        """Unmap ``device``'s window at ``base`` (``None``: the one it mapped last) and
+        """Unmap ``device``'s window at ``base`` (``None``: its last one in the map) and
         return its region; the placeholders it hid decode again.
 
         :raises TreeError: ``device`` has no such window.

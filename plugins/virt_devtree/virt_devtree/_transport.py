@@ -344,7 +344,7 @@ class DevtreeTransport(Transport):
         self._windows.map(base, size, region, device, placeholder=placeholder)
 
     def remove_mmio(self, device: Device, base: int | None = None) -> MmioRegion:
-        """Unmap ``device``'s window at ``base`` (``None``: the one mapped last) and return
+        """Unmap ``device``'s window at ``base`` (``None``: its last one in the map) and return
         its region; placeholders it hid decode again.
 
         :raises TreeError: naming the node: no such window of ``device``.
