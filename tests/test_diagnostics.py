@@ -113,6 +113,29 @@ def test_run_exits_3_when_a_device_ends_failed(
     assert main(["run", str(machine(tmp_path, "acme,good", "acme,nothing"))]) == 0
 
 
+def test_the_warning_says_where_to_learn_why_a_plugin_broke(
+        site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin found broken at discovery: ``virtcore plugins`` says why.  One that broke
+    while the machine ran (its driver's module did not import): ``virtcore plugins`` lists
+    it as ok, so the warning points at the run's own line naming the failure, below it."""
+    lab = machine(tmp_path, "acme,ghost", "acme,good")
+    assert main(["run", str(lab)]) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "virtcore run: warning: 3 plugin(s) broken or incompatible, their drivers cannot "
+        "bind: badtoml (broken), future (incompatible) (virtcore plugins says why); "
+        "noimport (broken) (broke while the machine ran: the lines below say why)")
+    assert any("(plugin 'noimport') cannot be loaded: ghost_mod_missing:D: import failed"
+               in line for line in err[1:]), err
+    assert main(["plugins"]) == 0
+    listed = capsys.readouterr().out
+    assert "noimport 0.1 (noimport): ok" in listed and "badtoml 0.1 (badtoml): broken" in listed
+    # nothing broke while running: only the pointer to virtcore plugins
+    assert main(["run", str(machine(tmp_path, "acme,good"))]) == 0
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.endswith("badtoml (broken), future (incompatible) (virtcore plugins says why)")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--cat", "x0", "--json"], "--json cannot be combined with --cat"),
     (["--write", "x0", "--json"], "--json cannot be combined with --write"),

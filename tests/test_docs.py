@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -243,10 +244,26 @@ def test_documented_plugin_tree_checks_and_passes_its_tests(doc: Path, tmp_path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("a", encoding="utf-8") as fh:
             fh.write(FILE_MARK.sub("", block.text, count=1))
-    for folder in {p.parent for p in root.rglob("*.toml")} - {root}:
-        (folder / "__init__.py").touch()  # as `virtcore new-plugin` writes it
+    if doc == GUIDE:  # the guide starts from `virtcore new-plugin`, which writes these
+        for folder in {p.parent for p in root.rglob("*.toml")} - {root}:
+            (folder / "__init__.py").touch()
+        (root / "README.md").write_text("# acme-uart\n", encoding="utf-8")
+        (root / "LICENSE").write_text("MIT\n", encoding="utf-8")
     result = check_path(root)
     assert result.ok, result.problems
+    # installable as documented: the tree builds a wheel holding its manifest and entry point
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                            "--no-build-isolation", "--no-index", "-w", str(wheels), str(root)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-3000:]
+    (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(archive.read(n).decode() for n in names
+                            if n.endswith(".dist-info/entry_points.txt"))
+    assert "[virtcore.manifest]" in entry_points, entry_points
+    assert any(n.endswith("/virtcore.toml") for n in names), names
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
                           cwd=root, capture_output=True, text=True, timeout=600, env=env)
@@ -353,3 +370,21 @@ def test_the_guide_and_new_plugin_give_the_same_develop_instruction(
     assert _has_test_extra(folder)
     guide = install_commands(_guide_first_section())
     assert install_command("./acme_uart") in guide, guide
+
+
+def test_the_install_hint_virtcore_run_prints_is_the_readme_first_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """When the demo's plugins are missing, ``virtcore run`` says how to install them to use
+    them: the README's first command, as written there."""
+    import virtcore._run
+    from virtcore._cli import main
+
+    monkeypatch.setattr(virtcore._run, "DEMO_PLUGINS",
+                        (*virtcore._run.DEMO_PLUGINS, "virt_not_installed"))
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "missing or not loadable: virt_not_installed" in err, err
+    printed = install_commands(err)
+    [first, *_] = install_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert printed == [first], printed
+    assert USE.fullmatch(printed[0]), printed

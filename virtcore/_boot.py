@@ -8,18 +8,19 @@ of PCI or device trees.  The format is documented in ``docs/machines.md``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._device import Device
 from ._discovery import ENV_NO_AUTOLOAD, ENV_PLUGINS, not_loaded
+from ._echo import bound_words, echo_name
 from ._errors import DeviceError, MachineFileError, PluginError, VirtcoreError
 from ._files import MAX_TOML_SIZE, check_regular_file, read_bounded
 from ._guestmem import GuestMemory, GuestMemoryError, memory_from_section
 from ._log import get_logger
 from ._machine_file import MachineContext
-from ._manifest import TransportDecl
+from ._manifest import NAME_MAX, TransportDecl
 from ._model import DeviceModel
 from ._toml import TOMLError, loads
 from ._transport import Transport
@@ -41,7 +42,7 @@ def read_description(path: str | Path) -> dict[str, Any]:
     try:
         return loads(data.decode("utf-8"))
     except (UnicodeDecodeError, TOMLError) as exc:
-        raise MachineFileError(f"invalid TOML: {exc}", path=path) from None
+        raise MachineFileError(f"invalid TOML: {bound_words(str(exc))}", path=path) from None
 
 
 def load_description(machine: Machine, source: str | Path | Mapping[str, Any]) -> list[Device]:
@@ -179,26 +180,40 @@ def _section_decl(
 ) -> TransportDecl:
     decl = machine.transport_for_section(section)
     if decl is None and not isinstance(table, Mapping):
-        close = difflib.get_close_matches(str(section), TOP_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise MachineFileError(
-            f"unknown top-level key{hint}: the top-level keys are "
-            f"{', '.join(TOP_KEYS)}, and every other entry is a [section] table",
-            path=path, key=str(section))
+            f"unknown top-level key{_did_you_mean(str(section), TOP_KEYS)}: the top-level "
+            f"keys are {', '.join(TOP_KEYS)}, and every other entry is a [section] table",
+            path=path, key=echo_name(section))
     if decl is None:
         hidden = _hidden_reader(machine, lambda t: t.machine_section == section)
         if hidden:
-            raise MachineFileError(f"it is read by {hidden}", path=path, section=section)
+            raise MachineFileError(f"it is read by {hidden}", path=path,
+                                   section=echo_name(section))
         known = sorted(d.machine_section for d in machine.transport_decls().values()
                        if d.machine_section)
         raise MachineFileError(
             f"no installed transport reads this section (sections known: "
             f"{', '.join(known) or 'none'}; top-level keys: {', '.join(TOP_KEYS)}; "
             f"core section: {MEMORY_SECTION})",
-            path=path, section=section)
+            path=path, section=echo_name(section))
     if not isinstance(table, Mapping):
         raise MachineFileError("expected a table", path=path, section=section)
     return decl
+
+
+_HINT_LIMIT = 3 * NAME_MAX
+"""The longest word :func:`_did_you_mean` compares.  A suggestion needs a similarity ratio
+of 0.6 (``difflib``'s default), and the ratio is at most ``2 * len(known) / (len(word) +
+len(known))``: a word over three times the longest name (:data:`~virtcore._manifest.NAME_MAX`)
+has at most 0.5, so comparing it (a megabyte-long word costs time) could find nothing."""
+
+
+def _did_you_mean(word: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'name'?)`` naming the closest of ``known`` to ``word``, or ``""``."""
+    if len(word) > _HINT_LIMIT:
+        return ""
+    close = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _boot(

@@ -4,7 +4,6 @@ of the right kind, for installed plugins or for a plugin source tree."""
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from . import _hookspecs
 from ._commands import check_commands
 from ._discovery import PluginRecord, PluginStatus, discover
 from ._driver import Driver
+from ._echo import bound_words, echo, echo_name
 from ._errors import ManifestError, PluginLoadError
 from ._files import MAX_TOML_SIZE, read_bounded
 from ._loader import check_kind, import_python_name
@@ -26,43 +26,13 @@ from ._transport import Transport
 
 _EP_KEY = 'project.entry-points."virtcore.manifest"'
 
-ECHO_LIMIT = 60
-"""How many characters of a value from the input an error echoes (its ``repr``), as every
-error of virtcore does; a longer one is cut and says how many characters it had more."""
-
-WORD_LIMIT = 120
-"""The longest run of non-blank characters a problem line keeps after the file it names:
-messages made elsewhere (the manifest reader, an import's exception) may echo a value whole."""
-
-LINE_LIMIT = 1000
-"""The most characters a problem line keeps after the file it names."""
-
-
-def _echo(value: object) -> str:
-    """``repr(value)``, cut to :data:`ECHO_LIMIT` characters."""
-    return _cut(repr(value), ECHO_LIMIT)
-
-
-def _echo_name(name: str) -> str:
-    """A name from the input (a key), cut to :data:`ECHO_LIMIT` characters."""
-    return _cut(name, ECHO_LIMIT)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}...({len(text) - limit} more)"
-
 
 def bounded(problem: str, path: str | None = None) -> str:
     """One problem line of bounded length: after ``path`` (kept whole when the line starts
-    with it), every word longer than :data:`WORD_LIMIT` characters is cut, and then the rest
-    of the line at :data:`LINE_LIMIT`."""
+    with it), every word longer than :data:`virtcore._echo.WORD_LIMIT` characters is cut, then
+    the rest of the line at :data:`virtcore._echo.LINE_LIMIT` (see :func:`bound_words`)."""
     head = path if path and problem.startswith(path) else ""
-    rest = problem[len(head):]
-    if len(rest) <= WORD_LIMIT:
-        return problem
-    words = re.split(r"(\s+)", rest)
-    rest = "".join(_cut(word, WORD_LIMIT) if not word.isspace() else word for word in words)
-    return head + _cut(rest, LINE_LIMIT)
+    return head + bound_words(problem[len(head):])
 
 
 @dataclass(slots=True)
@@ -104,8 +74,8 @@ def check_imports(manifest: Manifest) -> Iterator[str]:
                 declared = manifest.drivers[int(key.split("[")[1].split("]")[0])].name
                 if getattr(obj, "name", None) != declared:
                     raise PluginLoadError(
-                        f"driver name is {_echo(getattr(obj, 'name', None))}, the manifest "
-                        f"declares {_echo(declared)}", plugin=manifest.name,
+                        f"driver name is {echo(getattr(obj, 'name', None))}, the manifest "
+                        f"declares {echo(declared)}", plugin=manifest.name,
                         python_name=python_name)
         except PluginLoadError as exc:
             yield f"{where}: key {key!r}: {exc.reason}"
@@ -127,7 +97,7 @@ def check_imports(manifest: Manifest) -> Iterator[str]:
         implemented = {impl.name for impl in pm.get_hookcallers(module) or ()}
         for hook in decl.hooks:
             if hook not in implemented:
-                yield (f"{where}: key 'hooks[{i}].hooks': {_echo_name(decl.python_name)} "
+                yield (f"{where}: key 'hooks[{i}].hooks': {echo_name(decl.python_name)} "
                        f"does not implement {hook}")
 
 
@@ -180,28 +150,28 @@ def _source_manifests(root: Path) -> Iterator[tuple[str, Path, Path]]:
         spelt.append(f'"{part}"' if "." in part else part)
         eps = eps.get(part) if isinstance(eps, dict) else None
         if eps is not None and not isinstance(eps, dict):
-            raise ManifestError(f"expected a table, not {_echo(eps)}", path=pyproject,
+            raise ManifestError(f"expected a table, not {echo(eps)}", path=pyproject,
                                 key=".".join(spelt))
     if not isinstance(eps, dict) or not eps:
         raise ManifestError(f"no [{_EP_KEY}] table", path=pyproject, key=_EP_KEY)
     for name, value in eps.items():
-        key = f"{_EP_KEY}.{_echo_name(name)}"
+        key = f"{_EP_KEY}.{echo_name(name)}"
         if not isinstance(value, str):
-            raise ManifestError(f"expected a string 'package:manifest.toml', not {_echo(value)}",
+            raise ManifestError(f"expected a string 'package:manifest.toml', not {echo(value)}",
                                 path=pyproject, key=key)
         package, _, resource = value.partition(":")
         if (not package or not resource or "." in package or "/" in package
                 or "\\" in package or "/" in resource or "\\" in resource
                 or resource in (".", "..")):
             raise ManifestError(f"expected 'package:manifest.toml' (a top-level package and "
-                                f"a file in it), not {_echo(value)}", path=pyproject, key=key)
+                                f"a file in it), not {echo(value)}", path=pyproject, key=key)
         for import_root in (root / "src", root):
             candidate = import_root / package / resource
             if _is_file(candidate):
                 yield name, candidate, import_root
                 break
         else:
-            raise ManifestError(f"no file {_echo_name(f'{package}/{resource}')} under the tree "
+            raise ManifestError(f"no file {echo_name(f'{package}/{resource}')} under the tree "
                                 "or its src/", path=pyproject, key=key)
 
 

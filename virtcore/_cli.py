@@ -24,9 +24,9 @@ BUILTIN_COMMANDS = ("plugins", "drivers", "match", "check", "run", "new-plugin")
 def _dump(data: Any, out: TextIO) -> None:
     """Write ``data`` as one JSON document in a single ``write`` call (``json.dump`` writes
     token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token)."""
-    import json
+    from ._json_text import json_text
 
-    out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    out.write(json_text(data))
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -79,15 +79,16 @@ def cmd_drivers(args: argparse.Namespace, out: TextIO) -> int:
 def _parse_class(text: str) -> int:
     """Hex digits, optionally after ``0x``: as strict as ``--id`` (no blanks, signs
     or ``_``, which ``int()`` would take)."""
+    from ._echo import echo
     from ._ids import CLASS_MAX
 
     digits = text[2:] if text[:2] in ("0x", "0X") else text
     if not digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
-        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+        raise ValueError(f"--class {echo(text)} is not a 24-bit class code in hex "
                          "(e.g. 0x010601 or 010601)")
     value = int(digits, 16)
     if value > CLASS_MAX:
-        raise ValueError(f"--class {text!r} is not a 24-bit class code in hex "
+        raise ValueError(f"--class {echo(text)} is not a 24-bit class code in hex "
                          "(0 to 0xffffff)")
     return value
 
@@ -132,22 +133,36 @@ def unusable_summary(machine: Machine) -> list[dict[str, Any]]:
 
 
 def warn_unusable(machine: Machine, command: str) -> None:
-    """One stderr line when plugins are broken or incompatible (their drivers cannot bind)."""
+    """One stderr line when plugins are broken or incompatible (their drivers cannot bind),
+    saying where to learn why: ``virtcore plugins`` for those found so at discovery; for
+    those that broke while the machine ran (a driver or hooks module that did not import),
+    the lines ``virtcore run`` prints after this one, one per failure
+    (:meth:`Machine.plugin_failures`), which ``virtcore plugins`` cannot know of."""
     records = machine.unusable_plugins()
-    if records:
-        names = ", ".join(f"{r.name} ({r.status.value})" for r in records)
-        sys.stderr.write(f"virtcore {command}: warning: {len(records)} plugin(s) broken or "
-                         f"incompatible, their drivers cannot bind: {names} "
-                         "(virtcore plugins says why)\n")
+    if not records:
+        return
+    at_run = {f.plugin for f in machine.plugin_failures() if f.stage == "load"}
+    found = [r for r in records if r.name not in at_run]
+    ran = [r for r in records if r.name in at_run]
+    parts = []
+    if found:
+        parts.append(", ".join(f"{r.name} ({r.status.value})" for r in found)
+                     + " (virtcore plugins says why)")
+    if ran:
+        parts.append(", ".join(f"{r.name} ({r.status.value})" for r in ran)
+                     + " (broke while the machine ran: the lines below say why)")
+    sys.stderr.write(f"virtcore {command}: warning: {len(records)} plugin(s) broken or "
+                     f"incompatible, their drivers cannot bind: {'; '.join(parts)}\n")
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
+    from ._echo import bound_words
     from ._machine import Machine
 
     try:
         ids, compatible = _parse_match_target(args)
-    except ValueError as exc:
-        sys.stderr.write(f"virtcore match: error: {exc}\n")
+    except ValueError as exc:  # the parsers of IDs and modaliases quote the argument whole
+        sys.stderr.write(f"virtcore match: error: {bound_words(str(exc))}\n")
         return 2
     machine = Machine("match")
     report = machine.explain(ids=ids, compatible=compatible, override=args.override)
@@ -300,6 +315,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     stream = out if out is not None else sys.stdout
+    exhausted = False
     try:
         status: int = args.func(args, stream)
     except VirtcoreError as exc:
@@ -307,8 +323,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except MemoryError:  # said once the handler is left: its traceback holds what was built
+        exhausted = True
+    if exhausted:
+        sys.stderr.write(f"virtcore {args.command}: error: {_out_of_memory(args)}\n")
+        return 1
     stream.flush()
     return status
+
+
+def _out_of_memory(args: argparse.Namespace) -> str:
+    """What ran out of memory, naming the input file when the command has one."""
+    source = getattr(args, "machine", None) or getattr(args, "path", None)
+    if args.command == "run" and source is None and not getattr(args, "host", False):
+        from ._run import demo_path
+
+        source = str(demo_path())
+    where = f"{source}: " if isinstance(source, str) else ""
+    return (f"{where}not enough memory to finish (the input is too large for the memory "
+            "this process may use)")
 
 
 if __name__ == "__main__":  # pragma: no cover

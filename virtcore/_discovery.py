@@ -21,6 +21,7 @@ import enum
 import os
 from collections.abc import Iterable, Sequence
 
+from ._echo import echo
 from ._gcpause import paused_gc
 from ._log import get_logger
 from ._manifest import Manifest, incompatible_reason, manifest_from_flat
@@ -431,10 +432,10 @@ def _reject_duplicates(records: list[PluginRecord], *, warn: bool = True) -> Non
                 by_name.setdefault(record.name, []).append(record)
         for name, group in by_name.items():
             if len(group) > 1:
-                dists = " and ".join(repr(r.distribution) for r in group)
+                dists = " and ".join(echo(r.distribution) for r in group)
                 for record in group:
                     record.status = PluginStatus.OK
-                    record.fail(PluginStatus.BROKEN, f"duplicate plugin name {name!r}: "
+                    record.fail(PluginStatus.BROKEN, f"duplicate plugin name {echo(name)}: "
                                 f"declared by distributions {dists}", warn=warn)
     usable = [r for r in records if r.status is PluginStatus.OK
               and (r._manifest is not None or r._flat is not None)]
@@ -451,10 +452,10 @@ def _reject_duplicates(records: list[PluginRecord], *, warn: bool = True) -> Non
                 owners[claim] = record
                 continue
             kind, name = claim
-            other.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
-                       f"by plugin {record.name!r}", warn=warn)
-            record.fail(PluginStatus.BROKEN, f"duplicate {kind} name {name!r}: also declared "
-                        f"by plugin {other.name!r}", warn=warn)
+            other.fail(PluginStatus.BROKEN, f"duplicate {kind} name {echo(name)}: also "
+                       f"declared by plugin {echo(record.name)}", warn=warn)
+            record.fail(PluginStatus.BROKEN, f"duplicate {kind} name {echo(name)}: also "
+                        f"declared by plugin {echo(other.name)}", warn=warn)
 
 
 def _by_name(record: PluginRecord) -> tuple[str, str]:

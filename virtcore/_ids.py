@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from ._echo import echo
 from ._errors import IdTableError
 from ._record import Frozen
 
@@ -52,7 +53,7 @@ def check_id(value: object, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an integer from 0 to 0xffff, not {value!r}")
+        raise ValueError(f"{what} must be an integer from 0 to 0xffff, not {echo(value)}")
     if value < 0 or value > ID_MAX:
         raise ValueError(f"{what} {value:#x} is outside 16 bits (0 to 0xffff)")
     return value
@@ -63,7 +64,7 @@ def check_class(value: object, what: str = "class") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an integer from 0 to 0xffffff, not {value!r}")
+        raise ValueError(f"{what} must be an integer from 0 to 0xffffff, not {echo(value)}")
     if value < 0 or value > CLASS_MAX:
         raise ValueError(f"{what} {value:#x} is outside 24 bits (0 to 0xffffff)")
     return value
@@ -72,12 +73,12 @@ def check_class(value: object, what: str = "class") -> int | None:
 def check_compatible(value: object) -> str:
     """Validate an OF-style compatible string (``vendor,model``)."""
     if not isinstance(value, str):
-        raise ValueError(f"compatible must be a string, not {value!r}")
+        raise ValueError(f"compatible must be a string, not {echo(value)}")
     if not value:
         raise ValueError("compatible must not be empty")
     if not _COMPATIBLE_RE.fullmatch(value):
         raise ValueError(
-            f"compatible {value!r} is malformed: expected 'vendor,model' made of letters, "
+            f"compatible {echo(value)} is malformed: expected 'vendor,model' made of letters, "
             "digits and , . _ + - /"
         )
     return value
@@ -180,7 +181,7 @@ class IdEntry(Frozen):
         if not (type(class_mask) is int and 0 <= class_mask <= CLASS_MAX):
             _checked(check_class, class_mask, "class-mask", self)
         if type(override_only) is not bool:
-            raise IdTableError(f"override-only must be true or false, not {override_only!r}",
+            raise IdTableError(f"override-only must be true or false, not {echo(override_only)}",
                                key="override-only", entry=self)
         if compatible is not None:
             _checked(lambda v, _n: check_compatible(v), compatible, "compatible", self)
@@ -392,7 +393,7 @@ def parse_id_pair(
     if len(parts) != 2 or not all(p and all(c in "0123456789abcdefABCDEF" for c in p)
                                   for p in parts):
         raise ValueError(f"{where}expected {names[0].upper()}:{names[1].upper()} as two hex "
-                         f"numbers (e.g. 1af4:1041), got {text!r}")
+                         f"numbers (e.g. 1af4:1041), got {echo(text)}")
     pair = int(parts[0], 16), int(parts[1], 16)
     for name, value in zip(names, pair, strict=True):
         if value > ID_MAX:

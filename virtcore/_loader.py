@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import importlib
 
+from ._echo import bound_words, echo, echo_name
 from ._errors import PluginLoadError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+
+def _error(message: str, plugin: str | None, python_name: str) -> PluginLoadError:
+    """A :class:`PluginLoadError` whose message names ``python_name`` cut (it comes from a
+    manifest) and whose ``python_name`` attribute holds it whole."""
+    exc = PluginLoadError(message, plugin=echo_name(plugin) if plugin is not None else None,
+                          python_name=echo_name(python_name))
+    exc.python_name = python_name
+    exc.plugin = plugin
+    return exc
+
+
+def _import_failure(exc: Exception, module_name: str) -> str:
+    """Why importing ``module_name`` failed, in one bounded line: a module not found that
+    is the one named (or a parent of it) is named cut, like every value of a manifest; any
+    other exception's message has its long words cut."""
+    missing = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError) and isinstance(missing, str) \
+            and (module_name + ".").startswith(missing + "."):
+        return f"{type(exc).__name__}: No module named {echo(missing)}"
+    return f"{type(exc).__name__}: {bound_words(str(exc))}"
 
 
 def import_python_name(python_name: str, *, plugin: str | None = None) -> Any:
@@ -21,8 +43,8 @@ def import_python_name(python_name: str, *, plugin: str | None = None) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a plugin's import may raise anything
-        raise PluginLoadError(f"import failed: {type(exc).__name__}: {exc}", plugin=plugin,
-                              python_name=python_name) from exc
+        raise _error(f"import failed: {_import_failure(exc, module_name)}", plugin,
+                     python_name) from exc
     if not sep:
         return module
     obj: Any = module
@@ -30,8 +52,8 @@ def import_python_name(python_name: str, *, plugin: str | None = None) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise PluginLoadError(f"module {module_name!r} has no attribute {attr!r}",
-                                  plugin=plugin, python_name=python_name) from None
+            raise _error(f"module {echo(module_name)} has no attribute {echo(attr)}", plugin,
+                         python_name) from None
     return obj
 
 
@@ -41,17 +63,16 @@ def instantiate(obj: Any, base: type, *, plugin: str | None, python_name: str) -
         try:
             return obj()
         except Exception as exc:
-            raise PluginLoadError(f"creating {obj.__name__} failed: {type(exc).__name__}: "
-                                  f"{exc}", plugin=plugin, python_name=python_name) from exc
+            raise _error(f"creating {echo_name(obj.__name__)} failed: {type(exc).__name__}: "
+                         f"{bound_words(str(exc))}", plugin, python_name) from exc
     if isinstance(obj, base):
         return obj
-    raise PluginLoadError(f"expected a {base.__name__} subclass or instance, got {obj!r}",
-                          plugin=plugin, python_name=python_name)
+    raise _error(f"expected a {base.__name__} subclass or instance, got {echo(obj)}", plugin,
+                 python_name)
 
 
 def check_kind(obj: Any, base: type, *, plugin: str | None, python_name: str) -> None:
     """Raise unless ``obj`` is a ``base`` subclass or instance."""
     if not ((isinstance(obj, type) and issubclass(obj, base)) or isinstance(obj, base)):
-        raise PluginLoadError(f"expected a {base.__name__} subclass or instance, got {obj!r}",
-                              plugin=plugin, python_name=python_name)
-
+        raise _error(f"expected a {base.__name__} subclass or instance, got {echo(obj)}",
+                     plugin, python_name)

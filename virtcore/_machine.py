@@ -19,6 +19,7 @@ from . import _discovery
 from ._device import Device, DeviceStatus
 from ._discovery import Catalog, PluginRecord, PluginStatus, discover
 from ._driver import Driver
+from ._echo import echo
 from ._errors import (
     DeclineProbe,
     DeferProbe,
@@ -1163,7 +1164,7 @@ class Machine:
         decl = self._transport_decls.get(name)
         if decl is None:
             known = ", ".join(sorted(self._transport_decls)) or "none"
-            raise PluginError(f"no transport named {name!r} (installed: {known})")
+            raise PluginError(f"no transport named {echo(name)} (installed: {known})")
         obj = import_python_name(decl.python_name, plugin=decl.plugin)
         if not (isinstance(obj, type) and issubclass(obj, Transport)):
             raise PluginLoadError(f"expected a Transport subclass, got {obj!r}",
@@ -1185,11 +1186,11 @@ class Machine:
         decl = self._model_decls.get(name)
         if decl is None:
             known = ", ".join(sorted(self._model_decls)) or "none"
-            raise LookupError(f"no device model named {name!r} (installed: {known})")
+            raise LookupError(f"no device model named {echo(name)} (installed: {known})")
         try:
             obj = import_python_name(decl.python_name, plugin=decl.plugin)
         except PluginLoadError as exc:
-            self._plugin_broken(decl.plugin, f"model {name!r}: {exc.reason}")
+            self._plugin_broken(decl.plugin, f"model {echo(name)}: {exc.reason}")
             raise LookupError(str(exc)) from None
         if not (isinstance(obj, type) and issubclass(obj, DeviceModel)):
             raise LookupError(f"{decl.python_name} is not a DeviceModel subclass")
@@ -1198,10 +1199,10 @@ class Machine:
         except (TypeError, ValueError, LookupError, OSError, VirtcoreError):
             raise  # what from_args documents for bad arguments: the caller names the key
         except Exception as exc:  # a bug in the plugin: named, never a traceback
-            raise PluginError(f"model {name!r}: {decl.python_name}.from_args raised "
+            raise PluginError(f"model {echo(name)}: {decl.python_name}.from_args raised "
                               f"{type(exc).__name__}: {exc}", plugin=decl.plugin) from exc
         if not isinstance(model, DeviceModel):
-            raise PluginError(f"model {name!r}: {decl.python_name}.from_args returned "
+            raise PluginError(f"model {echo(name)}: {decl.python_name}.from_args returned "
                               f"{type(model).__name__}, not a DeviceModel", plugin=decl.plugin)
         with self._lock:
             self.models.append(model)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._echo import bound_words, echo, echo_name
 from ._errors import MachineFileError, PluginError, VirtcoreError
 from ._model import DeviceModel
 
@@ -21,7 +22,8 @@ ModelFactory = Callable[..., DeviceModel]
 
 
 class MachineContext:
-    """Helpers for one section of one machine description.
+    """Helpers for one section of one machine description.  Its messages quote a value of
+    the file cut (see :mod:`virtcore._echo`).
 
     :param path: the machine file (``None`` for descriptions built in memory).
     :param section: the section being read (``pci``, ``devtree``...).
@@ -60,8 +62,8 @@ class MachineContext:
         for name in table:
             if name not in allowed_set:
                 self.fail(
-                    f"unknown key {name!r} (allowed: {', '.join(sorted(allowed_set))})",
-                    prefix + str(name),
+                    f"unknown key {echo(name)} (allowed: {', '.join(sorted(allowed_set))})",
+                    prefix + echo_name(name),
                 )
         for name in required:
             if name not in table:
@@ -86,8 +88,10 @@ class MachineContext:
         except MachineFileError:
             raise
         except (TypeError, ValueError, LookupError, OSError, VirtcoreError) as exc:
-            # a PluginError names the plugin and the model already
-            self.fail(str(exc) if isinstance(exc, PluginError) else f"model {name!r}: {exc}",
-                      key)
+            # a PluginError names the plugin and the model already, and so does a message
+            # quoting the name (no such model); the factory's text may quote values whole
+            text = bound_words(str(exc))
+            named = isinstance(exc, PluginError) or repr(name[:40])[:-1] in text
+            self.fail(text if named else f"model {echo(name)}: {text}", key)
         self.models.append((model, name, key))
         return model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ._echo import bound_words, echo, echo_name
 from ._errors import IdTableError, ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded
 from ._ids import IdEntry, entry_from_flat, entry_from_mapping, entry_to_flat, usual_entry_flat
@@ -39,12 +40,27 @@ HOOK_NAMES: Final = frozenset({
     "virtcore_misc_registered", "virtcore_misc_unregistered", "virtcore_machine_loaded",
 })
 
-NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+NAME_MAX: Final = 64
+"""The longest plugin, driver, transport, model, machine-section or command name, in
+characters.  Linux's module names have at most 55 (``MODULE_NAME_LEN`` is 64 less the size
+of a pointer, with the terminating NUL): every Linux module name fits."""
+PYTHON_NAME_MAX: Final = 256
+"""The longest ``python-name`` (``module:attribute``, or a hooks module), in characters."""
+COMPATIBLE_MAX: Final = 128
+"""The longest ``compatible`` string of a manifest's ID table entry, in characters.  Linux's
+``struct of_device_id`` holds at most 127 (``char compatible[128]``): every Linux driver's
+OF match table fits."""
+FILE_TYPE_MAX: Final = 16
+"""The longest file suffix a transport declares (``.dtb``), in characters."""
+
+NAME_RE: Final = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.\-]{{0,{NAME_MAX - 1}}}\Z")
 """Plugin, driver, transport, model and machine-section names: letters, digits, ``_ . -``,
-not starting with ``.`` or ``-``.  A leading digit is allowed: Linux module names such as
-``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are real driver names."""
+not starting with ``.`` or ``-``, at most :data:`NAME_MAX` characters.  A leading digit is
+allowed: Linux module names such as ``8139too``, ``3c59x``, ``8250_exar`` and ``9p`` are
+real driver names."""
 _DOTTED: Final = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 PYTHON_NAME_RE: Final = re.compile(rf"{_DOTTED}:{_DOTTED}\Z")
+"""``module:attribute``; its length is checked apart (:data:`PYTHON_NAME_MAX`)."""
 MODULE_NAME_RE: Final = re.compile(rf"{_DOTTED}\Z")
 
 _TOP_KEYS: Final = {
@@ -196,14 +212,17 @@ class Manifest(Frozen):
 
 
 class _Reader:
-    """Validates one manifest, remembering the file for error messages."""
+    """Validates one manifest, remembering the file for error messages.  A message quotes
+    a value of the manifest (or a key, or the plugin's name) cut by :mod:`virtcore._echo`:
+    a hostile value never makes an error line longer than a few hundred characters."""
 
     def __init__(self, path: str, plugin: str | None) -> None:
         self.path = path
         self.plugin = plugin
 
     def fail(self, message: str, key: str | None) -> ManifestError:
-        return ManifestError(message, path=self.path, key=key, plugin=self.plugin)
+        return ManifestError(message, path=self.path, key=key,
+                             plugin=_shown(self.plugin))
 
     def table(self, value: object, key: str, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -212,7 +231,7 @@ class _Reader:
             if name not in allowed:
                 raise self.fail(
                     f"unknown key (allowed: {', '.join(sorted(allowed))})",
-                    f"{key}.{name}" if key else name,
+                    f"{key}.{echo_name(name)}" if key else echo_name(name),
                 )
         return value
 
@@ -225,7 +244,7 @@ class _Reader:
 
     def string(
         self, table: dict[str, Any], name: str, key: str, *, required: bool = True,
-        pattern: re.Pattern[str] | None = None, what: str = "",
+        pattern: re.Pattern[str] | None = None, what: str = "", limit: int | None = None,
     ) -> str:
         full = f"{key}.{name}" if key else name
         if name not in table:
@@ -235,8 +254,10 @@ class _Reader:
         value = table[name]
         if not isinstance(value, str) or not value:
             raise self.fail("expected a non-empty string", full)
+        if limit is not None and len(value) > limit:
+            raise self.fail(too_long(value, limit), full)
         if pattern is not None and not pattern.fullmatch(value):
-            raise self.fail(f"{value!r} is not {what}", full)
+            raise self.fail(f"{echo(value)} is not {what}", full)
         return value
 
     def integer(self, table: dict[str, Any], name: str, key: str, default: int | None) -> int:
@@ -247,8 +268,13 @@ class _Reader:
             return default
         value = table[name]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"expected an integer, not {value!r}", full)
+            raise self.fail(f"expected an integer, not {echo(value)}", full)
         return value
+
+
+def too_long(value: str, limit: int) -> str:
+    """The reason a name longer than ``limit`` characters is refused (the name cut)."""
+    return f"{echo(value)} has {len(value)} characters; at most {limit} are allowed"
 
 
 def parse_manifest(
@@ -266,7 +292,7 @@ def parse_manifest(
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=_shown(plugin)) from None
     raw = _toml_lines.loads(text)  # the usual shape, read exactly; else the full parser
     if raw is None:
         from . import _toml
@@ -274,7 +300,8 @@ def parse_manifest(
         try:
             raw = _toml.loads(text)
         except _toml.TOMLError as exc:
-            raise ManifestError(f"invalid TOML: {exc}", path=spath, plugin=plugin) from None
+            raise ManifestError(f"invalid TOML: {bound_words(str(exc))}", path=spath,
+                                plugin=_shown(plugin)) from None
     return validate_manifest(raw, spath, plugin=plugin)
 
 
@@ -292,7 +319,7 @@ def parse_manifest_flat(
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=plugin) from None
+        raise ManifestError(f"not UTF-8: {exc}", path=spath, plugin=_shown(plugin)) from None
     raw = _toml_lines.loads(text)
     if raw is not None:
         flat = _usual_flat(raw, spath, plugin)
@@ -329,7 +356,8 @@ def _usual_flat(raw: dict[str, Any], path: str, plugin: str | None) -> tuple[Any
         dname, pyname = d.get("name"), d.get("python-name")
         priority, ddesc = d.get("priority", 0), d.get("description", "")
         if (type(dname) is not str or not NAME_RE.fullmatch(dname) or dname in seen
-                or type(pyname) is not str or not PYTHON_NAME_RE.fullmatch(pyname)
+                or type(pyname) is not str or len(pyname) > PYTHON_NAME_MAX
+                or not PYTHON_NAME_RE.fullmatch(pyname)
                 or type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX
                 or type(ddesc) is not str or ("description" in d and not ddesc)):
             return None
@@ -340,7 +368,7 @@ def _usual_flat(raw: dict[str, Any], path: str, plugin: str | None) -> tuple[Any
         flat_ids = []
         for e in ids:
             entry = usual_entry_flat(e)
-            if entry is None:
+            if entry is None or (entry[6] is not None and len(entry[6]) > COMPATIBLE_MAX):
                 return None
             flat_ids.append(entry)
         flat_drivers.append((dname, pyname, priority, ddesc, tuple(flat_ids)))
@@ -357,38 +385,46 @@ def validate_manifest(
     schema = reader.integer(raw, "schema-version", "", None)
     if schema not in SCHEMA_VERSIONS:
         raise reader.fail(
-            f"unsupported schema version {schema} (this virtcore reads "
+            f"unsupported schema version {echo(schema)} (this virtcore reads "
             f"{', '.join(map(str, sorted(SCHEMA_VERSIONS)))})", "schema-version")
-    name = reader.string(raw, "name", "", pattern=NAME_RE, what="a valid plugin name")
+    name = reader.string(raw, "name", "", pattern=NAME_RE, what="a valid plugin name",
+                         limit=NAME_MAX)
     if plugin is not None and name != plugin:
         raise reader.fail(
-            f"manifest name {name!r} differs from the entry point name {plugin!r}", "name")
+            f"manifest name {echo(name)} differs from the entry point name {echo(plugin)}",
+            "name")
     reader.plugin = name
     api = reader.integer(raw, "api-version", "", None)
     if api < 1:
-        raise reader.fail(f"api-version must be 1 or more, not {api}", "api-version")
+        raise reader.fail(f"api-version must be 1 or more, not {echo(api)}", "api-version")
     description = reader.string(raw, "description", "", required=False)
 
     drivers: list[DriverDecl] = []
     for i, item in enumerate(reader.array(raw.get("drivers"), "drivers")):
         key = f"drivers[{i}]"
         table = reader.table(item, key, _DRIVER_KEYS)
-        dname = reader.string(table, "name", key, pattern=NAME_RE, what="a valid driver name")
+        dname = reader.string(table, "name", key, pattern=NAME_RE, what="a valid driver name",
+                              limit=NAME_MAX)
         pyname = reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
-                               what="'module:attribute'")
+                               what="'module:attribute'", limit=PYTHON_NAME_MAX)
         priority = reader.integer(table, "priority", key, 0)
         if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise reader.fail(f"priority {priority} is outside {PRIORITY_MIN} to "
+            raise reader.fail(f"priority {echo(priority)} is outside {PRIORITY_MIN} to "
                               f"{PRIORITY_MAX}", f"{key}.priority")
         ids: list[IdEntry] = []
         for j, entry in enumerate(reader.array(table.get("ids"), f"{key}.ids")):
+            compatible = entry.get("compatible") if isinstance(entry, dict) else None
+            if isinstance(compatible, str) and len(compatible) > COMPATIBLE_MAX:
+                raise reader.fail(f"driver {echo(dname)}: compatible "
+                                  f"{too_long(compatible, COMPATIBLE_MAX)}",
+                                  f"{key}.ids[{j}].compatible")
             try:
                 ids.append(entry_from_mapping(entry, path=spath, key=f"{key}.ids[{j}]",
                                               plugin=name))
             except IdTableError as exc:
-                raise IdTableError(
-                    f"driver {dname!r}: {exc.reason}", path=spath, key=exc.key, plugin=name,
-                    entry=exc.entry) from None
+                raise IdTableError(  # the reason is made by the ID parser: its words cut
+                    f"driver {echo(dname)}: {bound_words(exc.reason)}", path=spath,
+                    key=exc.key, plugin=_shown(name), entry=exc.entry) from None
         drivers.append(DriverDecl(dname, pyname, name, tuple(ids), priority,
                                   reader.string(table, "description", key, required=False)))
     _no_duplicates(reader, [d.name for d in drivers], "drivers", "driver")
@@ -398,12 +434,13 @@ def validate_manifest(
         key = f"transports[{i}]"
         table = reader.table(item, key, _TRANSPORT_KEYS)
         transports.append(TransportDecl(
-            reader.string(table, "name", key, pattern=NAME_RE, what="a valid transport name"),
+            reader.string(table, "name", key, pattern=NAME_RE, what="a valid transport name",
+                          limit=NAME_MAX),
             reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
-                          what="'module:attribute'"),
+                          what="'module:attribute'", limit=PYTHON_NAME_MAX),
             name,
             reader.string(table, "machine-section", key, required=False, pattern=NAME_RE,
-                          what="a valid section name") or None,
+                          what="a valid section name", limit=NAME_MAX) or None,
             _file_types(reader, table.get("file-types"), f"{key}.file-types"),
             reader.string(table, "description", key, required=False),
         ))
@@ -416,9 +453,10 @@ def validate_manifest(
         key = f"models[{i}]"
         table = reader.table(item, key, _MODEL_KEYS)
         models.append(ModelDecl(
-            reader.string(table, "name", key, pattern=NAME_RE, what="a valid model name"),
+            reader.string(table, "name", key, pattern=NAME_RE, what="a valid model name",
+                          limit=NAME_MAX),
             reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
-                          what="'module:attribute'"),
+                          what="'module:attribute'", limit=PYTHON_NAME_MAX),
             name,
             reader.string(table, "description", key, required=False),
         ))
@@ -429,7 +467,7 @@ def validate_manifest(
         key = f"hooks[{i}]"
         table = reader.table(item, key, _HOOK_KEYS)
         module = reader.string(table, "python-name", key, pattern=MODULE_NAME_RE,
-                               what="a module name")
+                               what="a module name", limit=PYTHON_NAME_MAX)
         names = table.get("hooks")
         if not isinstance(names, list) or not names or not all(
                 isinstance(n, str) for n in names):
@@ -437,7 +475,7 @@ def validate_manifest(
         for n in names:
             if n not in HOOK_NAMES:
                 raise reader.fail(
-                    f"unknown hook {n!r} (known: {', '.join(sorted(HOOK_NAMES))})",
+                    f"unknown hook {echo(n)} (known: {', '.join(sorted(HOOK_NAMES))})",
                     f"{key}.hooks")
         hooks.append(HookDecl(module, name, tuple(names)))
 
@@ -447,9 +485,9 @@ def validate_manifest(
         table = reader.table(item, key, _COMMAND_KEYS)
         commands.append(CommandDecl(
             reader.string(table, "name", key, pattern=COMMAND_NAME_RE,
-                          what="a command name (lowercase words joined by '-')"),
+                          what="a command name (lowercase words joined by '-')", limit=NAME_MAX),
             reader.string(table, "python-name", key, pattern=PYTHON_NAME_RE,
-                          what="'module:attribute'"),
+                          what="'module:attribute'", limit=PYTHON_NAME_MAX),
             name,
             reader.string(table, "description", key, required=False),
         ))
@@ -467,8 +505,10 @@ def _file_types(reader: _Reader, value: object, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-            isinstance(v, str) and FILE_TYPE_RE.fullmatch(v) for v in value):
-        raise reader.fail("expected an array of file suffixes such as \".dtb\"", key)
+            isinstance(v, str) and len(v) <= FILE_TYPE_MAX and FILE_TYPE_RE.fullmatch(v)
+            for v in value):
+        raise reader.fail(f"expected an array of file suffixes such as \".dtb\" (at most "
+                          f"{FILE_TYPE_MAX} characters each)", key)
     return tuple(v.lower() for v in value)
 
 
@@ -476,14 +516,19 @@ def _no_duplicates(reader: _Reader, names: list[str], key: str, what: str) -> No
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            raise reader.fail(f"{what} {n!r} is declared twice", key)
+            raise reader.fail(f"{what} {echo(n)} is declared twice", key)
         seen.add(n)
+
+
+def _shown(plugin: str | None) -> str | None:
+    """The plugin's name as an error names it (cut: an entry point's name is input too)."""
+    return echo_name(plugin) if plugin is not None else None
 
 
 def read_manifest(path: str | Path, *, plugin: str | None = None) -> Manifest:
     """Read and validate the manifest file at ``path``."""
     data = read_bounded(path, MAX_TOML_SIZE,
-                        lambda why: ManifestError(why, path=path, plugin=plugin),
+                        lambda why: ManifestError(why, path=path, plugin=_shown(plugin)),
                         what="a manifest")
     return parse_manifest(data, path, plugin=plugin)
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from ._echo import echo
 from ._ids import DeviceIds, check_compatible
 
 
@@ -60,9 +61,9 @@ def register_modalias_parser(prefix: str, parser: ModaliasParser) -> None:
     :raises ValueError: for a malformed prefix or one that already has a parser.
     """
     if not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(f"modalias prefix {prefix!r} must be lower-case letters, digits, _")
+        raise ValueError(f"modalias prefix {echo(prefix)} must be lower-case letters, digits, _")
     if prefix in MODALIAS_PARSERS:
-        raise ValueError(f"modalias prefix {prefix!r} already has a parser")
+        raise ValueError(f"modalias prefix {echo(prefix)} already has a parser")
     MODALIAS_PARSERS[prefix] = parser
 
 
@@ -77,9 +78,9 @@ def parse_modalias(text: str) -> ModaliasTarget:
     parser = MODALIAS_PARSERS.get(prefix) if sep else None
     if parser is None:
         known = ", ".join(f"{p}:" for p in sorted(MODALIAS_PARSERS))
-        raise ValueError(f"modalias {alias!r} has no known prefix (known: {known})")
+        raise ValueError(f"modalias {echo(alias)} has no known prefix (known: {known})")
     if "*" in alias or "?" in alias or "[" in alias:
-        raise ValueError(f"modalias {alias!r} is a pattern (a module alias), not a device's "
+        raise ValueError(f"modalias {echo(alias)} is a pattern (a module alias), not a device's "
                          "modalias")
     return parser(alias)
 
@@ -103,13 +104,13 @@ def pci_modalias(ids: DeviceIds) -> str:
 def parse_pci_modalias(alias: str) -> ModaliasTarget:
     m = _PCI_RE.fullmatch(alias)
     if m is None:
-        raise ValueError(f"modalias {alias!r} is not in the PCI form "
+        raise ValueError(f"modalias {echo(alias)} is not in the PCI form "
                          "pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X")
     fields = {k: int(v, 16) for k, v in m.groupdict().items()}
     names = {"v": "vendor", "d": "device", "sv": "subvendor", "sd": "subdevice"}
     for key, name in names.items():
         if fields[key] > 0xFFFF:
-            raise ValueError(f"modalias {alias!r}: {name} {fields[key]:#x} is outside 16 bits "
+            raise ValueError(f"modalias {echo(alias)}: {name} {fields[key]:#x} is outside 16 bits "
                              "(0 to 0xffff)")
     class_ = fields["bc"] << 16 | fields["sc"] << 8 | fields["i"]
     return ModaliasTarget(DeviceIds(fields["v"], fields["d"], fields["sv"], fields["sd"],
@@ -210,25 +211,25 @@ def parse_of_modalias(alias: str) -> ModaliasTarget:
     parsed.
     """
     if not alias.startswith("of:N"):
-        raise ValueError(f"modalias {alias!r} is not in the device-tree form "
+        raise ValueError(f"modalias {echo(alias)} is not in the device-tree form "
                          "of:N<name>T<type>C<compatible>...")
     if len(alias) > OF_MODALIAS_MAX:
         raise ValueError(f"modalias {alias[:40]!r}... is longer than {OF_MODALIAS_MAX} "
                          "characters (a sysfs page)")
     _name, t, rest = alias[4:].partition("T")
     if not t:
-        raise ValueError(f"modalias {alias!r} has no T<type> part (of:N<name>T<type>C...)")
+        raise ValueError(f"modalias {echo(alias)} has no T<type> part (of:N<name>T<type>C...)")
     cuts = [i for i, ch in enumerate(rest) if ch == "C"]
     if not cuts:
-        raise ValueError(f"modalias {alias!r} has no compatible string (C<compatible>)")
+        raise ValueError(f"modalias {echo(alias)} has no compatible string (C<compatible>)")
     strings = _best_split(rest, cuts)
     if strings is None:
         bad = rest[cuts[0] + 1:]
         try:
             check_compatible(bad)
         except ValueError as exc:
-            raise ValueError(f"modalias {alias!r}: {exc}") from None
-        raise ValueError(f"modalias {alias!r}: no split into valid compatible strings")
+            raise ValueError(f"modalias {echo(alias)}: {exc}") from None
+        raise ValueError(f"modalias {echo(alias)}: no split into valid compatible strings")
     return ModaliasTarget(None, strings)
 
 
@@ -295,10 +296,10 @@ def parse_virtio_modalias(alias: str) -> ModaliasTarget:
     """The ``virtio,device<hex ID>`` compatible string of a ``virtio:`` modalias."""
     m = _VIRTIO_RE.fullmatch(alias)
     if m is None:
-        raise ValueError(f"modalias {alias!r} is not in the virtio form virtio:d%08Xv%08X")
+        raise ValueError(f"modalias {echo(alias)} is not in the virtio form virtio:d%08Xv%08X")
     device_id = int(m["d"], 16)
     if device_id == 0:
-        raise ValueError(f"modalias {alias!r}: virtio device ID 0 means 'no device'")
+        raise ValueError(f"modalias {echo(alias)}: virtio device ID 0 means 'no device'")
     return ModaliasTarget(None, (f"virtio,device{device_id:x}",))
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -19,10 +20,14 @@ from ._contain import PluginCalls, describe_exception, driver_owner, one_line, o
 from ._device import Device, DeviceStatus
 from ._discovery import not_loaded, not_loaded_note
 from ._errors import MachineFileError, TransferTimeoutError, VirtcoreError
+from ._json_text import Encoded, json_text
 from ._machine import Machine
 from ._model import DeviceModel, StreamModel
 
 DEMO_PLUGINS = ("virt_pci", "virt_devtree", "virt_pipe", "virt_virtio")
+DEMO_INSTALL = "python3 -m pip install . " + " ".join(f"./plugins/{p}" for p in DEMO_PLUGINS)
+"""How to install the demo's plugins to use them, from the virtcore source tree: the
+README's first command (the core and every plugin)."""
 
 DEMO_ROUTES = {
     "pci": "PCI MMIO ports",
@@ -108,8 +113,21 @@ def describe(machine: Machine, calls: PluginCalls | None = None) -> dict[str, An
     (:meth:`Machine.plugin_failures`) on that device, failed attempts of drivers that did
     not end up bound included."""
     calls = calls if calls is not None else PluginCalls(machine, "run")
+    return {
+        "machine": machine.name,
+        "devices": list(_device_items(machine, calls)),
+        "misc": _misc_items(machine),
+    }
+
+
+def _misc_items(machine: Machine) -> list[dict[str, Any]]:
+    return [{"name": m.name, "device": m.device.path, "driver": m.device.driver_name}
+            for m in machine.misc.items()]
+
+
+def _device_items(machine: Machine, calls: PluginCalls) -> Iterator[dict[str, Any]]:
+    """:func:`describe`'s devices, one at a time."""
     calls.report_failures()
-    devices = []
     for device in machine.devices():
         item = _as_dict(device, calls)
         model = _model_of(device, calls)
@@ -121,13 +139,7 @@ def describe(machine: Machine, calls: PluginCalls | None = None) -> dict[str, An
             item["unusable"] = report.unusable
         item.update(_device_info(device, calls))
         item["plugin_errors"] = list(calls.problems.get(device.path, []))
-        devices.append(item)
-    return {
-        "machine": machine.name,
-        "devices": devices,
-        "misc": [{"name": m.name, "device": m.device.path, "driver": m.device.driver_name}
-                 for m in machine.misc.items()],
-    }
+        yield item
 
 
 def _bus_path(device: Device) -> str:
@@ -319,7 +331,7 @@ def _host(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"    virtcore driver: {win.driver + ' (' + win.reason + ')' if win else 'none'}"
                   "\n")
     if args.json:
-        out.write(json.dumps({"machine": "host", "devices": rows}, indent=2) + "\n")
+        out.write(json_text({"machine": "host", "devices": rows}))
     elif not rows:
         out.write("no PCI devices visible under /sys/bus/pci\n")
     return EXIT_FAILED_DEVICES if calls else 0
@@ -374,10 +386,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                                  f"{', '.join(DEMO_PLUGINS)}; {not_loaded_note(hidden)}\n")
                 return 1
             sys.stderr.write(
-                "virtcore run: the demo machine needs the plugins "
+                "virtcore run: error: the demo machine needs the plugins "
                 f"{', '.join(DEMO_PLUGINS)}; missing or not loadable: {', '.join(missing)}\n"
-                "install them with: pip install ./plugins/virt_pci ./plugins/virt_devtree "
-                "./plugins/virt_pipe ./plugins/virt_virtio (from the virtcore source tree)\n")
+                f"install them from the virtcore source tree with: {DEMO_INSTALL}\n")
             return 1
         source = str(demo_path())
     calls = PluginCalls(machine, "run")
@@ -417,7 +428,12 @@ def _show(machine: Machine, args: argparse.Namespace, out: TextIO, calls: Plugin
         return status if status or not (failed or calls) else EXIT_FAILED_DEVICES
     if not args.json:
         print_tree(machine, out, calls)
-    data = describe(machine, calls) if args.json else {}
+    data: dict[str, Any] = {}
+    if args.json:  # describe(), each device laid out as text once described: the document
+        # holds one string per device, not its objects (the peak is about twice the text)
+        data = {"machine": machine.name,
+                "devices": [Encoded(item, 2) for item in _device_items(machine, calls)],
+                "misc": _misc_items(machine)}
     ok = True
     if args.json:
         data["unusable_plugins"] = unusable_summary(machine)
@@ -431,7 +447,7 @@ def _show(machine: Machine, args: argparse.Namespace, out: TextIO, calls: Plugin
     calls.report_failures()
     if args.json:  # one write call per document
         data["plugin_failures"] = [f.to_dict() for f in machine.plugin_failures()]
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(json_text(data))
     if demo and not ok:
         return 1
     return EXIT_FAILED_DEVICES if failed or calls else 0

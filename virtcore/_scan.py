@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterator, Sequence
 
 from . import _cache
+from ._echo import bound_words, echo, echo_name
 from ._errors import ManifestError
 from ._files import MAX_TOML_SIZE, read_bounded, read_bounded_stat
-from ._manifest import parse_manifest_flat
+from ._manifest import NAME_MAX, parse_manifest_flat
 from ._record import Frozen
 
 TYPE_CHECKING = False
@@ -209,10 +210,10 @@ def _split_value(value: str) -> tuple[str, str]:
     package, resource = package.strip(), resource.strip()
     if not sep or not package or not resource or "/" in resource or "\\" in resource:
         raise ManifestError(
-            f"entry point value {value!r} must be 'package:manifest.toml'")
+            f"entry point value {echo(value)} must be 'package:manifest.toml'")
     if "." in package:
         raise ManifestError(
-            f"entry point value {value!r}: the manifest must live in a top-level package "
+            f"entry point value {echo(value)}: the manifest must live in a top-level package "
             "(finding a subpackage would import its parents)")
     return package, resource
 
@@ -232,14 +233,16 @@ def locate_manifest(value: str, location: str | None) -> str:
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError) as exc:
-        raise ManifestError(f"cannot locate package {package!r}: {exc}") from None
+        raise ManifestError(f"cannot locate package {echo(package)}: "
+                            f"{bound_words(str(exc))}") from None
     if spec is None or not spec.submodule_search_locations:
-        raise ManifestError(f"package {package!r} is not installed (entry point {value!r})")
+        raise ManifestError(f"package {echo(package)} is not installed (entry point "
+                            f"{echo(value)})")
     for folder in spec.submodule_search_locations:
         candidate = os.path.join(folder, resource)
         if os.path.exists(candidate):
             return candidate
-    raise ManifestError(f"package {package!r} has no file {resource!r}")
+    raise ManifestError(f"package {echo(package)} has no file {echo(resource)}")
 
 
 def scan(path: Sequence[str] | None, use_cache: bool) -> _cache.Snapshot:
@@ -376,7 +379,10 @@ def _read_item(ep: EntryPointInfo, now: int | None = None) -> _cache.ScanItem:
         error = str(exc)
     if stamp is not None and now is not None and not _cache.trusted(stamp[0], now):
         stamp = None  # changed in this clock tick: read it again next time
-    return _cache.ScanItem(ep.name, ep.value, ep.distribution, ep.version, ep.location,
+    # a name longer than any plugin name is listed cut (its manifest cannot match it: the
+    # error says why, naming the file and the key)
+    name = ep.name if len(ep.name) <= NAME_MAX else echo_name(ep.name)
+    return _cache.ScanItem(name, ep.value, ep.distribution, ep.version, ep.location,
                            manifest_path, manifest, error, stamp)
 
 
@@ -391,7 +397,7 @@ def _read_manifest_file(ep: EntryPointInfo) -> tuple[str, bytes, _cache.Stamp]:
     path = os.path.join(ep.location, package, resource)
 
     def fail(why: str) -> ManifestError:
-        return ManifestError(why, path=path, plugin=ep.name)
+        return ManifestError(why, path=path, plugin=echo_name(ep.name))
 
     try:  # bounded: a regular file of at most MAX_TOML_SIZE (see virtcore/_files.py)
         data, st = read_bounded_stat(path, MAX_TOML_SIZE, _NotThereError, what="a manifest")
