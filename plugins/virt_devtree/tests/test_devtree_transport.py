@@ -184,6 +184,24 @@ def test_models_must_name_devices(fifo) -> None:
             DevtreeTransport(sample_tree(), {path: fifo})
 
 
+def test_a_hypercall_model_is_removed_and_attached_again(transport, fifo) -> None:
+    """remove_model takes the model out of the handle (transfers get -ENOENT), hands it
+    back disconnected and not closed; add_model puts it (or another) back; a second model
+    on a node, or removing from a node without one, is a TreeError naming the node."""
+    device = transport.device("/soc/pipe@1000")
+    with pytest.raises(TreeError, match=r"^/soc/pipe@1000: the node already has a device "
+                       "model"):
+        transport.add_model("/soc/pipe@1000", FifoModel())
+    assert transport.remove_model("/soc/pipe@1000") is fifo
+    assert transport.model_of(device) is None and fifo.closed == 0
+    with pytest.raises(TransferError, match="-ENOENT"):
+        transport.transfer(device, bytearray(4), Op.READ)
+    with pytest.raises(TreeError, match=r"^/soc/pipe@1000: the node has no device model"):
+        transport.remove_model("/soc/pipe@1000")
+    transport.add_model("/soc/pipe@1000", fifo)
+    assert transport.transfer(device, b"back", Op.WRITE) == 4
+
+
 def test_from_blob_and_file(tmp_path, fifo) -> None:
     blob = write_dtb(sample_tree())
     transport = DevtreeTransport.from_blob(blob, {"/soc/pipe@1000": fifo})

@@ -18,6 +18,7 @@ from virtcore import (
     Device,
     DeviceIds,
     DeviceModel,
+    Machine,
     MachineContext,
     Op,
     Port,
@@ -40,7 +41,7 @@ from ._hypervisor import (
     HypercallResult,
     Hypervisor,
 )
-from ._mmio import MmioPersonality, MmioRegion, MmioWindow
+from ._mmio import MmioPersonality, MmioRegion, MmioWindow, WindowMap
 from ._tree import DeviceTree, Node
 
 log = logging.getLogger("virt_devtree")
@@ -114,7 +115,8 @@ class DevtreeTransport(Transport):
     :param tree: the device tree.
     :param models: device models by node path; each is put behind that node's handle, or
         (an :class:`MmioPersonality`) mapped as a register window at the node's ``reg``.
-        The transport owns them from then on: :meth:`close` closes them.
+        The transport owns them from then on: :meth:`close` closes them (and
+        :meth:`remove_model` hands one back).
     :raises TreeError: a model names a path that is not a device, or a virt-dev node is
         malformed (missing or oversized dev-id, unresolvable interrupts).
     """
@@ -127,8 +129,8 @@ class DevtreeTransport(Transport):
         self._devices: list[Device] = []
         self._by_path: dict[str, Device] = {}
         self._nodes: dict[int, Node] = {}
-        self._windows: list[tuple[int, int, MmioRegion, Device]] = []
-        self._mmio_models: dict[int, MmioPersonality] = {}
+        self._windows = WindowMap()
+        self._mmio_models: dict[int, DeviceModel] = {}  # the MmioPersonality ones
         self._closed = False
         self._build()
         for path, model in (models or {}).items():
@@ -243,7 +245,65 @@ class DevtreeTransport(Transport):
             return Device(node.path, compatible=kept, **kwargs)
 
     def add_model(self, path: str, model: DeviceModel) -> Device:
-        """Put ``model`` behind the device at node ``path`` and wire its IRQ."""
+        """Put ``model`` behind the device at node ``path`` and wire its IRQ.
+
+        An :class:`MmioPersonality` is mapped at the node's ``reg``, replacing a placeholder
+        window there (see :meth:`add_mmio`).  Once the transport is in a machine this is a
+        hot-plug: an unbound device is probed again (``machine.reprobe``), so it binds the
+        driver the new model lets it bind.
+
+        :raises TreeError: naming the node: it is not a device, already has a model, has no
+            usable ``reg``, or its window overlaps another real one.
+        """
+        device = self._device_at(path, "cannot attach a device model")
+        handle = self.handle(device)
+        if handle in self._mmio_models or self.hypervisor.model(handle) is not None:
+            raise TreeError("the node already has a device model (remove_model takes it "
+                            "out)", node=path)
+        if isinstance(model, MmioPersonality):
+            window = self._window_of(device)
+            region = model.mmio_region(MmioWindow(window[0], window[1], device,
+                                                  lambda: self.raise_irq(device)))
+            self.add_mmio(window[0], window[1], region, device)
+            self._mmio_models[handle] = model
+        else:
+            self.hypervisor.add(handle, model)
+            model.connect_irq(lambda: self.raise_irq(device))
+        machine = self._machine_of(device)
+        if machine is not None and device.driver is None:
+            machine.reprobe(device)
+        return device
+
+    def remove_model(self, path: str) -> DeviceModel:
+        """Take the device model out of node ``path`` (hot-unplug) and return it.
+
+        In a machine, the device's driver is unbound first (its ``remove`` still reaches
+        the model, e.g. to reset it), then the model is taken out (a register window is
+        unmapped and the placeholder it replaced decodes again) and the device is probed
+        again, as what is left behind allows.  The model is the caller's again: it is
+        disconnected but not closed.
+
+        :raises TreeError: naming the node: it is not a device or has no model.
+        """
+        device = self._device_at(path, "cannot remove a device model")
+        handle = self.handle(device)
+        if handle not in self._mmio_models and self.hypervisor.model(handle) is None:
+            raise TreeError("the node has no device model to remove", node=path)
+        machine = self._machine_of(device)
+        if machine is not None:
+            machine.unbind(device)
+        model = self._mmio_models.get(handle)
+        if model is not None:
+            self.remove_mmio(device, self._window_of(device)[0])
+            del self._mmio_models[handle]
+        else:
+            model = self.hypervisor.remove(handle)
+            model.connect_irq(None)
+        if machine is not None:
+            machine.reprobe(device)
+        return model
+
+    def _device_at(self, path: str, what: str) -> Device:
         device = self._by_path.get(path)
         if device is None:
             node = self.tree.find(path) if path.startswith("/") else None
@@ -251,20 +311,12 @@ class DevtreeTransport(Transport):
                    "node is not available (status, or a disabled ancestor)"
                    if any(not n.available for n in _ancestry(node)) else
                    "node has no compatible property, so it is not a device")
-            raise TreeError(f"cannot attach a device model: {why}", node=path)
-        handle = self.handle(device)
-        if isinstance(model, MmioPersonality):
-            if handle in self._mmio_models:
-                raise TreeError("the node already has a device model", node=path)
-            window = self._window_of(device)
-            region = model.mmio_region(MmioWindow(window[0], window[1], device,
-                                                  lambda: self.raise_irq(device)))
-            self.add_mmio(window[0], window[1], region, device)
-            self._mmio_models[handle] = model
-            return device
-        self.hypervisor.add(handle, model)
-        model.connect_irq(lambda: self.raise_irq(device))
+            raise TreeError(f"{what}: {why}", node=path)
         return device
+
+    def _machine_of(self, device: Device) -> Machine | None:
+        machine = self.machine
+        return machine if machine is not None and device.machine is machine else None
 
     def _window_of(self, device: Device) -> tuple[int, int]:
         node = self.node(device)
@@ -277,24 +329,33 @@ class DevtreeTransport(Transport):
 
     # -- memory-mapped registers -------------------------------------------------------------
 
-    def add_mmio(self, base: int, size: int, region: MmioRegion, device: Device) -> None:
+    def add_mmio(self, base: int, size: int, region: MmioRegion, device: Device, *,
+                 placeholder: bool = False) -> None:
         """Map ``region`` at CPU addresses ``base .. base + size - 1`` for ``device``.
 
-        :raises ValueError: an empty window or one overlapping another.
+        A ``placeholder`` window answers only while nothing real is mapped over it: a real
+        window (a later ``add_mmio``, or :meth:`add_model`) overlapping it hides it, and
+        unmapping that window (:meth:`remove_mmio`, :meth:`remove_model`) shows it again.
+
+        :raises TreeError: (a ``ValueError``) naming ``device``'s node and both windows'
+            addresses: an empty window, a real window overlapping another real one, or a
+            placeholder overlapping any window.
         """
-        if size <= 0 or base < 0:
-            raise ValueError(f"register window {base:#x}+{size:#x} is empty or negative")
-        for start, end, _, other in self._windows:
-            if base < end and base + size > start:
-                raise ValueError(f"register window {base:#x}+{size:#x} overlaps the one of "
-                                 f"{other.path} at {start:#x}")
-        self._windows.append((base, base + size, region, device))
+        self._windows.map(base, size, region, device, placeholder=placeholder)
+
+    def remove_mmio(self, device: Device, base: int | None = None) -> MmioRegion:
+        """Unmap ``device``'s window at ``base`` (``None``: its last one in the map) and return
+        its region; placeholders it hid decode again.
+
+        :raises TreeError: naming the node: no such window of ``device``.
+        """
+        return self._windows.unmap(device, base)
 
     def _decode(self, address: int, size: int) -> tuple[int, MmioRegion, Device]:
         if size not in (1, 2, 4, 8) or address % size:
             raise MmioError(f"{size}-byte access at {address:#x} is not naturally aligned "
                             "1, 2, 4 or 8 bytes", address=address, size=size)
-        for start, end, region, device in self._windows:
+        for start, end, region, device, _ in self._windows.live:
             if start <= address and address + size <= end:
                 return start, region, device
         raise MmioError(f"no register window decodes address {address:#x}", address=address,
@@ -319,10 +380,14 @@ class DevtreeTransport(Transport):
 
     def mmio_base(self, device: Device) -> int | None:
         """The CPU address of ``device``'s register window, ``None`` without one."""
-        for start, _, _, owner in self._windows:
-            if owner is device:
-                return start
-        return None
+        window = self._windows.window_of(device)
+        return window.start if window is not None else None
+
+    def mmio_placeholder(self, device: Device) -> bool:
+        """Whether the window decoding ``device``'s registers is a placeholder (``False``
+        without a window)."""
+        window = self._windows.window_of(device)
+        return window is not None and window.placeholder
 
     # -- queries ---------------------------------------------------------------------------
 

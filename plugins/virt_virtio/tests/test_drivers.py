@@ -284,6 +284,54 @@ model = "virtio-console"
     assert stderr == ""
 
 
+def test_plugging_an_entropy_model_into_an_empty_qemu_virt_slot_and_out(tmp_path):
+    """4.2.3.1.1 and QEMU's ``-device virtio-rng-device`` on a free transport: QEMU 7.2's
+    virt tree boots with 32 empty transports; a model plugged into one after boot
+    (``add_model``) replaces the empty transport's registers, the node binds virtio_mmio
+    and its virtio device virtio_rng, ``hwrng`` reads the model's bytes; unplugging it
+    (``remove_model``) removes the virtio device and hwrng, the slot reads DeviceID 0 and
+    is declined quietly again (the model was reset by the driver's remove, and is handed
+    back); the slot takes it a second time and it goes on serving its source."""
+    source = tmp_path / "entropy.bin"
+    source.write_bytes(bytes(range(256)) * 8 + bytes(range(255, -1, -1)) * 8)
+    slot = "/virtio_mmio@a000200"
+    with Machine("virt") as machine:
+        machine.load({"name": "virt", "devtree": {"dtb": str(QEMU_VIRT_DTB)}})
+        device = machine.device(slot)
+        bus = device.transport
+        empty = "virtio_mmio declined: DeviceID 0: an empty transport"
+        assert device.driver is None and device.error == empty
+        model = VirtioEntropy(source=source)
+        assert bus.add_model(slot, model) is device
+        assert device.driver_name == "virtio_mmio"
+        (child,) = [d for d in machine.devices() if d.bus == "virtio"]
+        assert child.path == f"{slot}/virtio0" and child.parent is device
+        assert child.driver_name == "virtio_rng" and child.irq == 49
+        assert "live" in repr(model)
+        assert read_hwrng(machine, 2048) == source.read_bytes()[:2048]
+
+        assert bus.remove_model(slot) is model
+        assert "idle" in repr(model)  # reset by virtio_mmio's remove, then unmapped
+        assert [d for d in machine.devices() if d.bus == "virtio"] == []
+        assert child.machine is None and child.driver is None
+        assert "hwrng" not in machine.misc.names()
+        assert device.driver is None and device.error == empty
+        assert bus.mmio_read(bus.mmio_base(device) + 8, 4) == 0  # DeviceID 0: empty again
+        assert [d.path for d in machine.devices() if d.driver_name == "virtio_mmio"] == []
+
+        bus.add_model(slot, model)
+        assert device.driver_name == "virtio_mmio"
+        assert read_hwrng(machine, 2048) == source.read_bytes()[2048:]
+
+
+def read_hwrng(machine: Machine, size: int) -> bytes:
+    got = bytearray()
+    with machine.open("hwrng", "rb", buffering=0, timeout=30) as f:
+        while len(got) < size:
+            got += f.read(size - len(got))
+    return bytes(got)
+
+
 def test_live_qemu_virt_dump_matches_the_recorded_one(tmp_path):
     """4.2.3.1.1 (empty transports, DeviceID 0): when QEMU is installed, its dump today has
     the same virtio,mmio nodes."""

@@ -9,8 +9,14 @@ value"), Version 1 or 2 ("Version %d not supported"); **DeviceID 0 is declined s
 declined: virtcore's virtio is modern only.  A node whose ``reg`` nothing decodes (no
 device model behind it) gets an empty transport there (:class:`VirtioMmioDevice` with no
 model), as every unused transport of QEMU's ``virt`` machine is one: its registers read
-the magic value, version 2 and DeviceID 0, and the driver declines it like Linux.  A node
-without ``interrupts`` is declined, naming the property.  Interrupts: the handler reads
+the magic value, version 2 and DeviceID 0, and the driver declines it like Linux.  That
+transport is a *placeholder* window (``DevtreeTransport.add_mmio(..., placeholder=True)``):
+plugging a model into the slot later (``transport.add_model(path, model)``, QEMU's
+``-device virtio-rng-device`` landing on a free transport) maps the model's registers over
+it and probes the node again, which binds; ``transport.remove_model(path)`` unbinds it
+(the virtio device and its driver go), shows the empty transport again and the node is
+declined quietly as before.  A node without ``interrupts`` is declined, naming the
+property.  Interrupts: the handler reads
 InterruptStatus and writes the bits back to InterruptACK (§4.2.3.4).
 """
 
@@ -174,8 +180,10 @@ class VirtioMmioDriver(Driver):
         if magic is None:
             # no model behind the node: an empty transport, as in QEMU's virt machine,
             # whose registers read MagicValue, Version 2 and DeviceID 0
+            # (a placeholder: a model plugged in later replaces it, see module docstring)
             bus.add_mmio(base, size or WINDOW_SIZE, VirtioMmioDevice(
-                None, lambda: None, _no_memory, name=f"virtio-mmio {device.path}"), device)
+                None, lambda: None, _no_memory, name=f"virtio-mmio {device.path}"), device,
+                placeholder=True)
             magic = bus.mmio_read(base + MAGIC, 4)
         if magic != MAGIC_VALUE:
             raise VirtioError(f"virtio_mmio: wrong magic value {magic:#010x}")
