@@ -209,6 +209,13 @@ def test_check_says_every_problem_short(site: Path) -> None:
 ])
 def test_machine_file_errors_are_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        text: str, key: str) -> None:
+    _run_machine_file_error(tmp_path, monkeypatch, text, key)
+
+
+def _run_machine_file_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str,
+                            where: str) -> str:
+    """``virtcore run`` on a machine file holding ``text`` (core transports only): one
+    short error line naming the file and then ``where``; returns it."""
     monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore")
     path = tmp_path / "m.toml"
@@ -217,7 +224,8 @@ def test_machine_file_errors_are_short(tmp_path: Path, monkeypatch: pytest.Monke
     assert status == 1 and out == ""
     [line] = err.splitlines()
     _short([line], "virtcore run", tmp_path)
-    assert line.startswith(f"virtcore run: error: {path} {key}"), line[:300]
+    assert line.startswith(f"virtcore run: error: {path} {where}"), line[:300]
+    return line
 
 
 @pytest.mark.parametrize("args", [
@@ -257,15 +265,7 @@ def test_unknown_sections_and_top_level_keys_are_echoed_short(
         return close_matches(word, *args, **kwargs)
 
     monkeypatch.setattr(_boot.difflib, "get_close_matches", recording)
-    monkeypatch.setenv("VIRTCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("VIRTCORE_PLUGINS", "virtcore")
-    path = tmp_path / "m.toml"
-    path.write_text(text)
-    status, out, err = _run("run", str(path))
-    assert status == 1 and out == ""
-    [line] = err.splitlines()
-    _short([line], "virtcore run", tmp_path)
-    assert line.startswith(f"virtcore run: error: {path} {where}"), line[:300]
+    line = _run_machine_file_error(tmp_path, monkeypatch, text, where)
     assert "more)" in line, line[:300]
     assert max(compared, default=0) < 1000, compared  # no megabyte word compared
 
