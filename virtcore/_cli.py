@@ -23,10 +23,14 @@ BUILTIN_COMMANDS = ("plugins", "drivers", "match", "check", "run", "new-plugin")
 
 def _dump(data: Any, out: TextIO) -> None:
     """Write ``data`` as one JSON document in a single ``write`` call (``json.dump`` writes
-    token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token)."""
-    from ._json_text import json_text
+    token by token: with ``PYTHONUNBUFFERED=1`` that is one system call per token).
 
-    out.write(json_text(data))
+    These documents grow with the plugins installed, not with an input file, so they are
+    encoded in one go (the fastest way); ``virtcore run --json``, whose size follows the
+    machine file or blob, lays its devices out one at a time (:mod:`virtcore._json_text`)."""
+    import json
+
+    out.write(json.dumps(data, indent=2) + "\n")
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:

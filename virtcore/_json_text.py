@@ -5,7 +5,7 @@ With ``indent``, :func:`json.dumps` uses the pure-Python encoder, which collects
 of the document (some 45 small strings per device of ``virtcore run --json``, each costing
 more than the bytes it holds) in one list before joining them.  Here only the outer levels
 are walked in Python (a document's keys, and the items of its lists: devices, plugins,
-drivers); each of their items is encoded on its own and its lines indented to where it
+drivers); each item of those lists is encoded on its own and its lines indented to where it
 sits, so the tokens of one item live only while it is encoded and the document is held as
 one string per item until the final join.
 """
@@ -17,14 +17,23 @@ from collections.abc import Iterator
 
 INDENT = 2
 OUTER_LEVELS = 2
-"""Containers this many levels deep or less are walked here; deeper ones are encoded whole."""
+"""Lists less than this many levels deep are walked here, and the document itself if it is a
+dict; everything else (each item of a walked list among them) is encoded whole."""
+
+
+_INDENTED = json.JSONEncoder(indent=INDENT)
+"""What ``json.dumps(value, indent=INDENT)`` builds on every call, built once."""
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def _encode(value: object, depth: int) -> str:
     """``value`` as ``json.dumps(value, indent=INDENT)`` writes it ``depth`` levels deep: a
     newline in that text is always one between tokens (strings escape theirs), so indenting
-    its lines is enough."""
-    text = json.dumps(value, indent=INDENT)
+    its lines is enough.  A scalar has no newline: the compact encoder (compiled where the
+    interpreter has it) writes it the same."""
+    if type(value) in _SCALARS:
+        return json.dumps(value)
+    text = _INDENTED.encode(value)
     return text.replace("\n", "\n" + " " * (INDENT * depth)) if depth else text
 
 
@@ -60,8 +69,8 @@ def _pieces(head: str, value: object, depth: int) -> Iterator[str]:
         yield head  # not head + text: that would copy the text
         yield value.text
         return
-    if depth >= OUTER_LEVELS or not _walked(value):
-        yield head + _encode(value, depth)
+    if depth >= OUTER_LEVELS or not _walked(value) or (depth and isinstance(value, dict)):
+        yield head + _encode(value, depth)  # an item of a list, or a leaf: encoded whole
         return
     inner = "\n" + " " * (INDENT * (depth + 1))
     close = "\n" + " " * (INDENT * depth)
