@@ -248,8 +248,9 @@ class BadReadCount(FifoModel):
 @pytest.mark.parametrize("model", [FifoModel, BrokenModel, BadReadCount])
 def test_the_bound_port_does_what_the_hypercall_transfer_does(model) -> None:
     """Data, nothing yet, a model that raises, a bad count, the model taken out of the
-    table and a closed transport: the bound port's result or error is transfer's."""
-    for step in ("data", "again", "removed", "closed"):
+    table, another model put in its place after the port was bound, and a closed
+    transport: the bound port's result or error is transfer's."""
+    for step in ("data", "again", "removed", "replaced", "closed"):
         results = []
         for use_port in (False, True):
             fifo = model()
@@ -258,8 +259,12 @@ def test_the_bound_port_does_what_the_hypercall_transfer_does(model) -> None:
             port = transport.port(pipe)
             if step == "data":
                 FifoModel.write(fifo, memoryview(b"abc"))
-            if step == "removed":
+            if step in ("removed", "replaced"):
                 transport.hypervisor.remove(transport.handle(pipe))
+            if step == "replaced":
+                other = FifoModel()
+                other.write(memoryview(b"zz"))
+                transport.hypervisor.add(transport.handle(pipe), other)
             if step == "closed":
                 transport.close()
             buf = bytearray(2)
@@ -272,3 +277,5 @@ def test_the_bound_port_does_what_the_hypercall_transfer_does(model) -> None:
             results.append((read, bytes(buf), write))
             transport.close()
         assert results[0] == results[1], step
+        if step == "replaced":  # the new model answered, not the one taken out
+            assert results[1][:2] == (("ok", 2), b"zz"), results[1]

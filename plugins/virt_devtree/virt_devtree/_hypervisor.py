@@ -85,6 +85,9 @@ class Hypervisor:
         self._lock = threading.Lock()
         self._models: dict[int, DeviceModel] = {}
         self._table: Mapping[int, DeviceModel] = MappingProxyType(self._models)
+        self.generation = 0
+        """Changes whenever the table does (and at :meth:`invalidate`): a bound data path
+        that resolved its model at one generation looks it up again at the next."""
 
     def add(self, handle: int, model: DeviceModel) -> None:
         """Put ``model`` behind ``handle``; a handle is used once."""
@@ -94,11 +97,19 @@ class Hypervisor:
             if handle in self._models:
                 raise ValueError(f"handle {handle} is already in use")
             self._models[handle] = model
+            self.generation += 1
 
     def remove(self, handle: int) -> DeviceModel:
         """Take the model behind ``handle`` out of the table and return it."""
         with self._lock:
-            return self._models.pop(handle)
+            model = self._models.pop(handle)
+            self.generation += 1
+            return model
+
+    def invalidate(self) -> None:
+        """Make every bound data path resolve its model again (the owner closed, say)."""
+        with self._lock:
+            self.generation += 1
 
     def model(self, handle: int) -> DeviceModel | None:
         # a single dict lookup is atomic: the data path needs no lock here

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -483,58 +483,26 @@ class DevtreeTransport(Transport):
         raise _hypercall_error(call, handle, result, device)
 
     def bind_port(self, device: Device) -> Port:
-        """The fast path: the device's handle resolved now and the hypercall's data path
-        inlined, the buffer checks left to the caller.
+        """The fast path: the device's handle and model resolved now and the hypercall's
+        data path inlined, the buffer checks left to the caller.
 
         Each call does what :meth:`Hypervisor.hypercall` does for ``HV_READ`` / ``HV_WRITE``
-        on a whole, already checked buffer, and nothing else: the model is looked up behind
-        the handle on every call (a model taken out of the table gives ``-ENOENT``), a model
-        that raises gives ``-EIO`` with the exception as the cause, a count outside
-        ``0..len(view)`` gives ``-EIO``; the errors are the ones :meth:`transfer` raises.
+        on a whole, already checked buffer, and nothing else: a model that raises gives
+        ``-EIO`` with the exception as the cause, a count outside ``0..len(view)`` gives
+        ``-EIO``, no model behind the handle ``-ENOENT``; the errors are the ones
+        :meth:`transfer` raises.  The model is resolved once per table generation
+        (:attr:`Hypervisor.generation`, which adding or taking out a model and closing the
+        transport change), so a model taken out is never called.
         """
-        handle = self.handle(device)
-        lookup = self.hypervisor.lookup  # the live table: a removed model is seen
-
-        def fail(call: int, result: HypercallResult) -> TransferError:
-            if self._closed:
-                return TransferError("transport is closed", device=device)
-            return _hypercall_error(call, handle, result, device)
-
-        def read(view: memoryview) -> int | None:
-            model = lookup(handle)
-            if self._closed or model is None:
-                raise fail(HV_READ, HypercallResult(HV_ENOENT))
-            try:
-                result = model.read(view)
-            except Exception as exc:  # the guest sees -EIO; the host keeps the cause
-                error = exc
-            else:
-                if result is None or (type(result) is int and 0 <= result <= len(view)):
-                    return result
-                raise fail(HV_READ, Hypervisor.bad_count(model, HV_READ, result, len(view)))
-            raise fail(HV_READ, HypercallResult(HV_EIO, 0, error))
-
-        def write(view: memoryview) -> int:
-            model = lookup(handle)
-            if self._closed or model is None:
-                raise fail(HV_WRITE, HypercallResult(HV_ENOENT))
-            try:
-                result = model.write(view)
-            except Exception as exc:  # the guest sees -EIO; the host keeps the cause
-                error = exc
-            else:
-                if type(result) is int and 0 <= result <= len(view):
-                    return result
-                raise fail(HV_WRITE, Hypervisor.bad_count(model, HV_WRITE, result, len(view)))
-            raise fail(HV_WRITE, HypercallResult(HV_EIO, 0, error))
-
-        return Port(read, write)
+        port = _HypercallPort(self, device)
+        return Port(port.read, port.write)
 
     def close(self) -> None:
         """Disconnect and close every device model; safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        self.hypervisor.invalidate()  # bound data paths see the close at their next call
         models: list[Any] = [model for _, model in self.hypervisor]
         models += self._mmio_models.values()
         for model in models:
@@ -577,3 +545,73 @@ def _valid_compatible(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+
+class _HypercallPort:
+    """A device's bound hypercall data path (:meth:`DevtreeTransport.bind_port`): its model
+    resolved at one table generation, resolved again at the first call after a change."""
+
+    __slots__ = ("transport", "device", "handle", "hypervisor", "generation", "model",
+                 "model_read", "model_write")
+
+    def __init__(self, transport: DevtreeTransport, device: Device) -> None:
+        self.transport = transport
+        self.device = device
+        self.handle = transport.handle(device)
+        self.hypervisor = transport.hypervisor
+        self.generation = -1
+        self.model: DeviceModel | None = None
+        self.model_read: Callable[[memoryview], int | None] | None = None
+        self.model_write: Callable[[memoryview], int] | None = None
+        self.resolve()
+
+    def resolve(self) -> None:
+        """Look the model up behind the handle (none once the transport is closed)."""
+        self.generation = self.hypervisor.generation
+        model = None if self.transport._closed else self.hypervisor.model(self.handle)
+        self.model = model
+        self.model_read = model.read if model is not None else None
+        self.model_write = model.write if model is not None else None
+
+    def fail(self, call: int, result: HypercallResult) -> TransferError:
+        if self.transport._closed:
+            return TransferError("transport is closed", device=self.device)
+        return _hypercall_error(call, self.handle, result, self.device)
+
+    def bad_count(self, call: int, result: object, size: int) -> TransferError:
+        model = self.model
+        assert model is not None  # it returned ``result``
+        return self.fail(call, Hypervisor.bad_count(model, call, result, size))
+
+    def read(self, view: memoryview) -> int | None:
+        if self.hypervisor.generation != self.generation:
+            self.resolve()
+        model_read = self.model_read
+        if model_read is None:
+            raise self.fail(HV_READ, HypercallResult(HV_ENOENT))
+        try:
+            result = model_read(view)
+        except Exception as exc:  # the guest sees -EIO; the host keeps the cause
+            error = exc
+        else:
+            if type(result) is int and 0 <= result <= len(view) or result is None:
+                return result
+            raise self.bad_count(HV_READ, result, len(view))
+        raise self.fail(HV_READ, HypercallResult(HV_EIO, 0, error))
+
+    def write(self, view: memoryview) -> int:
+        if self.hypervisor.generation != self.generation:
+            self.resolve()
+        model_write = self.model_write
+        if model_write is None:
+            raise self.fail(HV_WRITE, HypercallResult(HV_ENOENT))
+        try:
+            result = model_write(view)
+        except Exception as exc:  # the guest sees -EIO; the host keeps the cause
+            error = exc
+        else:
+            if type(result) is int and 0 <= result <= len(view):
+                return result
+            raise self.bad_count(HV_WRITE, result, len(view))
+        raise self.fail(HV_WRITE, HypercallResult(HV_EIO, 0, error))
