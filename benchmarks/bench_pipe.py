@@ -22,8 +22,9 @@ segment of the payload at a time outside the timed region; only the reads are ti
 over the segments, with the final read that sees the end of data), as ours reads a model
 filled before its timed region.  No writer thread runs while the peer is timed.
 
-``--layers`` prints what each layer of a read costs instead (model, bound port, driver,
-misc file), each called directly in process.
+``--layers`` prints what each layer of a read costs instead (model, bound port, then the
+file's ``readinto``: the driver's bound function, or the misc file over the driver), each
+called directly in process.
 
 Ratios are throughput ratios (peer time / our time: 1.0 is as fast as the peer, higher is
 faster), medians over the rounds with the interquartile range; CPU time is process time.
@@ -231,17 +232,23 @@ def _layer_costs(model: StreamModel, f: Any, calls: int) -> list[tuple[str, floa
     cases: list[tuple[str, Callable[[], object]]] = [
         ("empty call", lambda: None),
         ("model.read", lambda: model.read(view)),
-        ("port.read", lambda: port_read(view)),
-        ("driver readinto", lambda: fops.readinto(f, view)),
-        ("MiscFile.readinto", lambda: f.readinto(buffer))]
+        ("port.read", lambda: port_read(view))]
+    if "readinto" in vars(f):  # the driver bound its readinto: the file's readinto is it
+        cases.append(("file.readinto (the driver's bound readinto)",
+                      lambda: f.readinto(buffer)))
+    else:  # the misc file's frame, then the driver's
+        cases += [("driver readinto", lambda: fops.readinto(f, view)),
+                  ("MiscFile.readinto", lambda: f.readinto(buffer))]
     return [(name, _best_per_call(call, calls)) for name, call in cases]
 
 
 def layers(catalog: Catalog, calls: int = 200_000) -> None:
     """What each layer of a 1-byte read costs, in process: each layer called directly (the
-    model's ``read``, the bound port, the driver's ``readinto``, the misc file's), best of 5
-    runs of ``calls // 5`` calls; a layer's own cost is the difference to the layer below
-    (the empty call's cost below the model)."""
+    model's ``read``, the bound port, then ``file.readinto``: the driver's own function when
+    it binds one with ``FileOperations.bind_readinto``, as virt_pipe does, else the misc
+    file's frame over the driver's ``readinto``), best of 5 runs of ``calls // 5`` calls; a
+    layer's own cost is the difference to the layer below (the empty call's cost below the
+    model)."""
     for transport in SECTIONS:
         with booted(catalog, transport) as (machine, model):
             model.host_write(os.urandom(4 * calls + 1))  # enough for every layer's calls

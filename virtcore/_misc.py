@@ -6,6 +6,9 @@ lowest free numbered name (``virt_pipe0``, ``virt_pipe1``...), as an IDA hands o
 Files are not seekable, like ``nonseekable_open``, unless the driver implements
 :meth:`FileOperations.llseek` (a block device does): then ``seek``/``tell`` work and the
 driver reads and writes at ``file.pos``.
+
+A driver with a hot read path may also hand the open file its own ``readinto``
+(:meth:`FileOperations.bind_readinto`): one Python frame per read instead of two.
 """
 
 from __future__ import annotations
@@ -42,6 +45,29 @@ class FileOperations:
     def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
         """Fill ``buffer``; the default says the device cannot be read."""
         raise io.UnsupportedOperation(f"{file.name} is not readable")
+
+    def bind_readinto(self, file: MiscFile) -> Callable[[Any], int | None] | None:
+        """Optional: a function that *is* ``file.readinto`` while ``file`` is open for
+        reading, or ``None`` (the default) to keep the file's own.
+
+        Called once, after :meth:`open`, for a file opened for reading; the file installs
+        the function as its ``readinto`` and takes it away at close, before
+        :meth:`release`.  It saves the misc file's frame on each read: the function does
+        the file's checks and the driver's work in one.  Its contract:
+
+        * for the usual call, a non-empty :class:`bytearray`, it views the buffer
+          (``memoryview(buffer)``) and reads into the view as :meth:`readinto` would;
+        * for anything else (another buffer type, an empty buffer) it returns
+          ``MiscFile.readinto(file, buffer)``, the file's full checked path, which casts
+          the buffer to unsigned bytes and calls :meth:`readinto`;
+        * once the file is closed (the driver learns it in :meth:`release`), it too returns
+          ``MiscFile.readinto(file, buffer)`` (which raises :class:`ValueError`), for a
+          caller that kept the function past close;
+        * it holds no strong reference to ``file`` (keep a :func:`weakref.ref`): the file
+          holds the function, and a cycle would keep a dropped, unclosed file open until the
+          garbage collector runs.
+        """
+        return None
 
     def write(self, file: MiscFile, data: memoryview) -> int | None:
         """Accept bytes from ``data``; the default says the device cannot be written."""
@@ -95,6 +121,14 @@ class MiscFile(io.RawIOBase):
         self._read = self._fops.readinto if self._readable else None
         """The driver's ``readinto`` while the file is open for reading, else ``None``: one
         attribute read on the data path instead of the ``closed`` and mode checks."""
+        if self._readable:
+            try:
+                bound = self._fops.bind_readinto(self)
+            except BaseException:
+                self.close()
+                raise
+            if bound is not None:  # the driver's function is this file's readinto
+                self.__dict__["readinto"] = bound
 
     @property
     def device(self) -> Device:
@@ -123,6 +157,13 @@ class MiscFile(io.RawIOBase):
         return self.pos
 
     def readinto(self, buffer: Any) -> int | None:
+        """Read into ``buffer``: the count, ``0`` at end of data, ``None`` when a
+        non-blocking file has nothing.
+
+        This is the file's full checked path; a driver's
+        :meth:`FileOperations.bind_readinto` function, when there is one, is installed over
+        it and comes back here (``MiscFile.readinto(file, buffer)``) for the unusual calls.
+        """
         read = self._read
         if read is not None and type(buffer) is bytearray and buffer:  # the usual call
             return read(self, memoryview(buffer))
@@ -164,6 +205,7 @@ class MiscFile(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._read = None
+            self.__dict__.pop("readinto", None)  # the driver's bound readinto, if any
             try:
                 super().close()
             finally:

@@ -4,8 +4,9 @@ The driver knows nothing of PCI or device trees: at probe it asks the device's t
 for its data path (:meth:`virtcore.Transport.port`: the transport's own bound port where it
 offers one, else a port over ``transfer(buffer, Op.READ / Op.WRITE)``), moves every byte
 through it and waits on the device's IRQ.  A read costs one lock (the driver's, held so
-remove can wait transfers out), one port call and no second buffer check: the misc file
-checked the buffer once.
+remove can wait transfers out), one port call and no second buffer check, in one Python
+frame: the driver hands each file it opens for reading its own ``readinto``
+(:meth:`~virtcore.FileOperations.bind_readinto`), which checks and views the buffer itself.
 
 Waiting without polling and without a lost wakeup: the IRQ handler acknowledges the
 interrupt, then bumps a *generation* counter under a condition and notifies it.  A reader
@@ -21,6 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from virtcore import (
@@ -148,6 +151,27 @@ def _deadline(file: MiscFile) -> float | None:
     return None if file.timeout is None else time.monotonic() + file.timeout
 
 
+class OpenFile:
+    """Per-open state (``file.private_data``): whether the file is still open, which the
+    file's bound ``readinto`` checks on every call."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def __repr__(self) -> str:
+        return f"<OpenFile open={self.open}>"
+
+
+def _alive(file_ref: weakref.ref[MiscFile]) -> MiscFile:
+    """The file a bound ``readinto`` belongs to; a file already collected was closed."""
+    file = file_ref()
+    if file is None:
+        raise ValueError("I/O operation on closed file")
+    return file
+
+
 class PipeFileOperations(FileOperations):
     """The misc device's file operations: blocking (or non-blocking) reads and writes."""
 
@@ -159,6 +183,7 @@ class PipeFileOperations(FileOperations):
     def open(self, file: MiscFile) -> None:
         if self.state.removed:
             raise self.state._removed_error("before it could be opened")
+        file.private_data = OpenFile()
 
     def readinto(self, file: MiscFile, buffer: memoryview) -> int | None:
         """Block until data (the count), end of data (``0``) or the timeout; with
@@ -175,6 +200,13 @@ class PipeFileOperations(FileOperations):
             self._release()
         if n is not None:
             return n
+        return self._wait_to_read(file, buffer, generation)
+
+    def _wait_to_read(self, file: MiscFile, buffer: memoryview,
+                      generation: int) -> int | None:
+        """A read found nothing at ``generation``: ``None`` if non-blocking, else wait for
+        IRQs and read again until data, end of data or the timeout."""
+        state = self.state
         deadline: float | None = None
         while True:
             if file.nonblocking:
@@ -185,6 +217,38 @@ class PipeFileOperations(FileOperations):
             n, generation = state.read(buffer)
             if n is not None:
                 return n
+
+    def bind_readinto(self, file: MiscFile) -> Callable[[Any], int | None]:
+        """The file's ``readinto``: for a non-empty ``bytearray`` on an open file, the view,
+        the lock, the removed check, the generation, the counter and the port call in this
+        one frame; :meth:`_wait_to_read` when nothing is there yet; everything else goes
+        to the file's checked path (``MiscFile.readinto``), which calls :meth:`readinto`.
+        It holds the file weakly: the file holds it."""
+        state = self.state
+        acquire, release = self._acquire, self._release
+        port_read = state._read
+        wait_to_read = self._wait_to_read
+        checked = MiscFile.readinto
+        file_ref = weakref.ref(file)
+        opened: OpenFile = file.private_data
+
+        def readinto(buffer: Any) -> int | None:
+            if type(buffer) is not bytearray or not buffer or not opened.open:
+                return checked(_alive(file_ref), buffer)
+            view = memoryview(buffer)
+            acquire()
+            try:
+                if state.removed:
+                    raise state._removed_error("while reading")
+                generation = state.generation
+                state.transfers += 1
+                n = port_read(view)
+            finally:
+                release()
+            if n is not None:
+                return n
+            return wait_to_read(_alive(file_ref), view, generation)
+        return readinto
 
     def write(self, file: MiscFile, data: memoryview) -> int | None:
         """Write all of ``data``, waiting for room (back-pressure).
@@ -215,7 +279,9 @@ class PipeFileOperations(FileOperations):
         """Nothing to do: the driver holds no byte, writes reach the device before returning."""
 
     def release(self, file: MiscFile) -> None:
-        """Nothing per file to release."""
+        """Mark the file closed, for its bound ``readinto`` kept past close."""
+        if isinstance(file.private_data, OpenFile):
+            file.private_data.open = False
 
 
 class VirtPipeDriver(Driver):
