@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import array
+import gc
 import io
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -246,3 +251,149 @@ def test_an_un_numbered_name_is_one_per_machine_and_can_be_handed_over(
     assert virtcore_machine.misc.get("single").device is b
     virtcore_machine.remove_device(b)
     assert virtcore_machine.misc.names() == []
+
+
+class BoundEcho(Echo):
+    """Echo with a bound readinto (``FileOperations.bind_readinto``), as a hot-path driver
+    writes it: the usual call in its own function, everything else through the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast_reads = 0
+        self.bound: list[str] = []
+
+    def open(self, file: MiscFile) -> None:
+        super().open(file)
+        file.private_data = {"open": True}
+
+    def bind_readinto(self, file: MiscFile) -> Callable[[Any], int | None]:
+        self.bound.append(file.name)
+        file_ref = weakref.ref(file)
+        opened = file.private_data
+
+        def readinto(buffer: Any) -> int | None:
+            f = file_ref()
+            if type(buffer) is not bytearray or not buffer or not opened["open"] or not f:
+                if f is None:
+                    raise ValueError("I/O operation on closed file")
+                return MiscFile.readinto(f, buffer)
+            self.fast_reads += 1
+            return self.readinto(f, memoryview(buffer))
+        return readinto
+
+    def release(self, file: MiscFile) -> None:
+        super().release(file)
+        file.private_data["open"] = False
+
+
+class BoundEchoDriver(EchoDriver):
+    name = "bound-echo"
+
+    def probe(self, device: Device, match: Match) -> None:
+        assert device.machine is not None
+        device.driver_data = BoundEcho()
+        device.machine.register_misc(device, "echo", device.driver_data)
+
+
+@pytest.fixture
+def bound_echo(virtcore_machine: Machine, virtcore_device) -> BoundEcho:
+    virtcore_machine.register_driver(BoundEchoDriver)
+    echo = virtcore_device("a", compatible=["test,echo"]).driver_data
+    assert isinstance(echo, BoundEcho)
+    return echo
+
+
+def test_bound_readinto_is_the_files_readinto_while_open(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    bound_echo.buffer += b"abcdef"
+    f = virtcore_machine.open("echo0", "rb", buffering=0)
+    assert "readinto" in vars(f)  # installed on the file itself
+    buf = bytearray(2)
+    assert f.readinto(buf) == 2 and buf == b"ab"
+    assert f.read(2) == b"cd"  # RawIOBase.read goes through it too
+    assert bound_echo.fast_reads == 2
+    kept = f.readinto
+    f.close()
+    assert "readinto" not in vars(f) and bound_echo.released == 1
+    with pytest.raises(ValueError, match="closed file"):
+        f.readinto(bytearray(2))
+    with pytest.raises(ValueError, match="closed file"):
+        kept(bytearray(2))  # a readinto kept past close does not read either
+    assert bound_echo.buffer == b"ef" and bound_echo.fast_reads == 2
+
+
+def test_bound_readinto_sends_other_buffers_to_the_checked_path(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    bound_echo.buffer += b"0123456789"
+    with virtcore_machine.open("echo0", "rb", buffering=0) as f:
+        view = memoryview(bytearray(2))
+        assert f.readinto(view) == 2 and view.tobytes() == b"01"
+        words = array.array("H", [0])  # viewed as unsigned bytes by the checked path
+        assert f.readinto(words) == 2 and words.tobytes() == b"23"
+        assert f.readinto(bytearray()) == 0
+        assert f.readall() == b"456789"
+    # only readall's two reads (the data, then the end) were bytearrays: the others took
+    # the checked path
+    assert bound_echo.fast_reads == 2
+    with virtcore_machine.open("echo0", "rb", buffering=0, nonblocking=True) as f:
+        assert f.readinto(bytearray(1)) is None and f.read(1) is None
+
+
+def test_bound_readinto_under_a_buffered_reader(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    bound_echo.buffer += b"line one\nline two\n"
+    with virtcore_machine.open("echo0", "rb") as f:
+        assert isinstance(f, io.BufferedReader)
+        assert f.readlines() == [b"line one\n", b"line two\n"]
+
+
+def test_bound_readinto_only_for_files_open_for_reading(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    with virtcore_machine.open("echo0", "wb", buffering=0) as f:
+        f.write(b"x")
+        assert "readinto" not in vars(f)
+        with pytest.raises(io.UnsupportedOperation, match="not opened for reading"):
+            f.readinto(bytearray(1))
+    assert bound_echo.bound == []
+    with virtcore_machine.open("echo0", "r+b", buffering=0) as raw:
+        assert bound_echo.bound == ["echo0"]
+        assert raw.read(1) == b"x"
+
+
+def test_dropped_open_file_with_bound_readinto_closes_at_once(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    gc.disable()
+    try:
+        f = virtcore_machine.open("echo0", "rb", buffering=0)
+        assert "readinto" in vars(f)
+        dropped = weakref.ref(f)
+        del f
+        assert dropped() is None  # no file <-> function cycle waits for the collector
+        assert bound_echo.released == 1
+    finally:
+        gc.enable()
+
+
+def test_failing_bind_readinto_releases_the_file(
+        virtcore_machine: Machine, bound_echo: BoundEcho) -> None:
+    def refuse(file: MiscFile) -> None:
+        raise RuntimeError("cannot bind")
+
+    bound_echo.bind_readinto = refuse  # type: ignore[assignment, method-assign]
+    with pytest.raises(RuntimeError, match="cannot bind"):
+        virtcore_machine.open("echo0", "rb", buffering=0)
+    assert bound_echo.opened == 1 and bound_echo.released == 1
+
+
+def test_driver_without_bind_readinto_keeps_the_files_own(
+        echo_machine: Machine, virtcore_device) -> None:
+    virtcore_device("a", compatible=["test,echo"])
+    with echo_machine.open("echo0", "r+b", buffering=0) as f:
+        assert "readinto" not in vars(f)
+        assert type(f).readinto is MiscFile.readinto
+        f.write(b"xyz")
+        buf = bytearray(2)
+        assert f.readinto(buf) == 2 and buf == b"xy"
+        assert f.readinto(memoryview(bytearray(4))) == 1
+    with pytest.raises(ValueError, match="closed file"):
+        f.readinto(bytearray(1))
