@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import array
+import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -216,3 +219,51 @@ def test_unplug_while_reading(virtcore_machine, bus) -> None:
     assert error and "virt_pipe0" in str(error[0])
     f.close()
     assert virtcore_machine.misc.names() == []
+
+
+def test_the_files_readinto_is_the_drivers_bound_one(virtcore_machine, bus) -> None:
+    model = PipeModel(data=b"0123456789")
+    device = bus.add("p", ids=IDS, irq=9, model=model)
+    state = device.driver_data
+    f = virtcore_machine.open("virt_pipe0", "rb", buffering=0, timeout=5)
+    assert "readinto" in vars(f)  # FileOperations.bind_readinto installed it
+    buf = bytearray(2)
+    assert f.readinto(buf) == 2 and buf == b"01"
+    view = memoryview(bytearray(2))  # other buffers go through the file's checked path
+    assert f.readinto(view) == 2 and view.tobytes() == b"23"
+    words = array.array("H", [0])
+    assert f.readinto(words) == 2 and words.tobytes() == b"45"
+    assert f.readinto(bytearray()) == 0
+    kept = f.readinto
+    transfers = state.transfers
+    f.close()
+    assert "readinto" not in vars(f)
+    for read in (f.readinto, kept):  # closed: no transfer, the file's error
+        with pytest.raises(ValueError, match="closed file"):
+            read(bytearray(2))
+    assert state.transfers == transfers
+
+
+def test_bound_readinto_nonblocking_and_removed(virtcore_machine, bus) -> None:
+    from virtcore import DeviceRemovedError
+
+    device = bus.add("p", ids=IDS, irq=9, model=PipeModel())
+    with virtcore_machine.open("virt_pipe0", "rb", buffering=0, nonblocking=True) as f:
+        assert f.readinto(bytearray(4)) is None
+        virtcore_machine.unbind(device)
+        with pytest.raises(DeviceRemovedError, match="virt_pipe0 was removed while reading"):
+            f.readinto(bytearray(4))
+
+
+def test_dropped_open_file_closes_at_once(virtcore_machine, bus) -> None:
+    bus.add("p", ids=IDS, irq=9, model=PipeModel())
+    gc.disable()
+    try:
+        f = virtcore_machine.open("virt_pipe0", "rb", buffering=0)
+        opened = f.private_data
+        dropped = weakref.ref(f)
+        del f
+        # the bound readinto holds the file weakly: no cycle waits for the collector
+        assert dropped() is None and not opened.open
+    finally:
+        gc.enable()
